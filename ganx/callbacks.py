@@ -1,0 +1,92 @@
+"""Lightning callbacks that count in generator steps (one training batch), the unit ganx users think in."""
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torchvision.utils import save_image
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorStepCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint every ``every_n_generator_steps`` generator updates, named by generator step.
+
+    Lightning's ``every_n_train_steps`` counts optimizer steps (k + 1 per GAN step); this converts once the model is
+    known. ``last.ckpt`` is refreshed at every save; periodic files are never overwritten (Lightning adds ``-v1``).
+    """
+
+    def __init__(self, every_n_generator_steps: int, **kwargs):
+        if every_n_generator_steps < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 generator step, got {every_n_generator_steps}.")
+        kwargs.setdefault("filename", "step_{trainer/generator_steps:07.0f}")
+        kwargs.setdefault("auto_insert_metric_name", False)
+        super().__init__(**kwargs)
+        self.every_n_generator_steps = every_n_generator_steps
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._every_n_train_steps = self.every_n_generator_steps * pl_module.optimizer_steps_per_batch
+
+
+class SampleGrid(L.Callback):
+    """Every ``every_n_steps`` generator steps (and at the end), save ``pl_module.visualize()`` as a PNG and log it."""
+
+    def __init__(self, dirpath: str, every_n_steps: int):
+        if every_n_steps < 1:
+            raise ValueError(f"sample_every must be >= 1 generator step, got {every_n_steps}.")
+        self.dirpath, self.every_n_steps = Path(dirpath), every_n_steps
+        self._last_written = -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.generator_steps % self.every_n_steps == 0:
+            self.write(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if pl_module.generator_steps != self._last_written:
+            self.write(trainer, pl_module)
+
+    @rank_zero_only
+    def write(self, trainer: L.Trainer, pl_module) -> None:
+        step = pl_module.generator_steps
+        grid = pl_module.visualize().cpu()
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        save_image(grid, self.dirpath / f"step_{step:07d}.png")
+        self._last_written = step
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="samples", images=[grid], step=step)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("samples", grid, step)
+
+
+class RunRecord(L.Callback):
+    """Write ``run.json`` next to the config: what data was actually loaded (e.g. an offline fallback) and the step
+    mapping; log the data facts to the loggers and keep them in every checkpoint."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        summary = trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
+        if pl_module.run_config is not None:
+            pl_module.run_config["data_summary"] = summary
+        record = {
+            "data": summary,
+            "optimizer_steps_per_generator_step": pl_module.optimizer_steps_per_batch,
+            "max_steps (optimizer steps)": trainer.max_steps,
+            "world_size": trainer.world_size,
+        }
+        self._write(trainer, record)
+
+    @rank_zero_only
+    def _write(self, trainer, record: dict) -> None:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        (self.dirpath / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+        for logger in trainer.loggers:
+            logger.log_hyperparams({f"data_summary/{k}": v for k, v in record["data"].items()})
+        log.info("Data: %s", record["data"])

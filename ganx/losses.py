@@ -1,0 +1,160 @@
+"""Adversarial losses and critic regularisers as small pure functions.
+
+Discriminators return raw scores ("logits"); every loss applies its own link function, so the sigmoid-based losses use
+``softplus`` (numerically stable BCE-with-logits) and the Wasserstein/hinge/least-squares losses use the raw score.
+Each D loss is minimised by the discriminator, each G loss by the generator.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# --- Original GAN (Goodfellow et al. 2014) ---------------------------------------------------------------------------
+
+
+def minimax_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """-E[log D(x)] - E[log(1 - D(G(z)))], D = sigmoid(logits) (Goodfellow et al. 2014, Eq. 1; the D side of the game)."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def minimax_g_loss(fake_logits: Tensor) -> Tensor:
+    """E[log(1 - D(G(z)))] (Goodfellow et al. 2014, Eq. 1): the saturating generator loss of the minimax game."""
+    return -F.softplus(fake_logits).mean()
+
+
+def non_saturating_g_loss(fake_logits: Tensor) -> Tensor:
+    """-E[log D(G(z))] (Goodfellow et al. 2014, Sec. 3): same fixed point, strong gradients early in training."""
+    return F.softplus(-fake_logits).mean()
+
+
+# --- Wasserstein GAN (Arjovsky et al. 2017) --------------------------------------------------------------------------
+
+
+def wasserstein_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """E[D(G(z))] - E[D(x)]: minus the Kantorovich-Rubinstein estimate (Arjovsky et al. 2017, Eq. 3)."""
+    return fake_logits.mean() - real_logits.mean()
+
+
+def wasserstein_g_loss(fake_logits: Tensor) -> Tensor:
+    """-E[D(G(z))] (Arjovsky et al. 2017, Algorithm 1, generator update)."""
+    return -fake_logits.mean()
+
+
+# --- Least squares GAN (Mao et al. 2017) -----------------------------------------------------------------------------
+
+
+def lsgan_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]: Mao et al. 2017, Eq. 9 with the 0-1 coding a=0, b=1 (as CycleGAN uses)."""
+    return 0.5 * (real_logits - 1).pow(2).mean() + 0.5 * fake_logits.pow(2).mean()
+
+
+def lsgan_g_loss(fake_logits: Tensor) -> Tensor:
+    """1/2 E[(D(G(z)) - 1)^2]: Mao et al. 2017, Eq. 9 with c = 1."""
+    return 0.5 * (fake_logits - 1).pow(2).mean()
+
+
+# --- Hinge loss (Lim & Ye 2017; Miyato et al. 2018) ------------------------------------------------------------------
+
+
+def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))] (Miyato et al. 2018, Eq. 16)."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def hinge_g_loss(fake_logits: Tensor) -> Tensor:
+    """-E[D(G(z))] (Miyato et al. 2018, Eq. 17)."""
+    return -fake_logits.mean()
+
+
+# --- Regularisers ----------------------------------------------------------------------------------------------------
+
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """E[(||grad_x_hat D(x_hat)||_2 - 1)^2], x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1] per sample.
+
+    Gulrajani et al. 2017, Eq. 3 (multiply by lambda = gp_weight). Computed in float32 with autocast off: the squared
+    norm of a half-precision gradient is a known NaN source. The graph is kept (create_graph) so the penalty's gradient
+    reaches the critic's parameters (double backward).
+    """
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        real, fake = real.detach().float(), fake.detach().float()
+        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+        return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+    """1/2 E[||grad_x D(x)||^2] on real data (Mescheder et al. 2018, Eq. 9; multiply by gamma = r1_weight).
+
+    ``real`` must have had ``requires_grad_(True)`` before the critic produced ``real_logits``.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return 0.5 * grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+@torch.no_grad()
+def clip_weights_(critic: nn.Module, clip_value: float) -> None:
+    """Clamp every critic parameter to [-c, c] (Arjovsky et al. 2017, Algorithm 1, line 7)."""
+    for p in critic.parameters():
+        p.clamp_(-clip_value, clip_value)
+
+
+# --- Registry: one place to add a loss --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossFamily:
+    d_loss: Callable[[Tensor, Tensor], Tensor]
+    g_loss: Callable[[Tensor], Tensor]
+    probability_link: bool  # True: D(x) = sigmoid(logit) is a probability; False: the raw score is D(x)
+    wasserstein: bool = False  # True: E[D(x)] - E[D(G(z))] estimates the Wasserstein distance
+
+
+LOSSES: dict[str, LossFamily] = {
+    "minimax": LossFamily(minimax_d_loss, minimax_g_loss, probability_link=True),
+    "non_saturating": LossFamily(minimax_d_loss, non_saturating_g_loss, probability_link=True),
+    "wasserstein": LossFamily(wasserstein_d_loss, wasserstein_g_loss, probability_link=False, wasserstein=True),
+    "lsgan": LossFamily(lsgan_d_loss, lsgan_g_loss, probability_link=False),
+    "hinge": LossFamily(hinge_d_loss, hinge_g_loss, probability_link=False),
+}
+
+
+@dataclass(frozen=True)
+class AdversarialLoss:
+    """A loss family plus the critic regularisers, built from the Hydra ``loss`` group.
+
+    gp_weight: lambda of the WGAN-GP gradient penalty (0 disables it).
+    clip_value: c of WGAN weight clipping (None disables it).
+    r1_weight: gamma of the R1 penalty on real data (0 disables it).
+    """
+
+    name: str = "non_saturating"
+    gp_weight: float = 0.0
+    clip_value: float | None = None
+    r1_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in LOSSES:
+            raise ValueError(f"Unknown loss {self.name!r}; choose one of {sorted(LOSSES)} (loss=<name> on the command line).")
+        if self.gp_weight < 0 or self.r1_weight < 0:
+            raise ValueError(f"loss.gp_weight and loss.r1_weight must be >= 0, got {self.gp_weight}, {self.r1_weight}.")
+        if self.clip_value is not None and self.clip_value <= 0:
+            raise ValueError(f"loss.clip_value must be > 0 or null, got {self.clip_value}.")
+
+    @property
+    def family(self) -> LossFamily:
+        return LOSSES[self.name]
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return self.family.d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return self.family.g_loss(fake_logits)
+
+    def d_output(self, logits: Tensor) -> Tensor:
+        """D(x) as the paper defines it: a probability for the sigmoid losses, the raw score otherwise."""
+        return torch.sigmoid(logits) if self.family.probability_link else logits

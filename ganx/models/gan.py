@@ -1,0 +1,161 @@
+"""Unconditional GANs: the original GAN, DCGAN, WGAN, WGAN-GP, LSGAN and hinge GANs.
+
+They differ only in networks, loss, regularisers and optimizers, all of which come from the config; the training step
+is Goodfellow et al. 2014, Algorithm 1 (and Arjovsky et al. 2017, Algorithm 1): ``critic_steps`` discriminator updates,
+each on a fresh real minibatch, then one generator update.
+"""
+
+import logging
+import math
+
+import torch
+from torch import Tensor, nn
+from torchvision.utils import make_grid
+
+from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty
+from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
+
+log = logging.getLogger(__name__)
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+class GAN(AdversarialModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: AdversarialLoss,
+        g_optimizer: OptimizerFactory,
+        d_optimizer: OptimizerFactory,
+        g_scheduler: SchedulerFactory | None = None,
+        d_scheduler: SchedulerFactory | None = None,
+        critic_steps: int = 1,
+        latent_dim: int = 100,
+        latent_distribution: str = "normal",
+        num_fixed_samples: int = 64,
+        fixed_noise_seed: int = 1234,
+    ):
+        super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler)
+        if critic_steps < 1:
+            raise ValueError(f"model.critic_steps must be >= 1 (discriminator updates per generator update), got {critic_steps}.")
+        if latent_distribution not in ("normal", "uniform"):
+            raise ValueError(f"model.latent_distribution must be 'normal' or 'uniform', got {latent_distribution!r}.")
+        if loss.gp_weight > 0 and has_batch_norm(discriminator):
+            raise ValueError(
+                "A gradient penalty needs a critic without BatchNorm: BatchNorm couples the samples of a batch, so the "
+                "per-sample input gradient the penalty constrains is not defined (Gulrajani et al. 2017, Sec. 4). "
+                "Use model.discriminator.norm=layer (or instance/none), or set loss.gp_weight=0."
+            )
+        self.generator, self.discriminator, self.loss = generator, discriminator, loss
+        self.critic_steps, self.latent_dim, self.latent_distribution = critic_steps, latent_dim, latent_distribution
+        # A fixed noise batch, part of the state dict, so sample grids over training (and after resume) are comparable.
+        seeded = torch.Generator().manual_seed(fixed_noise_seed)
+        self.register_buffer("fixed_noise", self._draw_latent(num_fixed_samples, seeded), persistent=True)
+
+    # --- the algorithm --------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, _ = batch
+        if images.shape[0] % self.critic_steps:
+            raise ValueError(
+                f"A training batch of {images.shape[0]} images cannot be split into critic_steps={self.critic_steps} "
+                "real minibatches; build the data module with batches_per_step=critic_steps (ganx.train does)."
+            )
+        g_opt, d_opt = self.optimizers()
+        for real in images.chunk(self.critic_steps):
+            critic_stats = self.critic_step(real, d_opt)
+        generator_stats = self.generator_step(real.shape[0], g_opt)
+        self.generator_steps += 1
+        self.log_step({**critic_stats, **generator_stats}, prog_bar=("d_loss", "g_loss"))
+
+    def critic_step(self, real: Tensor, d_opt) -> dict[str, Tensor]:
+        """One discriminator (critic) update on a real minibatch and a fresh fake one."""
+        with torch.no_grad():
+            fake = self.generator(self.sample_latent(real.shape[0]))
+        if self.loss.r1_weight > 0:
+            real = real.detach().requires_grad_(True)  # R1 differentiates D(x) with respect to x
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        adversarial = self.loss.d_loss(real_logits, fake_logits)
+        stats = {"d_adversarial": adversarial}
+        d_loss = adversarial
+        if self.loss.gp_weight > 0:
+            stats["gradient_penalty"] = gradient_penalty(self.discriminator, real, fake)
+            d_loss = d_loss + self.loss.gp_weight * stats["gradient_penalty"]
+        if self.loss.r1_weight > 0:
+            stats["r1_penalty"] = r1_penalty(real_logits, real)
+            d_loss = d_loss + self.loss.r1_weight * stats["r1_penalty"]
+        self.check_finite(d_loss=d_loss)
+        self.update(d_opt, d_loss)
+        if self.loss.clip_value is not None:
+            clip_weights_(self.discriminator, self.loss.clip_value)
+        stats.update(
+            d_loss=d_loss,
+            d_real=self.loss.d_output(real_logits.detach()).mean(),
+            d_fake=self.loss.d_output(fake_logits.detach()).mean(),
+        )
+        if self.loss.family.wasserstein:
+            stats["wasserstein_estimate"] = real_logits.detach().mean() - fake_logits.detach().mean()
+        return stats
+
+    def generator_step(self, batch_size: int, g_opt) -> dict[str, Tensor]:
+        """One generator update through a frozen discriminator."""
+        fake = self.generator(self.sample_latent(batch_size))
+        with frozen(self.discriminator):
+            g_loss = self.loss.g_loss(self.discriminator(fake))
+        self.check_finite(g_loss=g_loss)
+        self.update(g_opt, g_loss)
+        return {"g_loss": g_loss}
+
+    # --- sampling -------------------------------------------------------------------------------------------------
+
+    def _draw_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        if self.latent_distribution == "normal":
+            return torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return torch.rand(n, self.latent_dim, generator=generator, device=device) * 2 - 1
+
+    def sample_latent(self, n: int) -> Tensor:
+        return self._draw_latent(n, device=self.device)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """Generator outputs for latent codes ``z`` in eval mode (BatchNorm uses running statistics: deterministic)."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(z.to(self.device))
+        finally:
+            self.generator.train(was_training)
+
+    @torch.no_grad()
+    def visualize(self) -> Tensor:
+        images = self.generate(self.fixed_noise)
+        return make_grid((images.float() + 1) / 2, nrow=math.ceil(math.sqrt(len(images))), padding=2).clamp(0, 1)
+
+    # --- plumbing -------------------------------------------------------------------------------------------------
+
+    def generator_parameters(self):
+        return self.generator.parameters()
+
+    def discriminator_parameters(self):
+        return self.discriminator.parameters()
+
+    @property
+    def real_batches_per_step(self) -> int:
+        return self.critic_steps
+
+    @property
+    def optimizer_steps_per_batch(self) -> int:
+        return self.critic_steps + 1
+
+    def configure_optimizers(self):
+        optimizers, schedulers = super().configure_optimizers()
+        if self.loss.clip_value is not None and "betas" in optimizers[1].defaults:
+            log.warning(
+                "Weight clipping with a momentum optimizer (%s): Arjovsky et al. 2017 (Sec. 3) report unstable WGAN "
+                "training with Adam and use RMSProp (model=wgan does).",
+                type(optimizers[1]).__name__,
+            )
+        return optimizers, schedulers

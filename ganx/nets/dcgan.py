@@ -1,0 +1,96 @@
+"""DCGAN generator and discriminator (Radford et al. 2016) for any resolution 4..7 x 2^n (28, 32, 64, 96, 128, ...).
+
+The 64x64 pair is the well-known anime-faces course architecture: the generator projects z with a Linear layer to
+4x4x(8*base_width), then 5x5 stride-2 transposed convs with BatchNorm+ReLU up to 64x64 and tanh; the discriminator
+mirrors it with 4x4 stride-2 convs (BatchNorm+LeakyReLU(0.2), none on the first) down to a single logit.
+"""
+
+import torch
+from torch import nn
+
+from ganx.nets.init import init_dcgan_weights
+
+NORMS = ("batch", "instance", "layer", "none")
+
+
+def dcgan_layout(image_size: int) -> tuple[int, int]:
+    """Return (start_size, number of 2x up/downsamplings) with image_size = start_size * 2**n and 4 <= start_size <= 7."""
+    size, doublings = image_size, 0
+    while size > 7 and size % 2 == 0:
+        size, doublings = size // 2, doublings + 1
+    if not (4 <= size <= 7) or doublings == 0:
+        raise ValueError(
+            f"DCGAN nets need image_size = s * 2**n with 4 <= s <= 7 and n >= 1 (e.g. 28, 32, 64, 96, 128); "
+            f"got image_size={image_size}. Set data.image_size to a supported size."
+        )
+    return size, doublings
+
+
+def _norm2d(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "layer":  # LayerNorm over (C, H, W): the per-sample norm Gulrajani et al. 2017 use for WGAN-GP critics
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int = 100, image_size: int = 64, channels: int = 3, base_width: int = 64):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.start_size, doublings = dcgan_layout(image_size)
+        self.top_width = base_width * 2 ** (doublings - 1)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, self.top_width * self.start_size**2, bias=False),
+            nn.BatchNorm1d(self.top_width * self.start_size**2),
+            nn.ReLU(),
+        )
+        blocks: list[nn.Module] = []
+        width = self.top_width
+        for _ in range(doublings - 1):
+            blocks += [
+                nn.ConvTranspose2d(width, width // 2, 5, stride=2, padding=2, output_padding=1, bias=False),
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(),
+            ]
+            width //= 2
+        blocks += [nn.ConvTranspose2d(width, channels, 5, stride=2, padding=2, output_padding=1), nn.Tanh()]
+        self.upsample = nn.Sequential(*blocks)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.project(z).view(-1, self.top_width, self.start_size, self.start_size)
+        return self.upsample(x)
+
+
+class DCGANDiscriminator(nn.Module):
+    """images (N, channels, image_size, image_size) -> logits (N,). No sigmoid: the loss applies the link function.
+
+    ``norm`` is "batch" for DCGAN, and "layer"/"instance"/"none" for critics with a gradient penalty, whose
+    per-sample input gradients BatchNorm would couple across the batch.
+    """
+
+    def __init__(self, image_size: int = 64, channels: int = 3, base_width: int = 64, norm: str = "batch"):
+        super().__init__()
+        start_size, doublings = dcgan_layout(image_size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, base_width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        width = base_width
+        for _ in range(doublings - 1):
+            layers += [
+                nn.Conv2d(width, width * 2, 4, stride=2, padding=1, bias=norm == "none"),
+                _norm2d(norm, width * 2),
+                nn.LeakyReLU(0.2),
+            ]
+            width *= 2
+        layers += [nn.Conv2d(width, 1, start_size)]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()

@@ -1,0 +1,83 @@
+"""Fully connected generator and discriminator (Goodfellow et al. 2014; also the 2-D toy benchmarks)."""
+
+from collections.abc import Sequence
+from math import prod
+
+import torch
+from torch import nn
+
+
+class Maxout(nn.Module):
+    """Maxout unit (Goodfellow et al. 2013): the max over ``pieces`` linear maps, as in the original GAN's discriminator."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int):
+        super().__init__()
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(-1, self.out_features, self.pieces).amax(dim=-1)
+
+
+class MLPGenerator(nn.Module):
+    """z -> hidden ReLU layers -> an output of ``out_shape`` (tanh for images in [-1, 1], identity for points)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        out_shape: Sequence[int],
+        hidden: Sequence[int] = (1200, 1200),
+        batch_norm: bool = False,
+        out_activation: str = "tanh",
+    ):
+        super().__init__()
+        if out_activation not in ("tanh", "none"):
+            raise ValueError(f"out_activation must be 'tanh' or 'none', got {out_activation!r}")
+        self.latent_dim, self.out_shape = latent_dim, tuple(out_shape)
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h)]
+            if batch_norm:
+                layers += [nn.BatchNorm1d(h)]
+            layers += [nn.ReLU()]
+            width = h
+        layers += [nn.Linear(width, prod(self.out_shape))]
+        if out_activation == "tanh":
+            layers += [nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """x -> hidden layers (LeakyReLU or maxout, with dropout) -> one logit per sample.
+
+    ``maxout_pieces > 1`` gives the original GAN's maxout discriminator; 0 or 1 uses LeakyReLU(0.2).
+    Returns logits (no sigmoid): the losses apply the link function, which is numerically stable.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        hidden: Sequence[int] = (240, 240),
+        dropout: float = 0.5,
+        maxout_pieces: int = 0,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = prod(in_shape)
+        for h in hidden:
+            if maxout_pieces > 1:
+                layers += [Maxout(width, h, maxout_pieces)]
+            else:
+                layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            if dropout > 0:
+                layers += [nn.Dropout(dropout)]
+            width = h
+        layers += [nn.Linear(width, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)

@@ -1,0 +1,53 @@
+"""Network output shapes per resolution; nets are plain nn.Modules."""
+
+import pytest
+import torch
+
+from ganx.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ganx.nets.dcgan import dcgan_layout
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3), (96, 3)])
+def test_dcgan_shapes(size, channels):
+    g = DCGANGenerator(latent_dim=16, image_size=size, channels=channels, base_width=8)
+    d = DCGANDiscriminator(image_size=size, channels=channels, base_width=8)
+    x = g(torch.randn(3, 16))
+    assert x.shape == (3, channels, size, size)
+    assert x.min() >= -1 and x.max() <= 1
+    assert d(x).shape == (3,)
+
+
+def test_dcgan_64_matches_course_architecture():
+    g = DCGANGenerator(latent_dim=100, image_size=64, channels=3, base_width=64)
+    assert g.project[0].out_features == 4 * 4 * 8 * 64
+    convs = [m for m in g.upsample if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (512, 256, (5, 5), (2, 2)), (256, 128, (5, 5), (2, 2)), (128, 64, (5, 5), (2, 2)), (64, 3, (5, 5), (2, 2))
+    ]
+    d = DCGANDiscriminator(image_size=64, channels=3, base_width=64)
+    strided = [m for m in d.net if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert [c.kernel_size for c in strided] == [(4, 4)] * 4
+
+
+@pytest.mark.parametrize("size", [30, 100, 7, 3])
+def test_unsupported_sizes_are_refused_with_a_hint(size):
+    with pytest.raises(ValueError, match="data.image_size"):
+        dcgan_layout(size)
+
+
+@pytest.mark.parametrize("norm", ["layer", "instance", "none"])
+def test_critic_without_batchnorm(norm):
+    d = DCGANDiscriminator(image_size=32, channels=3, base_width=8, norm=norm)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    x = torch.randn(4, 3, 32, 32)
+    # Per-sample: a sample's score does not depend on the rest of the batch.
+    assert torch.allclose(d(x)[:1], d(x[:1]), atol=1e-5)
+
+
+def test_mlp_shapes_and_maxout():
+    g = MLPGenerator(latent_dim=10, out_shape=(1, 28, 28), hidden=(32, 32))
+    d = MLPDiscriminator(in_shape=(1, 28, 28), hidden=(16,), maxout_pieces=5, dropout=0.5)
+    x = g(torch.rand(7, 10))
+    assert x.shape == (7, 1, 28, 28) and d(x).shape == (7,)
+    points = MLPGenerator(latent_dim=2, out_shape=(2,), hidden=(8,), out_activation="none")(torch.randn(5, 2))
+    assert points.shape == (5, 2) and points.abs().max() > 0
