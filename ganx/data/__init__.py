@@ -1,0 +1,7 @@
+"""LightningDataModules yielding ``(images in [-1, 1], int64 labels)`` batches; see ``ImageDataModule``."""
+
+from .base import DataError, ImageDataModule
+from .image_folder import ImageFolderDataModule
+from .mnist import FashionMNISTDataModule, MNISTDataModule
+
+__all__ = ["DataError", "FashionMNISTDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule"]

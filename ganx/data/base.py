@@ -1,0 +1,168 @@
+"""Shared base for ganx data modules: loader construction, splits, the error type.
+
+Every data module yields ``(images, labels)`` batches with images float32 in [-1, 1] of shape (N, C, H, W)
+and labels int64 of shape (N,). Subclasses only implement ``_build_sets()`` and ``summary()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Bad data configuration or missing/unreadable data; the message names the path or value and the fix.
+
+    Subclasses ValueError so callers catching ValueError (e.g. for a too-small training set) also catch it.
+    """
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    """Validate an integer constructor argument where it enters, so a typo in a config fails early."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DataError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic disjoint (train, val) index split of ``range(n)``; ``val_size`` must be <= n."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[val_size:], perm[:val_size]
+
+
+def capped_val_size(requested: int, n: int, what: str) -> int:
+    """Hold out at most a fifth of a small data set, so tiny folders still leave most images for training."""
+    cap = n // 5
+    if requested > cap:
+        log.info("%s: only %d images, holding out %d for validation instead of val_size=%d", what, n, cap, requested)
+        return cap
+    return requested
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base class: holds the common arguments and builds the loaders from ``train_set`` / ``val_set``.
+
+    Args:
+        batch_size: images per real batch seen by one optimizer step.
+        num_workers: DataLoader worker processes.
+        val_size: held-out real images used by metrics (``real_dataloader``).
+        batches_per_step: the training loader yields ``batch_size * batches_per_step`` images per batch, so a GAN
+            module can split one loader batch into several fresh real batches (e.g. one per critic step).
+        seed: seed of the deterministic train/val split.
+        image_size: side length of the square output images.
+        channels: must equal the data set's channel count when given (the configs state it for the model's nets).
+    """
+
+    channels: int
+    num_classes: int | None = None
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_size: int = 1000,
+        batches_per_step: int = 1,
+        seed: int = 0,
+        image_size: int = 64,
+        channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if channels is not None and channels != self.channels:
+            # The configs state channels so the model's nets can be built from ${data.channels}.
+            raise DataError(f"data.channels={channels}, but {type(self).__name__} yields {self.channels}-channel images")
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.num_workers = _check_int("num_workers", num_workers, 0)
+        self.val_size = _check_int("val_size", val_size, 0)
+        self.batches_per_step = _check_int("batches_per_step", batches_per_step, 1)
+        self.seed = _check_int("seed", seed, 0)
+        self.image_size = _check_int("image_size", image_size, 1)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    # --- hooks -------------------------------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        """Create ``train_set`` and ``val_set``; a second call does nothing (Lightning may call it per stage)."""
+        if self.train_set is not None:
+            return
+        self.train_set, self.val_set = self._build_sets()
+
+    def _build_sets(self) -> tuple[Dataset, Dataset]:
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable facts about what was loaded (subclasses add their source and path)."""
+        self._require_setup()
+        return {
+            "train_size": len(self.train_set),
+            "val_size": len(self.val_set),
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "num_classes": self.num_classes,
+        }
+
+    # --- loaders -----------------------------------------------------------------------------------------------
+
+    @property
+    def loader_batch_size(self) -> int:
+        """Images per training-loader batch: ``batch_size * batches_per_step``."""
+        return self.batch_size * self.batches_per_step
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        n, need = len(self.train_set), self.loader_batch_size
+        if n < need:
+            # drop_last=True would silently yield zero batches and Lightning would "train" for nothing.
+            raise DataError(
+                f"training set has {n} images but one loader batch needs {need} "
+                f"(batch_size={self.batch_size} x batches_per_step={self.batches_per_step}); "
+                f"lower data.batch_size to at most {n // self.batches_per_step} or add images"
+            )
+        return DataLoader(
+            self.train_set,
+            batch_size=need,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self._pin_memory(),
+        )
+
+    def real_dataloader(self, split: str = "val", batch_size: int | None = None, shuffle: bool = False) -> DataLoader:
+        """Plain loader over real images for metrics; keeps every image (drop_last=False).
+
+        A shuffled loader uses a generator seeded with ``seed``, so repeated calls see the same order.
+        """
+        self._require_setup()
+        sets = {"val": self.val_set, "train": self.train_set}
+        if split not in sets:
+            raise DataError(f"real_dataloader(split={split!r}): split must be 'val' or 'train'")
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            sets[split],
+            batch_size=batch_size or self.batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            num_workers=self.num_workers,
+            pin_memory=self._pin_memory(),
+            generator=generator,
+        )
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    def _pin_memory(self) -> bool:
+        """Pin only when the attached trainer runs on CUDA (pinning on CPU just costs time and a warning)."""
+        from lightning.pytorch.accelerators import CUDAAccelerator
+
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and isinstance(getattr(trainer, "accelerator", None), CUDAAccelerator)
+
+    def _require_setup(self) -> None:
+        if self.train_set is None:
+            raise DataError(f"{type(self).__name__}: call prepare_data() and setup() before using the data")

@@ -1,0 +1,181 @@
+"""Unlabeled image-folder data module (e.g. ``data=anime``): any nesting, bad files skipped, RGB output."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from .base import DataError, ImageDataModule, capped_val_size, split_indices
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# What PIL raises for unreadable / truncated / hostile files (UnidentifiedImageError is an OSError).
+BAD_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB without losing the picture.
+
+    * 16/32-bit integer grayscale ("I;16", "I", ...): PIL's convert() would clip at 255 (nearly all white),
+      so scale 0..65535 down to 0..255 instead.
+    * Transparency (RGBA, LA, palette with a transparent index): composite on white, since the colour stored
+      under fully transparent pixels is arbitrary (often black).
+    """
+    if im.mode.startswith("I"):
+        a = np.asarray(im).astype(np.float64)
+        a = np.clip(a / 257.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(a, mode="L").convert("RGB")
+    if (im.mode == "P" and "transparency" in im.info) or im.mode in ("PA", "LA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, im).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def scan_images(root: Path) -> tuple[list[Path], list[Path]]:
+    """Sorted image files under ``root`` (recursive), split into (readable, skipped).
+
+    Only the header is read (``Image.open`` is lazy), so this is cheap; truncated files pass here and are
+    caught when decoded in ``ImageFileDataset``.
+    """
+    candidates = sorted(
+        (p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),  # deterministic across file systems
+    )
+    good, skipped = [], []
+    for path in candidates:
+        try:
+            with Image.open(path) as im:
+                ok = im.width > 0 and im.height > 0
+        except BAD_IMAGE_ERRORS:
+            ok = False
+        (good if ok else skipped).append(path)
+    return good, skipped
+
+
+class ImageFileDataset(Dataset):
+    """Files -> (RGB image (3, S, S) in [-1, 1], label 0). A file that fails to decode is replaced by the next."""
+
+    _upscale_noted = False  # one INFO note per process about small images being upscaled
+
+    def __init__(self, files: list[Path], image_size: int) -> None:
+        self.files = files
+        self.image_size = image_size
+        self.bad: set[int] = set()  # indices that failed to decode in this process
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize(image_size, antialias=True),  # shorter side -> image_size, keeps aspect ratio
+                transforms.CenterCrop(image_size),
+                transforms.ToTensor(),
+                transforms.Normalize([0.5] * 3, [0.5] * 3),  # [0, 1] -> [-1, 1]
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> torch.Tensor:
+        with Image.open(self.files[index]) as im:
+            # Lets JPEG decode at 1/2, 1/4 or 1/8 scale when the file is much larger than needed (big speed-up).
+            im.draft(None, (self.image_size, self.image_size))
+            im.load()  # full decode while the file is open; raises on truncated data
+            im = to_rgb(im)
+        if min(im.size) < self.image_size and not ImageFileDataset._upscale_noted:
+            ImageFileDataset._upscale_noted = True
+            log.info(
+                "%s is %dx%d, smaller than image_size=%d: small images are upscaled",
+                self.files[index],
+                *im.size,
+                self.image_size,
+            )
+        return self.transform(im)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        n = len(self.files)
+        for k in range(n):
+            j = (index + k) % n
+            if j in self.bad:
+                continue
+            try:
+                return self.load(j), 0
+            except BAD_IMAGE_ERRORS as e:
+                # Do not crash a long run for one broken file: use the next one (deterministic) instead.
+                self.bad.add(j)
+                log.warning("skipping undecodable image %s (%s: %s)", self.files[j], type(e).__name__, e)
+        raise DataError(f"none of the {n} images could be decoded (first: {self.files[0]}); check the folder")
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Square RGB crops of every image under ``root``; labels are all 0 (unconditional).
+
+    Args:
+        root: folder of images (searched recursively for .jpg/.jpeg/.png/.webp/.bmp, case-insensitive).
+        image_size: output side; images are resized (shorter side) then center-cropped.
+        hint: appended to the "folder not found" error, e.g. where a copy of the data set lives.
+        Other args: see ``ImageDataModule``.
+    """
+
+    channels = 3
+    num_classes = None
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_size: int = 1000,
+        batches_per_step: int = 1,
+        seed: int = 0,
+        channels: int | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(batch_size, num_workers, val_size, batches_per_step, seed, image_size, channels)
+        self.root = Path(root).expanduser().absolute()
+        self.hint = hint
+        self.skipped: list[Path] = []
+
+    def _build_sets(self) -> tuple[Dataset, Dataset]:
+        if not self.root.is_dir():
+            raise DataError(
+                f"image folder not found: {self.root}. Point data.root=<folder> at a folder of images. {self.hint}"
+            )
+        files, self.skipped = scan_images(self.root)
+        if self.skipped:
+            names = ", ".join(str(p.relative_to(self.root)) for p in self.skipped[:5])
+            log.warning(
+                "%s: skipped %d file(s) that are not readable images (first: %s)", self.root, len(self.skipped), names
+            )
+        if not files:
+            raise DataError(
+                f"no readable image files in {self.root} (searched recursively for {', '.join(EXTENSIONS)}, "
+                f"any case; {len(self.skipped)} candidate file(s) were not readable images)"
+            )
+        n_val = capped_val_size(self.val_size, len(files), str(self.root))
+        train_idx, val_idx = split_indices(len(files), n_val, self.seed)
+        # Keep each split in sorted order; split-local datasets mean a bad file is replaced within its own split.
+        train_files = [files[i] for i in sorted(train_idx.tolist())]
+        val_files = [files[i] for i in sorted(val_idx.tolist())]
+        log.info("%s: %d train / %d val images", self.root, len(train_files), len(val_files))
+        return ImageFileDataset(train_files, self.image_size), ImageFileDataset(val_files, self.image_size)
+
+    def summary(self) -> dict[str, Any]:
+        info = super().summary()
+        undecodable = sorted(str(ds.files[i]) for ds in (self.train_set, self.val_set) for i in ds.bad)
+        return {
+            "source": "folder",
+            "root": str(self.root),
+            **info,
+            "skipped_files": len(self.skipped) + len(undecodable),
+            "skipped_examples": [str(p) for p in self.skipped[:5]] + undecodable[:5],
+        }

@@ -1,0 +1,127 @@
+"""End to end: the real `python -m ganx.train` / `ganx.sample` CLIs on tiny generated data."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import FAST, run_cli
+
+pytestmark = pytest.mark.e2e
+
+SMALL_DCGAN = [
+    "model.generator.base_width=8",
+    "model.discriminator.base_width=8",
+    "model.latent_dim=16",
+    "model.num_fixed_samples=16",
+]
+
+
+def read_metrics(run: Path) -> list[dict]:
+    files = sorted(run.glob("csv/version_*/metrics.csv"))
+    assert files, f"no metrics.csv under {run}"
+    return [row for f in files for row in csv.DictReader(f.open())]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def dcgan_run(tmp_path_factory) -> Path:
+    """DCGAN-32 on a folder of random images: 4 generator steps, checkpoints and samples every 2."""
+    from conftest import write_image_folder
+
+    tmp = tmp_path_factory.mktemp("dcgan")
+    folder = write_image_folder(tmp / "images", n=40)
+    run = tmp / "run"
+    run_cli(
+        "model=dcgan", "data=anime", f"data.root={folder}", "data.image_size=32", "data.batch_size=8",
+        "data.num_workers=0", "data.val_size=8", "steps=4", "sample_every=2", "checkpoint_every=2",
+        f"hydra.run.dir={run}", *SMALL_DCGAN, *FAST, cwd=tmp,
+    )
+    return run
+
+
+def test_run_dir_holds_config_checkpoints_samples_and_logs(dcgan_run: Path):
+    assert (dcgan_run / "config.yaml").is_file() and (dcgan_run / "run.json").is_file()
+    ckpts = sorted(p.name for p in (dcgan_run / "checkpoints").glob("*.ckpt"))
+    assert ckpts == ["last.ckpt", "step_0000002.ckpt", "step_0000004.ckpt"]
+    assert sorted(p.name for p in (dcgan_run / "samples").glob("*.png")) == ["step_0000002.png", "step_0000004.png"]
+    grid = Image.open(dcgan_run / "samples" / "step_0000004.png")
+    assert grid.size == (4 * 32 + 5 * 2, 4 * 32 + 5 * 2)  # 16 fixed samples in a 4x4 grid with 2-px padding
+    rows = read_metrics(dcgan_run)
+    logged = set().union(*rows)
+    for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/lr_g", "train/lr_d",
+                "trainer/generator_steps", "trainer/optimizer_steps"):
+        assert key in logged, key
+
+
+def test_checkpoint_counts_generator_steps_and_is_weights_only_loadable(dcgan_run: Path):
+    last = load(dcgan_run / "checkpoints" / "last.ckpt")
+    assert last["ganx"]["generator_steps"] == 4
+    assert last["global_step"] == 8  # one D and one G optimizer step per generator step
+    assert last["ganx"]["config"]["model"]["_target_"] == "ganx.models.GAN"
+    assert load(dcgan_run / "checkpoints" / "step_0000002.ckpt")["ganx"]["generator_steps"] == 2
+
+
+def test_sample_grid_npz_and_interpolation(dcgan_run: Path, tmp_path: Path):
+    ckpt = dcgan_run / "checkpoints" / "last.ckpt"
+    run_cli(f"ckpt={ckpt}", "n=9", f"out={tmp_path}/grid.png", module="ganx.sample", cwd=tmp_path)
+    assert Image.open(tmp_path / "grid.png").size == (3 * 32 + 4 * 2, 3 * 32 + 4 * 2)
+    run_cli(f"ckpt={ckpt}", "n=5", f"out={tmp_path}/s.npz", module="ganx.sample", cwd=tmp_path)
+    images = np.load(tmp_path / "s.npz")["images"]
+    assert images.shape == (5, 3, 32, 32) and images.dtype == np.uint8 and images.std() > 0
+    run_cli(f"ckpt={ckpt}", "n=20", "interpolate=true", "interpolation_steps=5", f"out={tmp_path}/interp.png",
+            module="ganx.sample", cwd=tmp_path)
+    assert Image.open(tmp_path / "interp.png").size == (5 * 32 + 6 * 2, 4 * 32 + 5 * 2)
+    bad = run_cli("ckpt=/nonexistent/last.ckpt", module="ganx.sample", cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and "No checkpoint file at /nonexistent/last.ckpt" in bad.stderr
+
+
+def test_resume_continues_the_same_run(dcgan_run: Path, tmp_path: Path):
+    before = load(dcgan_run / "checkpoints" / "step_0000004.ckpt")
+    run_cli(f"ckpt_path={dcgan_run}/checkpoints/last.ckpt", "model=dcgan", "data=anime",
+            f"data.root={dcgan_run.parent}/images", "data.image_size=32", "data.batch_size=8", "data.num_workers=0",
+            "data.val_size=8", "steps=6", "sample_every=2", "checkpoint_every=2", *SMALL_DCGAN, *FAST, cwd=tmp_path)
+    after = load(dcgan_run / "checkpoints" / "last.ckpt")
+    assert after["ganx"]["generator_steps"] == 6 and after["global_step"] == 12
+    # Optimizer state continued: Adam's step counter went 4 -> 6 rather than restarting at 2.
+    assert {int(s["step"]) for s in after["optimizer_states"][0]["state"].values()} == {6}
+    assert (dcgan_run / "checkpoints" / "step_0000006.ckpt").is_file()
+    assert torch.equal(load(dcgan_run / "checkpoints" / "step_0000004.ckpt")["state_dict"]["generator.project.0.weight"],
+                       before["state_dict"]["generator.project.0.weight"])  # earlier checkpoints untouched
+    steps = [float(r["trainer/generator_steps"]) for r in read_metrics(dcgan_run) if r.get("trainer/generator_steps")]
+    assert max(steps) == 6
+
+
+def test_new_run_refuses_to_overwrite_a_run_dir(dcgan_run: Path, tmp_path: Path):
+    result = run_cli("model=dcgan", "data=anime", f"data.root={dcgan_run.parent}/images", f"hydra.run.dir={dcgan_run}",
+                     "steps=1", *FAST, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "refusing to overwrite" in result.stderr and "ckpt_path=" in result.stderr
+
+
+def test_original_gan_on_mnist_format_files(mnist_dir: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    run_cli("model=gan", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
+            "steps=3", "model.critic_steps=2", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]",
+            f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    last = load(run / "checkpoints" / "last.ckpt")
+    assert last["ganx"]["generator_steps"] == 3 and last["global_step"] == 9
+    assert last["ganx"]["config"]["data_summary"]["source"] == "torchvision"
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path: Path):
+    result = run_cli("data=anime", f"data.root={tmp_path}/nope", "steps=1", f"hydra.run.dir={tmp_path}/run", *FAST,
+                     cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert str(tmp_path / "nope") in result.stderr
+
+
+def test_unknown_model_lists_the_choices(tmp_path: Path):
+    result = run_cli("model=nope", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "Available options in 'model'" in result.stderr and "dcgan" in result.stderr
