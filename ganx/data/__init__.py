@@ -3,5 +3,6 @@
 from .base import DataError, ImageDataModule
 from .image_folder import ImageFolderDataModule
 from .mnist import FashionMNISTDataModule, MNISTDataModule
+from .toy import GaussianMixtureDataModule
 
-__all__ = ["DataError", "FashionMNISTDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule"]
+__all__ = ["DataError", "FashionMNISTDataModule", "GaussianMixtureDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule"]

@@ -135,6 +135,12 @@ class AdversarialModule(L.LightningModule):
 
     # --- logging ------------------------------------------------------------------------------------------------------
 
+    def is_logging_step(self) -> bool:
+        """True when Lightning will write this step's logged values (every ``trainer.log_every_n_steps``): costly
+        diagnostics are computed only then."""
+        trainer = self._trainer
+        return trainer is not None and bool(trainer.loggers) and trainer._logger_connector.should_update_logs
+
     def log_step(self, metrics: dict[str, Tensor | float], prog_bar: Iterable[str] = ()) -> None:
         """Log per-step training values under ``train/``, plus both step counters and the learning rates."""
         g_opt, d_opt = self.optimizers()

@@ -14,12 +14,27 @@ from torchvision.utils import make_grid
 
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
+from ganx.plots import scatter_points
 
 log = logging.getLogger(__name__)
 
 
 def has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def layer_grad_norms(module: nn.Module) -> dict[str, Tensor]:
+    """L2 norm of each layer's current parameter gradients (weight and bias together), keyed by the layer's name.
+
+    Across the layers of a critic these show what Gulrajani et al. 2017 (Fig. 1b) compare: with weight clipping the
+    gradients explode or vanish from layer to layer, with a gradient penalty they stay level.
+    """
+    squares: dict[str, Tensor] = {}
+    for name, p in module.named_parameters():
+        if p.grad is not None:
+            layer = name.rpartition(".")[0] or name
+            squares[layer] = squares.get(layer, 0) + p.grad.detach().pow(2).sum()
+    return {layer: total.sqrt() for layer, total in squares.items()}
 
 
 class GAN(AdversarialModule):
@@ -67,6 +82,10 @@ class GAN(AdversarialModule):
         g_opt, d_opt = self.optimizers()
         for real in images.chunk(self.critic_steps):
             critic_stats = self.critic_step(real, d_opt)
+        if self.is_logging_step():
+            # The last critic step's gradients are still in .grad: the next update() clears them.
+            norms = layer_grad_norms(self.discriminator)
+            critic_stats.update({f"critic_grad_norm/{layer}": norm for layer, norm in norms.items()})
         generator_stats = self.generator_step(real.shape[0], g_opt)
         self.generator_steps += 1
         self.log_step({**critic_stats, **generator_stats}, prog_bar=("d_loss", "g_loss"))
@@ -132,6 +151,10 @@ class GAN(AdversarialModule):
     @torch.no_grad()
     def visualize(self) -> Tensor:
         images = self.generate(self.fixed_noise)
+        if images.dim() == 2:  # 2-D points (data=gaussian_ring/grid): a scatter plot against real points, not a grid
+            datamodule = getattr(self._trainer, "datamodule", None)
+            real = next(iter(datamodule.real_dataloader(batch_size=len(images))))[0] if datamodule else None
+            return scatter_points(images, real)
         return make_grid((images.float() + 1) / 2, nrow=math.ceil(math.sqrt(len(images))), padding=2).clamp(0, 1)
 
     # --- plumbing -------------------------------------------------------------------------------------------------

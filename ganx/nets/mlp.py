@@ -55,6 +55,8 @@ class MLPDiscriminator(nn.Module):
     """x -> hidden layers (LeakyReLU or maxout, with dropout) -> one logit per sample.
 
     ``maxout_pieces > 1`` gives the original GAN's maxout discriminator; 0 or 1 uses LeakyReLU(0.2).
+    ``norm="layer"`` adds a LayerNorm after each hidden layer: it normalises each sample on its own, so unlike
+    BatchNorm it keeps the per-sample input gradients a gradient penalty constrains (Gulrajani et al. 2017, Sec. 4).
     Returns logits (no sigmoid): the losses apply the link function, which is numerically stable.
     """
 
@@ -64,8 +66,11 @@ class MLPDiscriminator(nn.Module):
         hidden: Sequence[int] = (240, 240),
         dropout: float = 0.5,
         maxout_pieces: int = 0,
+        norm: str = "none",
     ):
         super().__init__()
+        if norm not in ("none", "layer"):
+            raise ValueError(f"norm must be 'none' or 'layer', got {norm!r}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = prod(in_shape)
         for h in hidden:
@@ -73,6 +78,8 @@ class MLPDiscriminator(nn.Module):
                 layers += [Maxout(width, h, maxout_pieces)]
             else:
                 layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            if norm == "layer":
+                layers += [nn.LayerNorm(h)]
             if dropout > 0:
                 layers += [nn.Dropout(dropout)]
             width = h
