@@ -27,6 +27,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e" $(ARGS)
 
+## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, data loading (~10 min)
+bench: $(STAMP)
+	$(PY) -m ganx.bench $(ARGS)
+
 lint: $(STAMP)
 	$(PY) -m ruff check ganx tests
 
