@@ -4,5 +4,6 @@ from .base import DataError, ImageDataModule
 from .image_folder import ImageFolderDataModule
 from .mnist import FashionMNISTDataModule, MNISTDataModule
 from .toy import GaussianMixtureDataModule
+from .unpaired import UnpairedDataModule
 
-__all__ = ["DataError", "FashionMNISTDataModule", "GaussianMixtureDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule"]
+__all__ = ["DataError", "FashionMNISTDataModule", "GaussianMixtureDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "UnpairedDataModule"]

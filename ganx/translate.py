@@ -1,0 +1,106 @@
+"""Translate images with a trained CycleGAN.
+
+    python -m ganx.translate ckpt=PATH input=FILE_OR_DIR output=DIR [direction=AtoB|BtoA] [device=cpu]
+
+Each input image (a file, or every image under a folder, recursively) is written to ``output`` under its own file name
+(and sub-path), at its own resolution: the generator is fully convolutional, and sizes that are not a multiple of 4
+are padded reflectively for the network and cropped back. Transparent images are composited on white, as in training.
+Existing files are never overwritten.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torchvision.transforms.functional import normalize, to_tensor
+from torchvision.utils import save_image
+
+from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, require_model
+from ganx.config import parse_cli
+from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
+
+GENERATORS = {"AtoB": "generator_ab", "BtoA": "generator_ba"}
+# Two stride-2 downsamplings, then 3x3 reflection-padded residual blocks and InstanceNorm need >= 2x2 there.
+MIN_SIDE = 8
+
+
+@dataclass
+class TranslateConfig:
+    ckpt: str = "???"
+    input: str = "???"  # an image file or a folder of images
+    output: str = "???"  # folder for the translated images (created; existing files are never overwritten)
+    direction: str = "AtoB"  # AtoB (generator_ab) | BtoA (generator_ba)
+    device: str = "cpu"
+
+
+def translate_image(generator: nn.Module, image: Tensor, multiple: int = 4) -> Tensor:
+    """(N, C, H, W) in [-1, 1] -> the generator's output at the same H, W: reflect-pad to a multiple, crop back."""
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"image is {w}x{h}; the CycleGAN generator needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    pad_h, pad_w = -h % multiple, -w % multiple
+    padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
+    return generator(padded)[..., :h, :w]
+
+
+def input_files(path: Path) -> tuple[Path, list[Path]]:
+    """(base folder, image files): the file itself, or every readable image under a folder."""
+    if path.is_file():
+        return path.parent, [path]
+    if path.is_dir():
+        files, skipped = scan_images(path)
+        for bad in skipped:
+            print(f"ganx.translate: skipping {bad}: not a readable image")
+        if not files:
+            raise FileNotFoundError(f"no readable images under {path}")
+        return path, files
+    raise FileNotFoundError(f"input={path} does not exist; give an image file or a folder of images")
+
+
+@torch.no_grad()
+def translate(cfg: TranslateConfig) -> list[Path]:
+    if cfg.direction not in GENERATORS:
+        raise ValueError(f"direction must be one of {sorted(GENERATORS)}, got {cfg.direction!r}")
+    checkpoint = load_checkpoint(cfg.ckpt)
+    require_model(checkpoint, ("CycleGAN",), "ganx.translate")
+    base, files = input_files(Path(cfg.input).expanduser())
+    output = Path(cfg.output).expanduser()
+    targets = [output / file.relative_to(base) for file in files]
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        raise FileExistsError(
+            f"{len(existing)} output file(s) already exist (first: {existing[0]}); refusing to overwrite them. "
+            "Choose another output= folder."
+        )
+    generator = build_submodule(checkpoint, GENERATORS[cfg.direction]).to(cfg.device)
+    written = []
+    for file, target in zip(files, targets, strict=True):
+        try:
+            with Image.open(file) as im:
+                im.load()  # decode while the file is open; raises on truncated data
+                rgb = to_rgb(im)
+        except BAD_IMAGE_ERRORS as err:
+            print(f"ganx.translate: skipping {file}: {type(err).__name__}: {err}")
+            continue
+        image = normalize(to_tensor(rgb), [0.5] * 3, [0.5] * 3).unsqueeze(0).to(cfg.device)
+        out = translate_image(generator, image)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_image((out.float().cpu() + 1) / 2, target)
+        written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_cli(TranslateConfig, argv, "ganx.translate")
+    try:
+        written = translate(cfg)
+    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"ganx.translate: {err}") from None
+    print(f"wrote {len(written)} image(s) to {cfg.output}")
+
+
+if __name__ == "__main__":
+    main()
