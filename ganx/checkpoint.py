@@ -57,3 +57,14 @@ def build_submodule(checkpoint: dict[str, Any], name: str) -> nn.Module:
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     module.load_state_dict(state)
     return module.eval()
+
+
+def build_model(checkpoint: dict[str, Any]):
+    """Rebuild the whole LightningModule from the stored config and load its weights and counters; eval mode.
+
+    For commands that need the model's own methods (``ganx.evaluate`` calls ``generate_for_metrics``).
+    """
+    module = instantiate(checkpoint["ganx"]["config"]["model"])
+    module.load_state_dict(checkpoint["state_dict"])
+    module.generator_steps = checkpoint["ganx"].get("generator_steps", 0)
+    return module.eval()

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TypeVar
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
@@ -53,3 +53,27 @@ def parse_cli(schema: type[T], argv: list[str] | None, command: str) -> T:
     except OmegaConfBaseException as err:
         keys = ", ".join(f"{k}=" for k in schema.__dataclass_fields__)
         raise SystemExit(f"{command}: {str(err).splitlines()[0]}. Arguments are {keys}") from None
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def split_group_overrides(argv: list[str], group: str) -> tuple[list[str], list[str]]:
+    """Split ``group.key=value`` arguments (Hydra overrides of a config group) from the others."""
+    grouped = [a for a in argv if a.startswith(f"{group}.")]
+    return grouped, [a for a in argv if not a.startswith(f"{group}.")]
+
+
+def compose_data_config(name: str, overrides: list[str] = ()) -> DictConfig:
+    """``conf/data/<name>.yaml`` with ``data.key=value`` overrides, composed and resolved as ``ganx.train`` would,
+    for commands that are not Hydra apps (evaluate, classifier). Unknown names or keys exit with Hydra's message."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    register_resolvers()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[f"data={name}", *overrides])
+    except HydraException as err:
+        raise SystemExit(str(err).splitlines()[0]) from None
+    return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))

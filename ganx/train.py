@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganx.config import register_resolvers
+from ganx.metrics import build_training_metrics
 
 log = logging.getLogger("ganx.train")
 register_resolvers()
@@ -35,6 +36,8 @@ def train(cfg: DictConfig) -> L.Trainer:
     check_run_dir(output_dir, cfg.ckpt_path)
     if cfg.steps < 1:
         raise ValueError(f"steps must be >= 1 generator update, got {cfg.steps}.")
+    # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
+    metrics = build_training_metrics(cfg.get("metrics"), cfg.data)
     L.seed_everything(cfg.seed, workers=True)
 
     model = instantiate(cfg.model)
@@ -42,12 +45,13 @@ def train(cfg: DictConfig) -> L.Trainer:
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
 
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + ([metrics] if metrics else [])
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         max_steps=cfg.steps * model.optimizer_steps_per_batch,
         logger=loggers or False,
         callbacks=callbacks,
+        **({} if metrics else {"limit_val_batches": 0}),  # the validation loop only runs the metrics
     )
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)

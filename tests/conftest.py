@@ -12,14 +12,17 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = True, timeout: int = 300):
-    """Run ``python -m <module> args...`` in a subprocess as a user would; fail with its output if it fails."""
+def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = True, timeout: int = 300,
+            env: dict[str, str] | None = None):
+    """Run ``python -m <module> args...`` in a subprocess as a user would; fail with its output if it fails.
+    ``env`` adds or replaces environment variables."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "WANDB_MODE": "offline",
         "HYDRA_FULL_ERROR": "1",
         "PYTHONPATH": str(REPO),
+        **(env or {}),
     }
     result = subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
@@ -29,13 +32,25 @@ def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = Tru
     return result
 
 
-# Flags for short CLI runs: no progress bar, CSV logging only, small nets.
+# Flags for short CLI runs: no progress bar, CSV logging only, small nets, no FID/IS/KID (offline, the Inception
+# weights that RGB data default to are missing; tests/test_metrics.py runs the metrics on purpose).
 FAST = [
+    "metrics=none",
     "logger=csv",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_ganx_cache(tmp_path_factory):
+    """The whole session (and every CLI it runs) uses a temporary GANX_CACHE_DIR: no test reads or fills the user's
+    cache of metrics classifiers."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache = tmp_path_factory.mktemp("ganx-cache")
+        patch.setenv("GANX_CACHE_DIR", str(cache))
+        yield cache
 
 
 def write_image_folder(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:

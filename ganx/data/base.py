@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,23 @@ def capped_val_size(requested: int, n: int, what: str) -> int:
         log.info("%s: only %d images, holding out %d for validation instead of val_size=%d", what, n, cap, requested)
         return cap
     return requested
+
+
+class ShardSampler(DistributedSampler):
+    """Rank r of W gets indices r, r + W, r + 2W, ...: every image exactly once over all ranks, in a fixed order.
+
+    torch's DistributedSampler, which Lightning puts into validation loaders, pads the shards to equal length with
+    repeated images, which FID would count twice. Subclassing it keeps Lightning from replacing this one.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -152,6 +169,25 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self._pin_memory(),
             generator=generator,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """The held-out split for FID/IS/KID during training (``ganx.metrics``): under DDP each rank gets a disjoint
+        shard and the shards together hold every image exactly once (see ``ShardSampler``)."""
+        self._require_setup()
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if len(self.val_set) < world:
+            raise DataError(f"the held-out split has {len(self.val_set)} images; the metrics need at least one per "
+                            f"process ({world}): raise data.val_size, or train with metrics=none")
+        return DataLoader(
+            self.val_set,
+            batch_size=self.batch_size,
+            sampler=ShardSampler(self.val_set, world, rank) if world > 1 else None,
+            num_workers=self.num_workers,
+            pin_memory=self._pin_memory(),
+            # Seeds workers from here, not from the global RNG: an evaluation leaves the training noise stream alone.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     # --- helpers -----------------------------------------------------------------------------------------------

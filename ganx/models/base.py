@@ -90,6 +90,28 @@ class AdversarialModule(L.LightningModule):
         """An image (3, H, W) in [0, 1] that shows the model's current state (a sample grid, a translation grid)."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def generate_for_metrics(self, batch: Any, batch_idx: int) -> tuple[Tensor, Tensor]:
+        """(real, fake) images in [-1, 1], each (N, C, H, W), for one batch of the held-out real split.
+
+        The single model-specific part of FID/IS/KID (``ganx.metrics``, during training and in ``ganx.evaluate``):
+        a GAN pairs the batch's real images with as many samples; CycleGAN returns the target-domain test images
+        and the source-domain test images translated into that domain. Draw noise from ``metrics_noise(batch_idx)``
+        so every evaluation sees the same latent codes and the training run's random stream is left alone.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement generate_for_metrics(batch, batch_idx) -> (real, fake), which "
+            "FID/IS/KID need; train with metrics=none, or implement it (see AdversarialModule)."
+        )
+
+    def metrics_noise(self, batch_idx: int) -> torch.Generator:
+        """A random generator seeded by (rank, batch index): the same codes at every evaluation of a run."""
+        return torch.Generator(device=self.device).manual_seed(1_000_003 * self.global_rank + batch_idx)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> tuple[Tensor, Tensor]:
+        """Lightning's validation loop runs the metrics (``ganx.metrics.ImageMetricsCallback``); see above."""
+        return self.generate_for_metrics(batch, batch_idx)
+
     # --- optimizers ---------------------------------------------------------------------------------------------------
 
     def configure_optimizers(self):

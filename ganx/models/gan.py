@@ -157,6 +157,12 @@ class GAN(AdversarialModule):
             return scatter_points(images, real)
         return make_grid((images.float() + 1) / 2, nrow=math.ceil(math.sqrt(len(images))), padding=2).clamp(0, 1)
 
+    @torch.no_grad()
+    def generate_for_metrics(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
+        """The batch's real images and as many samples (eval mode, as ``ganx.sample`` draws them)."""
+        real, _ = batch
+        return real, self.generate(self._draw_latent(len(real), self.metrics_noise(batch_idx), self.device))
+
     # --- plumbing -------------------------------------------------------------------------------------------------
 
     def generator_parameters(self):

@@ -1,0 +1,157 @@
+"""Evaluate a checkpoint: FID, IS, KID (torchmetrics) and the Parzen-window log-likelihood of Goodfellow et al. 2014.
+
+    python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,parzen]] [num_samples=10000] [data=NAME] [data.key=value]
+                            [features=auto|inception|classifier] [inception_weights=PATH] [classifier_ckpt=PATH]
+
+The model generates ``num_samples`` images against as many held-out real images (the data module's val split with
+``val_size=num_samples``; for MNIST-like data a seeded subset of the official test set, all of it at 10,000), through
+the same code as training-time evaluation (``ImageMetrics`` fed by the model's ``generate_for_metrics``): with the
+run's ``data.val_size`` and batch size it reproduces the numbers logged during training. Prints a JSON object and
+writes it next to the checkpoint (``<ckpt>.eval-<metrics>-<N>.json``; an existing file is never replaced).
+
+``parzen``: sigma is chosen on the first ``parzen_val_size`` held-out images, the mean log-likelihood and its
+standard error are reported on the others (the paper used a validation split of the training set and the full test
+set). In nats, on flattened images in [0, 1]. A poor estimator in high dimensions: see ``ganx.metrics.parzen``.
+"""
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ganx.checkpoint import CheckpointError, build_model, load_checkpoint
+from ganx.config import compose_data_config, parse_cli, register_resolvers, split_group_overrides
+from ganx.data import DataError
+from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
+from ganx.metrics.image_metrics import METRIC_NAMES
+from ganx.metrics.parzen import parzen_estimate, to_parzen_space
+
+log = logging.getLogger("ganx.evaluate")
+
+
+@dataclass
+class EvaluateConfig:
+    ckpt: str = "???"
+    metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | parzen
+    num_samples: int = 10_000  # generated images, compared with as many held-out real images
+    data: str | None = None  # a config in conf/data/; default: the checkpoint's own data config
+    features: str = "auto"  # auto | inception | classifier (see conf/metrics/default.yaml)
+    inception_weights: str | None = None
+    classifier_ckpt: str | None = None
+    batch_size: int | None = None  # default: the run's data.batch_size (same batches, same noise as in training)
+    is_splits: int = 10
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    parzen_val_size: int = 1000  # held-out images used to choose the Parzen sigma; the rest are its test points
+    out: str | None = None  # default: next to the checkpoint
+
+
+def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overrides: list[str]):
+    """The data module whose val split holds ``num_samples`` held-out images, with the run's seed (same split)."""
+    run_config = checkpoint["ganx"]["config"]
+    if cfg.data is not None:
+        data_cfg = compose_data_config(cfg.data, data_overrides)
+    else:
+        data_cfg = OmegaConf.merge(OmegaConf.create(run_config["data"]), OmegaConf.from_dotlist(
+            [o.removeprefix("data.") for o in data_overrides]))
+    batch_size = cfg.batch_size or data_cfg.batch_size
+    datamodule = instantiate(data_cfg, val_size=cfg.num_samples, batch_size=batch_size, batches_per_step=1,
+                             seed=run_config.get("seed", 0))
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    if len(datamodule.val_set) != cfg.num_samples:
+        raise DataError(
+            f"num_samples={cfg.num_samples}, but the held-out split of {data_cfg._target_} holds only "
+            f"{len(datamodule.val_set)} images; pass num_samples={len(datamodule.val_set)} or a larger data set."
+        )
+    return data_cfg, datamodule
+
+
+def output_path(cfg: EvaluateConfig) -> Path:
+    """``<ckpt>.eval-<metrics>-<N>.json`` next to the checkpoint, or ``out``; never an existing file."""
+    if cfg.out:
+        path = Path(cfg.out)
+        if path.exists():
+            raise FileExistsError(f"out={path} exists; ganx never overwrites results. Choose another path.")
+        return path
+    ckpt = Path(cfg.ckpt)
+    stem = f"{ckpt.stem}.eval-{'-'.join(cfg.metrics)}-{cfg.num_samples}"
+    path, n = ckpt.with_name(f"{stem}.json"), 1
+    while path.exists():
+        path, n = ckpt.with_name(f"{stem}.{n}.json"), n + 1
+    return path
+
+
+@torch.no_grad()
+def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, Any]:
+    unknown = sorted(set(cfg.metrics) - {*METRIC_NAMES, "parzen"})
+    if unknown or not cfg.metrics:
+        raise ValueError(f"metrics must be a list of {', '.join(METRIC_NAMES)}, parzen; got {cfg.metrics}")
+    if "parzen" in cfg.metrics and not 0 < cfg.parzen_val_size <= cfg.num_samples - 2:
+        raise ValueError(f"parzen_val_size={cfg.parzen_val_size} must leave test points among num_samples={cfg.num_samples}")
+    checkpoint = load_checkpoint(cfg.ckpt)
+    data_cfg, datamodule = evaluation_data(cfg, checkpoint, list(data_overrides))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(checkpoint).to(device)
+
+    image_metric_names = [m for m in cfg.metrics if m in METRIC_NAMES]
+    metrics = None
+    if image_metric_names:
+        kind = resolve_features(cfg.features, data_cfg)
+        if kind is None:
+            raise MetricsSetupError(f"{data_cfg._target_} does not yield images: FID/IS/KID do not apply.")
+        extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
+        metrics = ImageMetrics(extractor, image_metric_names, cfg.is_splits, cfg.kid_subsets,
+                               cfg.kid_subset_size).to(device)
+    reals, fakes = [], []
+    start = time.perf_counter()
+    for batch_idx, batch in enumerate(datamodule.val_dataloader()):
+        batch = [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]
+        real, fake = model.validation_step(batch, batch_idx)
+        if metrics is not None:
+            metrics.update(real, fake)
+        if "parzen" in cfg.metrics:
+            reals.append(to_parzen_space(real.cpu()))
+            fakes.append(to_parzen_space(fake.cpu()))
+    result: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt).resolve()),
+                              "generator_step": checkpoint["ganx"].get("generator_steps"),
+                              "real_split": "val", "data": {"config": data_cfg._target_, **datamodule.summary()}}
+    if metrics is not None:
+        result["values"] = metrics.compute()
+        result["protocol"] = metrics.protocol()
+    if "parzen" in cfg.metrics:
+        real = torch.cat(reals)
+        result["parzen"] = parzen_estimate(torch.cat(fakes), real[: cfg.parzen_val_size], real[cfg.parzen_val_size :])
+    result["num_samples"] = cfg.num_samples
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    register_resolvers()
+    data_overrides, rest = split_group_overrides(sys.argv[1:] if argv is None else argv, "data")
+    cfg = parse_cli(EvaluateConfig, rest, "ganx.evaluate")
+    if cfg.num_samples < 2:
+        raise SystemExit(f"ganx.evaluate: num_samples must be >= 2, got {cfg.num_samples}")
+    try:
+        path = output_path(cfg)
+        result = evaluate(cfg, data_overrides)
+    except (CheckpointError, DataError, MetricsSetupError, ValueError, FileExistsError) as err:
+        raise SystemExit(f"ganx.evaluate: {err}") from None
+    text = json.dumps(result, indent=2)
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    log.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()

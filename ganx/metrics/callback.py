@@ -1,0 +1,174 @@
+"""Training-time FID / IS / KID, run in Lightning's validation loop, and the set-up checks that run before training.
+
+Every ``eval_every`` generator steps (``trainer.val_check_interval`` counts training batches, which are generator
+steps in ganx) and at the last step, Lightning runs the validation loop over the held-out real split, sharded across
+DDP ranks without duplicates (``ImageDataModule.val_dataloader``). The model's ``validation_step`` returns
+``(real, fake)`` for each batch (``AdversarialModule.generate_for_metrics``); this callback feeds them to
+``ImageMetrics``, computes on every rank, logs ``val/fid``, ``val/is``, ``val/kid`` (+ ``_std``) with
+``val/num_real`` and ``val/num_fake``, and appends a row with the full protocol to ``metrics.jsonl``.
+"""
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import get_class
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from omegaconf import DictConfig
+from torch import Tensor
+
+from ganx.classifier import ClassifierError, ensure_classifier, is_labeled_grayscale
+from ganx.metrics.features import (
+    ClassifierFeatures,
+    FeatureExtractor,
+    InceptionFeatures,
+    MetricsSetupError,
+    inception_weights_path,
+)
+from ganx.metrics.image_metrics import ImageMetrics
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("auto", "inception", "classifier")
+
+
+class ImageMetricsCallback(L.Callback):
+    """Feeds the validation loop's ``(real, fake)`` batches to ``ImageMetrics`` and reports the values.
+
+    Args:
+        metrics: the metrics and their feature extractor.
+        record_path: ``metrics.jsonl``: one JSON row per evaluation with values, counts and protocol.
+    """
+
+    def __init__(self, metrics: ImageMetrics, record_path: str | Path):
+        self.metrics = metrics
+        self.record_path = Path(record_path)
+
+    def protocol(self) -> dict[str, Any]:
+        return {**self.metrics.protocol(), "real_split": "val"}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.metrics.to(pl_module.device)
+        # A process may inherit metric states (ddp_spawn shares them; a second fit reuses the callback): start clean.
+        self.metrics.reset_all()
+        if isinstance(self.metrics.extractor, InceptionFeatures) and pl_module.device.type == "cpu":
+            held_out = len(getattr(getattr(trainer, "datamodule", None), "val_set", None) or ())
+            rank_zero_warn(
+                f"FID/IS/KID with Inception-v3 on the CPU: each evaluation runs the 299x299 network on {held_out} "
+                "generated images (and once on as many real ones), about 0.5 s per image per CPU thread (measured on "
+                "a 2-core machine): minutes per evaluation. Raise eval_every, lower data.val_size, or train with "
+                "metrics=none and run python -m ganx.evaluate on the checkpoints you care about."
+            )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        protocol = self.protocol()
+        if getattr(pl_module, "run_config", None) is not None:
+            pl_module.run_config["metrics_protocol"] = protocol  # stored in every checkpoint with the run config
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"metrics_protocol": protocol})
+        rank_zero_info("Metrics: %s on %s features, every eval_every generator steps", "/".join(self.metrics.names),
+                 protocol["features"])
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        # val_check_interval fires on multiples of eval_every only; asking to stop at the last batch makes Lightning
+        # evaluate the final generator too (and lets the best checkpoint consider it).
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0) -> None:
+        real, fake = self._unpack(outputs, pl_module)
+        if trainer.sanity_checking:
+            # Run the extractor on a few images now, so a shape or range problem shows before training, not after
+            # eval_every steps; the statistics start with the first real evaluation.
+            self.metrics.extractor(real[:2])
+            self.metrics.extractor(fake[:2])
+            return
+        self.metrics.update(real, fake)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        values = self.metrics.compute()  # on every rank: torchmetrics all-gathers the states here
+        self.metrics.reset()
+        # Every rank holds the same values; sync_dist only keeps Lightning's distributed logging consistent.
+        pl_module.log_dict({f"val/{k}": float(v) for k, v in values.items()}, sync_dist=True)
+        if trainer.is_global_zero:
+            row = {"generator_step": getattr(pl_module, "generator_steps", None), "optimizer_step": trainer.global_step,
+                   **values, **self.protocol(), "seconds": round(time.perf_counter() - self._started, 2)}
+            if self.metrics.kid is not None:
+                row["kid_subset_size"] = self.metrics.kid.subset_size
+            self.record_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.record_path, "a") as f:  # appended: a resumed run continues the same file
+                f.write(json.dumps(row) + "\n")
+            shown = ", ".join(f"{k} {values[k]:.4g}" for k in ("fid", "is", "kid") if k in values)
+            log.info("step %s: %s (%d generated vs %d real, %s; %.1f s)", row["generator_step"], shown,
+                     values["num_fake"], values["num_real"], row["features"], row["seconds"])
+
+    @staticmethod
+    def _unpack(outputs: Any, pl_module: L.LightningModule) -> tuple[Tensor, Tensor]:
+        if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2 and all(isinstance(t, Tensor) for t in outputs)):
+            raise TypeError(
+                f"{type(pl_module).__name__}.validation_step must return (real, fake) image batches for the metrics "
+                f"(see AdversarialModule.generate_for_metrics), got {type(outputs).__name__}."
+            )
+        return outputs[0], outputs[1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # metric states are recomputed after a resume; the extractor is not part of a run's checkpoint
+
+
+def resolve_features(features: str, data_cfg: DictConfig) -> str | None:
+    """"auto" -> "classifier" for labeled grayscale data (MNIST-like), "inception" for other images, None when the
+    data are not images (e.g. 2-D toy points: image metrics do not apply)."""
+    if features not in FEATURES:
+        raise MetricsSetupError(f"metrics.features must be one of {', '.join(FEATURES)}; got {features!r}.")
+    if features != "auto":
+        return features
+    if getattr(get_class(data_cfg._target_), "channels", None) not in (1, 3):
+        return None
+    return "classifier" if is_labeled_grayscale(data_cfg) else "inception"
+
+
+def build_extractor(kind: str, data_cfg: DictConfig, inception_weights: str | None = None,
+                    classifier_ckpt: str | None = None) -> FeatureExtractor:
+    """The feature extractor, ready to use: weights found (or downloaded), classifier loaded (or trained on first use).
+
+    Raises ``MetricsSetupError`` with the fix when that is impossible, e.g. offline without Inception weights.
+    """
+    if kind == "inception":
+        return InceptionFeatures(inception_weights_path(inception_weights))
+    try:
+        path = classifier_ckpt or ensure_classifier(data_cfg)
+    except ClassifierError as err:
+        raise MetricsSetupError(str(err)) from err
+    extractor = ClassifierFeatures(path)
+    if get_class(extractor.info["data"]) is not get_class(data_cfg._target_):
+        log.warning("The metrics classifier %s was trained on %s, not on this run's %s: its numbers are not the usual "
+                    "protocol for this data set.", path, extractor.info["data"], data_cfg._target_)
+    return extractor
+
+
+def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig) -> ImageMetricsCallback | None:
+    """The metrics callback for ``ganx.train``, or None for ``metrics=none`` / non-image data.
+
+    Called before the trainer is built, so a missing extractor stops the run before any training step.
+    """
+    if not cfg:
+        return None
+    kind = resolve_features(cfg.features, data_cfg)
+    if kind is None:
+        log.info("metrics: %s does not yield images; no FID/IS/KID.", data_cfg._target_)
+        return None
+    names = list(cfg.names)
+    if cfg.best_by not in ("fid", "kid") or cfg.best_by not in names:
+        raise MetricsSetupError(f"metrics.best_by={cfg.best_by} selects checkpoints/best.ckpt (lowest value): it must "
+                                f"be fid or kid and among metrics.names={names}.")
+    extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
+    metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size)
+    return ImageMetricsCallback(metrics, cfg.record)

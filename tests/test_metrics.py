@@ -1,0 +1,393 @@
+"""FID / IS / KID against independent computations, the feature extractors, the offline errors, Parzen, and the
+training-time metrics (validation loop, best checkpoint, ganx.evaluate reproducing the logged numbers)."""
+
+import json
+import math
+import urllib.error
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from conftest import FAST, run_cli, write_image_folder, write_mnist_raw
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from ganx.classifier import ClassifierError, SmallCNN, ensure_classifier, load_classifier
+from ganx.config import compose_data_config
+from ganx.data import MNISTDataModule
+from ganx.data.base import ShardSampler
+from ganx.losses import AdversarialLoss
+from ganx.metrics import (
+    ClassifierFeatures,
+    FeatureExtractor,
+    ImageMetrics,
+    ImageMetricsCallback,
+    InceptionFeatures,
+    MetricsSetupError,
+    build_training_metrics,
+)
+from ganx.metrics.features import INCEPTION_WEIGHTS_FILE, to_uint8
+from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
+from ganx.models import GAN
+from ganx.nets import MLPDiscriminator, MLPGenerator
+
+
+class TableFeatures(FeatureExtractor):
+    """Reads features straight from the input: an "image" (N, 1, 1, P + K) holds P pooled features and K logits."""
+
+    name = "table"
+    info: dict = {}
+
+    def __init__(self, pool_dim: int, num_logits: int):
+        super().__init__()
+        self.pool_dim, self.num_logits = pool_dim, num_logits
+
+    def forward(self, images: Tensor) -> Tensor:
+        return images.flatten(1).float()
+
+
+class ProjectionFeatures(FeatureExtractor):
+    """A fixed random projection of the pixels: a cheap stand-in for a network."""
+
+    name = "projection"
+    info: dict = {}
+
+    def __init__(self, in_dim: int, pool_dim: int = 6, num_logits: int = 4, seed: int = 0):
+        super().__init__()
+        self.pool_dim, self.num_logits = pool_dim, num_logits
+        weight = torch.randn(in_dim, pool_dim + num_logits, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("weight", weight / math.sqrt(in_dim))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return images.flatten(1).float() @ self.weight
+
+
+def as_images(features: Tensor) -> Tensor:
+    return features.view(len(features), 1, 1, -1)
+
+
+def pytorch_fid_formula(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance as pytorch-fid computes it (numpy means/covariances, scipy sqrtm)."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = scipy.linalg.sqrtm(s1.dot(s2), disp=False)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
+
+
+def features(n: int, dim: int, seed: int, shift: float = 0.0) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(dim, dim, generator=g) / math.sqrt(dim)
+    return torch.randn(n, dim, generator=g) @ mixing + shift
+
+
+# --- the metrics against independent computations ---------------------------------------------------------------------
+
+
+def test_fid_of_a_set_against_itself_is_zero():
+    x = features(300, 8, seed=0)
+    metrics = ImageMetrics(TableFeatures(8, 0), names=["fid"])
+    for chunk in as_images(x).split(64):
+        metrics.update(chunk, chunk)
+    values = metrics.compute()
+    assert abs(values["fid"]) < 1e-3
+    assert values["num_real"] == values["num_fake"] == 300
+
+
+def test_fid_equals_the_pytorch_fid_formula_on_the_same_features():
+    real, fake = features(400, 8, seed=1), features(300, 8, seed=2, shift=0.5)
+    metrics = ImageMetrics(TableFeatures(8, 0), names=["fid"])
+    for r, f in zip(as_images(real).split(100), as_images(fake).split(75), strict=True):  # unequal counts
+        metrics.update(r, f)
+    expected = pytorch_fid_formula(real.double().numpy(), fake.double().numpy())
+    assert expected > 1.0
+    assert metrics.compute()["fid"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_inception_score_is_one_for_identical_predictions_and_k_for_even_confident_ones():
+    k = 5
+    same = torch.zeros(100, k)
+    same[:, 2] = 30.0
+    metrics = ImageMetrics(TableFeatures(0, k), names=["is"], is_splits=1)
+    metrics.update(None, as_images(same))
+    assert metrics.compute()["is"] == pytest.approx(1.0, abs=1e-5)
+
+    spread = 30.0 * torch.eye(k).repeat(20, 1)  # 20 confident predictions of each class
+    metrics = ImageMetrics(TableFeatures(0, k), names=["is"], is_splits=1)
+    metrics.update(None, as_images(spread))
+    assert metrics.compute()["is"] == pytest.approx(float(k), rel=1e-4)
+
+
+def test_kid_of_identical_sets_is_near_zero_and_of_different_sets_is_not():
+    x = features(200, 8, seed=3)
+    same = ImageMetrics(TableFeatures(8, 0), names=["kid"], kid_subsets=20, kid_subset_size=100)
+    same.update(as_images(x), as_images(x))
+    different = ImageMetrics(TableFeatures(8, 0), names=["kid"], kid_subsets=20, kid_subset_size=100)
+    different.update(as_images(x), as_images(features(200, 8, seed=4, shift=1.0)))
+    kid_same, kid_different = same.compute()["kid"], different.compute()["kid"]
+    assert kid_different > 0.1
+    assert abs(kid_same) < 0.02 * kid_different
+
+
+def test_kid_subset_size_is_capped_at_the_number_of_images():
+    metrics = ImageMetrics(TableFeatures(8, 0), names=["kid"], kid_subset_size=1000)
+    x = as_images(features(50, 8, seed=5))
+    metrics.update(x, x)
+    metrics.compute()
+    assert metrics.kid.subset_size == 50
+
+
+def test_real_statistics_are_kept_and_generated_ones_reset_between_evaluations():
+    real, fake1, fake2 = features(200, 8, seed=6), features(200, 8, seed=7, shift=0.3), features(200, 8, seed=8)
+    metrics = ImageMetrics(TableFeatures(8, 2), names=["fid", "kid"], kid_subset_size=100)
+    metrics.update(as_images(torch.cat([real, torch.zeros(200, 2)], 1)), as_images(torch.cat([fake1, torch.zeros(200, 2)], 1)))
+    metrics.compute()
+    metrics.reset()
+    # Second evaluation: the real batch is ignored (its statistics are complete), only the new fakes count.
+    metrics.update(as_images(torch.zeros(200, 10)), as_images(torch.cat([fake2, torch.zeros(200, 2)], 1)))
+    values = metrics.compute()
+    assert values["num_real"] == 200 and values["num_fake"] == 200
+    assert values["fid"] == pytest.approx(pytorch_fid_formula(real.double().numpy(), fake2.double().numpy()), rel=1e-4)
+
+
+def test_unknown_metric_names_are_refused():
+    with pytest.raises(ValueError, match="fid, is, kid"):
+        ImageMetrics(TableFeatures(2, 2), names=["fid", "lpips"])
+
+
+def test_generator_range_is_mapped_to_uint8_like_a_saved_png():
+    x = torch.tensor([-1.0, -0.999, 0.0, 0.5, 1.0, 1.2])
+    assert to_uint8(x).tolist() == [0, 0, 128, 191, 255, 255]
+
+
+# --- feature extractors ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory) -> Path:
+    """An Inception-v3 weights file with random weights (the real file needs the network): same format and keys."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: None)
+        patch.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path_factory.mktemp("inception") / INCEPTION_WEIGHTS_FILE
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_inception_features_are_torchmetrics_fid_features_for_gray_and_rgb(random_inception_weights: Path):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    extractor = InceptionFeatures(random_inception_weights)
+    rgb = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = extractor(rgb)
+    assert out.shape == (2, 2048 + 1008)
+    reference = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(random_inception_weights))
+    assert torch.allclose(out[:, :2048], reference.inception(to_uint8(rgb)), atol=1e-5)
+    gray = rgb[:, :1]
+    assert torch.allclose(extractor(gray), extractor(gray.expand(-1, 3, -1, -1)))
+    assert extractor.name.startswith("inception-v3-compat:") and extractor.training is False
+
+
+def image_data_cfg(folder: Path):
+    return OmegaConf.create({"_target_": "ganx.data.ImageFolderDataModule", "root": str(folder), "image_size": 16})
+
+
+def metrics_cfg(**overrides):
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "metrics" / "default.yaml")
+    cfg.record = "unused.jsonl"
+    return OmegaConf.merge(cfg, overrides)
+
+
+def test_offline_without_inception_weights_is_a_clear_error_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    data = image_data_cfg(tmp_path / "images")  # RGB data: features=auto means Inception
+    with pytest.raises(MetricsSetupError) as err:
+        build_training_metrics(metrics_cfg(), data)
+    message = str(err.value)
+    for hint in (str(tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE), "metrics.inception_weights=",
+                 "metrics.features=classifier", "metrics=none", "URLError"):
+        assert hint in message, hint
+    with pytest.raises(MetricsSetupError, match="metrics.inception_weights=/nowhere/w.pth: no such file"):
+        build_training_metrics(metrics_cfg(inception_weights="/nowhere/w.pth"), data)
+
+
+def test_inception_weights_file_in_the_torch_hub_cache_is_used_without_network(tmp_path, monkeypatch,
+                                                                               random_inception_weights):
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / INCEPTION_WEIGHTS_FILE).symlink_to(random_inception_weights)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried to download"))
+    callback = build_training_metrics(metrics_cfg(names=["fid"], best_by="fid"), image_data_cfg(tmp_path))
+    assert isinstance(callback.metrics.extractor, InceptionFeatures)
+
+
+def test_non_image_data_get_no_image_metrics():
+    toy = OmegaConf.create({"_target_": "ganx.data.toy.GaussianMixtureDataModule"})
+    assert build_training_metrics(metrics_cfg(), toy) is None
+    assert build_training_metrics(OmegaConf.create({}), toy) is None  # metrics=none
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory) -> Path:
+    return write_mnist_raw(tmp_path_factory.mktemp("mnist") / "data", n_train=256, n_test=64)
+
+
+def test_classifier_is_trained_once_cached_and_gives_features_and_logits(tiny_mnist: Path, tmp_path, monkeypatch):
+    monkeypatch.setenv("GANX_CACHE_DIR", str(tmp_path / "cache"))
+    data = compose_data_config("mnist", [f"data.data_dir={tiny_mnist}"])
+    path = ensure_classifier(data)
+    assert path.parent == tmp_path / "cache" / "classifiers" and path.name.startswith("mnist-")
+    mtime = path.stat().st_mtime_ns
+    assert ensure_classifier(data) == path and path.stat().st_mtime_ns == mtime  # cached: not retrained
+    model, meta = load_classifier(path)
+    assert isinstance(model, SmallCNN) and 0.0 <= meta["test_accuracy"] <= 1.0 and meta["test_images"] == 64
+    extractor = ClassifierFeatures(path)
+    out = extractor(torch.rand(3, 1, 32, 32) * 2 - 1)  # other sizes are resized to the classifier's 28x28
+    assert out.shape == (3, 128 + 10)
+    assert extractor.info["test_accuracy"] == meta["test_accuracy"] and extractor.name.startswith("classifier:mnist-")
+    with pytest.raises(ValueError, match="1-channel"):
+        extractor(torch.zeros(1, 3, 28, 28))
+
+
+def test_a_file_that_is_not_a_classifier_is_refused(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
+    with pytest.raises(ClassifierError, match="not a ganx classifier"):
+        load_classifier(tmp_path / "x.pt")
+    with pytest.raises(MetricsSetupError, match="needs labeled grayscale data"):
+        build_training_metrics(metrics_cfg(features="classifier"), image_data_cfg(tmp_path))
+
+
+# --- Parzen window -----------------------------------------------------------------------------------------------------
+
+
+def direct_parzen(samples: np.ndarray, points: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.special import logsumexp
+
+    sq = ((points[:, None, :] - samples[None, :, :]) ** 2).sum(-1)
+    n, d = samples.shape
+    return logsumexp(-sq / (2 * sigma**2), axis=1) - math.log(n) - 0.5 * d * math.log(2 * math.pi * sigma**2)
+
+
+def test_parzen_on_samples_equal_to_the_test_points_matches_direct_logsumexp():
+    rng = np.random.default_rng(0)
+    points = rng.random((40, 784))
+    sigma = 1e-3
+    ours = parzen_log_likelihood(torch.from_numpy(points), torch.from_numpy(points), [sigma], chunk_size=16)[0].numpy()
+    np.testing.assert_allclose(ours, direct_parzen(points, points, sigma), rtol=1e-9)
+    # Tiny sigma: only the identical sample counts, so log p = -log n - d/2 log(2 pi sigma^2) exactly.
+    np.testing.assert_allclose(ours, -math.log(40) - 392 * math.log(2 * math.pi * sigma**2), rtol=1e-9)
+
+
+def test_parzen_picks_the_sigma_with_the_best_validation_likelihood_and_reports_the_standard_error():
+    rng = np.random.default_rng(1)
+    samples, val, test = (torch.from_numpy(rng.normal(size=(n, 3))) for n in (200, 50, 60))
+    sigmas = [0.05, 0.3, 0.6, 3.0]
+    result = parzen_estimate(samples, val, test, sigmas)
+    val_means = [direct_parzen(samples.numpy(), val.numpy(), s).mean() for s in sigmas]
+    assert result["sigma"] == sigmas[int(np.argmax(val_means))]
+    test_ll = direct_parzen(samples.numpy(), test.numpy(), result["sigma"])
+    assert result["log_likelihood"] == pytest.approx(test_ll.mean())
+    assert result["standard_error"] == pytest.approx(test_ll.std(ddof=1) / math.sqrt(60))
+
+
+# --- training-time metrics in Lightning's validation loop --------------------------------------------------------------
+
+
+def test_shards_hold_every_index_once_without_padding():
+    data = list(range(37))
+    for world in (2, 3):
+        shards = [list(ShardSampler(data, world, rank)) for rank in range(world)]
+        assert sorted(sum(shards, [])) == data
+        assert [len(s) for s in shards] == [len(ShardSampler(data, world, r)) for r in range(world)]
+
+
+def tiny_gan() -> GAN:
+    return GAN(
+        generator=MLPGenerator(latent_dim=8, out_shape=(1, 28, 28), hidden=(16,)),
+        discriminator=MLPDiscriminator(in_shape=(1, 28, 28), hidden=(16,), dropout=0.0),
+        loss=AdversarialLoss("non_saturating"),
+        g_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
+        d_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
+        latent_dim=8,
+        num_fixed_samples=4,
+    )
+
+
+def fit_tiny_gan(data_dir: Path, steps: int, callbacks: list) -> GAN:
+    torch.manual_seed(0)
+    model = tiny_gan()
+    datamodule = MNISTDataModule(data_dir=data_dir, batch_size=16, val_size=24, seed=0)
+    trainer = L.Trainer(
+        max_steps=steps * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
+        limit_val_batches=None if callbacks else 0, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return model
+
+
+def test_evaluations_run_every_eval_every_steps_and_at_the_end_without_changing_training(tiny_mnist, tmp_path):
+    record = tmp_path / "metrics.jsonl"
+    metrics = ImageMetrics(ProjectionFeatures(784), names=["fid", "is", "kid"], kid_subset_size=10)
+    with_metrics = fit_tiny_gan(tiny_mnist, steps=5, callbacks=[ImageMetricsCallback(metrics, record)])
+    rows = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [r["generator_step"] for r in rows] == [2, 4, 5]
+    assert all(r["num_real"] == r["num_fake"] == 24 and r["features"] == "projection" for r in rows)
+    without = fit_tiny_gan(tiny_mnist, steps=5, callbacks=[])
+    # The metrics draw their noise from their own generator and seed their loaders: training is unaffected.
+    for a, b in zip(with_metrics.generator.parameters(), without.generator.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.e2e
+def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(tmp_path: Path):
+    data = write_mnist_raw(tmp_path / "data", n_train=128, n_test=48)
+    run = tmp_path / "run"
+    flags = [f for f in FAST if f != "metrics=none"]
+    run_cli("model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16", "data.val_size=40", "steps=7",
+            "eval_every=2", "checkpoint_every=100", "sample_every=100", "model.generator.hidden=[32]",
+            "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", f"hydra.run.dir={run}", *flags, cwd=tmp_path)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["generator_step"] for r in rows] == [2, 4, 6, 7]
+    assert all(r["num_real"] == r["num_fake"] == 40 and r["features"].startswith("classifier:mnist-") for r in rows)
+    best_row = min(rows, key=lambda r: r["fid"])
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert best["ganx"]["generator_steps"] == best_row["generator_step"]
+    assert best["ganx"]["config"]["metrics_protocol"]["features"] == best_row["features"]
+    logged = (run / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "val/fid" in logged and "val/num_fake" in logged
+
+    result = run_cli(f"ckpt={run}/checkpoints/best.ckpt", "metrics=[fid,kid,parzen]", "num_samples=40",
+                     "kid_subset_size=20", "parzen_val_size=10",
+                     module="ganx.evaluate", cwd=tmp_path)
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["values"]["fid"] == pytest.approx(best_row["fid"], rel=1e-5)
+    assert report["values"]["kid"] == pytest.approx(best_row["kid"], rel=1e-5)
+    assert report["generator_step"] == best_row["generator_step"] and report["num_samples"] == 40
+    assert report["protocol"]["features"] == best_row["features"] and report["real_split"] == "val"
+    assert report["parzen"]["num_val"] == 10 and report["parzen"]["num_test"] == 30
+    written = list((run / "checkpoints").glob("best.eval-fid-kid-parzen-40*.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text()) == report
+
+
+@pytest.mark.e2e
+def test_train_stops_before_training_when_inception_weights_are_missing(tmp_path: Path):
+    folder = write_image_folder(tmp_path / "images", n=20)
+    flags = [f for f in FAST if f != "metrics=none"]
+    result = run_cli("data=anime", f"data.root={folder}", "metrics.inception_weights=/nowhere/inception.pth",
+                     f"hydra.run.dir={tmp_path}/run", *flags, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "metrics.inception_weights=/nowhere/inception.pth: no such file" in result.stderr
+    assert "Training" not in result.stderr and not list((tmp_path / "run").glob("**/*.ckpt"))
