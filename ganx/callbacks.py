@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import lightning as L
@@ -25,7 +26,8 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
             raise ValueError(f"checkpoint_every must be >= 1 generator step, got {every_n_generator_steps}.")
         kwargs.setdefault("filename", "step_{trainer/generator_steps:07.0f}")
         kwargs.setdefault("auto_insert_metric_name", False)
-        super().__init__(**kwargs)
+        # Setting a step interval also turns off Lightning's default save at every epoch end; `setup` converts it.
+        super().__init__(every_n_train_steps=every_n_generator_steps, **kwargs)
         self.every_n_generator_steps = every_n_generator_steps
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -90,3 +92,64 @@ class RunRecord(L.Callback):
         for logger in trainer.loggers:
             logger.log_hyperparams({f"data_summary/{k}": v for k, v in record["data"].items()})
         log.info("Data: %s", record["data"])
+
+
+class RunSummary(L.Callback):
+    """Write ``results.json`` when a run ends (finished or stopped): the numbers a sweep summary or a report needs —
+    final and best metrics, steps, wall time, overrides — without parsing logger files."""
+
+    LOWER_IS_BETTER = ("fid", "kid", "reverse_kl")
+
+    def __init__(self, dirpath: str, overrides: list[str] | None = None):
+        self.dirpath, self.overrides = Path(dirpath), list(overrides or [])
+        self.history: list[dict[str, float]] = []
+        self._seen: dict = {}
+        self._start = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def _collect(self, trainer, pl_module) -> None:
+        """Record the val/* values when new ones were logged (by the validation loop or a training-time callback)."""
+        current = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
+        if current and any(v is not self._seen.get(k) for k, v in current.items()):
+            self._seen = current
+            self.history.append({"generator_steps": pl_module.generator_steps, **{k: float(v) for k, v in current.items()}})
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._collect(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._collect(trainer, pl_module)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._collect(trainer, pl_module)
+        self._write(trainer, pl_module, "finished")
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._write(trainer, pl_module, f"stopped: {type(exception).__name__}")
+
+    def best(self) -> dict[str, float]:
+        keys = {k for row in self.history for k in row if k.startswith("val/") and not k.endswith("_std")}
+        best = {}
+        for key in sorted(keys):
+            values = [row[key] for row in self.history if key in row]
+            lower = any(key.endswith(f"/{name}") for name in self.LOWER_IS_BETTER)
+            best[key] = min(values) if lower else max(values)
+        return best
+
+    @rank_zero_only
+    def _write(self, trainer, pl_module, status: str) -> None:
+        config = pl_module.run_config or {}
+        results = {
+            "run_name": config.get("run_name"),
+            "overrides": self.overrides,
+            "status": status,
+            "generator_steps": pl_module.generator_steps,
+            "wall_time_s": round(time.perf_counter() - self._start, 1),
+            "final": self.history[-1] if self.history else {},
+            "best": self.best(),
+            "metrics_protocol": config.get("metrics"),
+        }
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        (self.dirpath / "results.json").write_text(json.dumps(results, indent=2) + "\n")

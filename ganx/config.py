@@ -1,5 +1,6 @@
 """OmegaConf resolvers used by the configs, and small config helpers shared by the CLIs."""
 
+import hashlib
 import netrc
 import os
 import sys
@@ -38,8 +39,21 @@ def run_dir_for(ckpt_path: str | None, default: str) -> str:
     return default
 
 
+def short_dirname(overrides: str, limit: int = 100) -> str:
+    """A sweep job's directory name from its overrides, cut (with a hash to stay unique) below file-name limits."""
+    name = overrides.replace("/", "_")
+    return name if len(name) <= limit else f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def add(*values: int) -> int:
+    """``${ganx_add:a,b}``: the sum, e.g. the channels of the (input, output) pairs pix2pix's discriminator sees."""
+    return sum(values)
+
+
 def register_resolvers() -> None:
-    for name, fn in (("ganx_wandb_mode", wandb_mode), ("ganx_run_dir", run_dir_for)):
+    resolvers = (("ganx_wandb_mode", wandb_mode), ("ganx_run_dir", run_dir_for), ("ganx_short", short_dirname),
+                 ("ganx_add", add))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -66,9 +66,9 @@ def test_each_critic_step_sees_a_fresh_real_batch(monkeypatch):
     seen: list[torch.Tensor] = []
     original = GAN.critic_step
 
-    def spy(self, real, d_opt):
+    def spy(self, real, d_opt, labels=None):
         seen.append(real.detach().clone())
-        return original(self, real, d_opt)
+        return original(self, real, d_opt, labels)
 
     monkeypatch.setattr(GAN, "critic_step", spy)
     fit(model, steps=4)

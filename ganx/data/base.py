@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ganx.data.sampling import ResumableShuffleSampler
+
 log = logging.getLogger(__name__)
 
 
@@ -141,14 +143,20 @@ class ImageDataModule(L.LightningDataModule):
                 f"(batch_size={self.batch_size} x batches_per_step={self.batches_per_step}); "
                 f"lower data.batch_size to at most {n // self.batches_per_step} or add images"
             )
+        sampler = ResumableShuffleSampler(n, need, self.seed)
+        # A resumed run continues where its checkpoint stopped: one training batch per generator step.
+        sampler.resume_at(getattr(getattr(self.trainer, "lightning_module", None), "generator_steps", 0))
         return DataLoader(
             self.train_set,
             batch_size=need,
-            shuffle=True,
+            sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self._pin_memory(),
+            # Worker seeds come from this generator, not the global RNG, so creating a loader does not shift the
+            # noise stream of a resumed run.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def real_dataloader(self, split: str = "val", batch_size: int | None = None, shuffle: bool = False) -> DataLoader:

@@ -96,6 +96,9 @@ class ModeCoverage(L.Callback):
         step = pl_module.generator_steps
         for logger in trainer.loggers:
             logger.log_metrics(stats.as_metrics(), step=step)
+        # Also into callback_metrics (not the loggers again), where results.json, checkpoint monitors and sweepers read
+        # metrics; `self.log` is not allowed in on_train_end, so set them directly.
+        trainer.callback_metrics.update({k: torch.tensor(float(v)) for k, v in stats.as_metrics().items()})
         log.info("step %d: %d/%d modes covered, %.1f%% high quality, reverse KL %.3f", step, stats.modes_covered,
                  len(datamodule.modes), 100 * stats.high_quality, stats.reverse_kl)
         self._last_logged, self.last_stats = step, stats

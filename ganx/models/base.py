@@ -5,14 +5,20 @@ k + 1 per training step. ganx counts what users mean by a step — one generator
 ``generator_steps`` and maps ``steps=N`` to ``max_steps = N * optimizer_steps_per_batch`` (see ``ganx.train``).
 """
 
+import logging
+import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,6 +70,10 @@ class AdversarialModule(L.LightningModule):
         self.g_scheduler_factory, self.d_scheduler_factory = g_scheduler, d_scheduler
         self.scheduler_interval = scheduler_interval
         self.generator_steps = 0
+        # What a NaN/Inf loss does: "stop" (raise before the update) or "skip" (drop the update, count it).
+        # A run-level choice, set by ganx.train from the top-level `on_nonfinite`.
+        self.nonfinite_policy = "stop"
+        self.skipped_updates = 0
         # The resolved run config, stored in every checkpoint so inference commands can rebuild the networks.
         self.run_config: dict | None = None
 
@@ -115,8 +125,8 @@ class AdversarialModule(L.LightningModule):
     # --- optimizers ---------------------------------------------------------------------------------------------------
 
     def configure_optimizers(self):
-        g_opt = self.g_optimizer_factory(self.generator_parameters())
-        d_opt = self.d_optimizer_factory(self.discriminator_parameters())
+        g_opt = _build_optimizer(self.g_optimizer_factory, self.generator_parameters(), "model.g_optimizer")
+        d_opt = _build_optimizer(self.d_optimizer_factory, self.discriminator_parameters(), "model.d_optimizer")
         schedulers = [
             factory(opt)
             for factory, opt in ((self.g_scheduler_factory, g_opt), (self.d_scheduler_factory, d_opt))
@@ -124,21 +134,33 @@ class AdversarialModule(L.LightningModule):
         ]
         return [g_opt, d_opt], schedulers
 
-    def update(self, optimizer, loss: Tensor) -> None:
-        """One optimizer step on ``loss``: clear gradients, backpropagate, step."""
+    def update(self, optimizer, loss: Tensor, name: str = "loss") -> None:
+        """One optimizer step on ``loss``: clear gradients, backpropagate, step.
+
+        A non-finite loss never reaches the weights: with ``nonfinite_policy="stop"`` it raises; with "skip" the
+        step is taken with no gradients (a no-op that keeps Lightning's step accounting) and counted.
+        """
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        if self.check_finite(**{name: loss}):
+            self.manual_backward(loss)
         optimizer.step()
 
-    def check_finite(self, **terms: Tensor) -> None:
-        """Stop before a NaN/Inf loss reaches the weights, naming the term and the step."""
+    def check_finite(self, **terms: Tensor) -> bool:
+        """True if every term is finite; otherwise raise (policy "stop") or count and warn (policy "skip")."""
         for name, value in terms.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(
-                    f"{name} is {value.item()} at generator step {self.generator_steps} "
-                    f"(global step {self.global_step}). The weights were not updated with it. Common fixes: lower "
-                    f"the learning rates, use loss=wasserstein_gp or a gradient penalty, check the data for NaNs."
-                )
+            if torch.isfinite(value).all():
+                continue
+            where = f"at generator step {self.generator_steps} (global step {self.global_step})"
+            if self.nonfinite_policy == "skip":
+                self.skipped_updates += 1
+                log.warning("%s is %s %s: update skipped (%d so far)", name, value.item(), where, self.skipped_updates)
+                return False
+            raise NonFiniteLossError(
+                f"{name} is {value.item()} {where}. The weights were not updated with it. Common fixes: lower the "
+                "learning rates, use a gradient penalty (model=wgan_gp), check the data for NaNs; "
+                "on_nonfinite=skip skips such updates instead of stopping."
+            )
+        return True
 
     def _step_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
@@ -172,6 +194,7 @@ class AdversarialModule(L.LightningModule):
             "train/lr_d": d_opt.param_groups[0]["lr"],
             "trainer/generator_steps": float(self.generator_steps),
             "trainer/optimizer_steps": float(self.global_step),
+            "trainer/skipped_updates": float(self.skipped_updates),
         }
         shown = {f"train/{k}" for k in prog_bar}
         self.log_dict({k: v for k, v in metrics.items() if k not in shown}, on_step=True, on_epoch=False)
@@ -184,8 +207,46 @@ class AdversarialModule(L.LightningModule):
             "format": 1,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "generator_steps": self.generator_steps,
+            "skipped_updates": self.skipped_updates,
             "config": self.run_config,
+            "rng": rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.generator_steps = checkpoint.get("ganx", {}).get("generator_steps", 0)
+        ganx_state = checkpoint.get("ganx", {})
+        self.generator_steps = ganx_state.get("generator_steps", 0)
+        self.skipped_updates = ganx_state.get("skipped_updates", 0)
+        if "rng" in ganx_state:
+            set_rng_state(ganx_state["rng"])
+
+
+def _build_optimizer(factory: OptimizerFactory, params: Iterable[nn.Parameter], key: str) -> Optimizer:
+    try:
+        return factory(params)
+    except ValueError as err:  # torch's own message names the value, not the config key
+        raise ValueError(f"{key}: {err}. Fix it in the model config or with {key}.<arg>=<value>.") from err
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step draws from, as plain data (loadable with ``torch.load(weights_only=True)``)."""
+    _, mt_keys, mt_pos, has_gauss, cached_gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(mt_keys.astype(np.int64)), "pos": mt_pos, "has_gauss": has_gauss,
+                  "cached_gaussian": cached_gauss},
+        "python": {"version": version, "state": list(py_state), "gauss_next": py_gauss},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore ``rng_state()``, so a resumed run draws the same noise as the uninterrupted one."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))

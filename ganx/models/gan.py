@@ -7,6 +7,7 @@ each on a fresh real minibatch, then one generator update.
 
 import logging
 import math
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -73,41 +74,44 @@ class GAN(AdversarialModule):
     # --- the algorithm --------------------------------------------------------------------------------------------
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        images, _ = batch
+        images, labels = batch
         if images.shape[0] % self.critic_steps:
             raise ValueError(
                 f"A training batch of {images.shape[0]} images cannot be split into critic_steps={self.critic_steps} "
                 "real minibatches; build the data module with batches_per_step=critic_steps (ganx.train does)."
             )
         g_opt, d_opt = self.optimizers()
-        for real in images.chunk(self.critic_steps):
-            critic_stats = self.critic_step(real, d_opt)
+        for real, real_labels in zip(images.chunk(self.critic_steps), labels.chunk(self.critic_steps), strict=True):
+            critic_stats = self.critic_step(real, d_opt, real_labels)
         if self.is_logging_step():
             # The last critic step's gradients are still in .grad: the next update() clears them.
             norms = layer_grad_norms(self.discriminator)
             critic_stats.update({f"critic_grad_norm/{layer}": norm for layer, norm in norms.items()})
-        generator_stats = self.generator_step(real.shape[0], g_opt)
+        generator_stats = self.generator_step(real.shape[0], g_opt, real_labels)
         self.generator_steps += 1
         self.log_step({**critic_stats, **generator_stats}, prog_bar=("d_loss", "g_loss"))
 
-    def critic_step(self, real: Tensor, d_opt) -> dict[str, Tensor]:
-        """One discriminator (critic) update on a real minibatch and a fresh fake one."""
+    def critic_step(self, real: Tensor, d_opt, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """One discriminator (critic) update on a real minibatch and a fresh fake one (of the same classes)."""
         with torch.no_grad():
-            fake = self.generator(self.sample_latent(real.shape[0]))
+            fake = self.generate_fake(real.shape[0], labels)
         if self.loss.r1_weight > 0:
             real = real.detach().requires_grad_(True)  # R1 differentiates D(x) with respect to x
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        real_logits, fake_logits = self.critic(real, labels), self.critic(fake, labels)
         adversarial = self.loss.d_loss(real_logits, fake_logits)
         stats = {"d_adversarial": adversarial}
         d_loss = adversarial
         if self.loss.gp_weight > 0:
-            stats["gradient_penalty"] = gradient_penalty(self.discriminator, real, fake)
+            stats["gradient_penalty"] = gradient_penalty(partial(self.critic, labels=labels), real, fake)
             d_loss = d_loss + self.loss.gp_weight * stats["gradient_penalty"]
         if self.loss.r1_weight > 0:
             stats["r1_penalty"] = r1_penalty(real_logits, real)
             d_loss = d_loss + self.loss.r1_weight * stats["r1_penalty"]
-        self.check_finite(d_loss=d_loss)
-        self.update(d_opt, d_loss)
+        auxiliary = self.auxiliary_d_loss(real, fake, labels)
+        if auxiliary is not None:
+            stats["d_auxiliary"] = auxiliary
+            d_loss = d_loss + auxiliary
+        self.update(d_opt, d_loss, "d_loss")
         if self.loss.clip_value is not None:
             clip_weights_(self.discriminator, self.loss.clip_value)
         stats.update(
@@ -119,14 +123,36 @@ class GAN(AdversarialModule):
             stats["wasserstein_estimate"] = real_logits.detach().mean() - fake_logits.detach().mean()
         return stats
 
-    def generator_step(self, batch_size: int, g_opt) -> dict[str, Tensor]:
+    def generator_step(self, batch_size: int, g_opt, labels: Tensor | None = None) -> dict[str, Tensor]:
         """One generator update through a frozen discriminator."""
-        fake = self.generator(self.sample_latent(batch_size))
+        fake = self.generate_fake(batch_size, labels)
         with frozen(self.discriminator):
-            g_loss = self.loss.g_loss(self.discriminator(fake))
-        self.check_finite(g_loss=g_loss)
-        self.update(g_opt, g_loss)
-        return {"g_loss": g_loss}
+            g_loss = self.loss.g_loss(self.critic(fake, labels))
+            auxiliary = self.auxiliary_g_loss(fake, labels)
+        stats = {}
+        if auxiliary is not None:
+            stats["g_auxiliary"] = auxiliary
+            g_loss = g_loss + auxiliary
+        self.update(g_opt, g_loss, "g_loss")
+        return {**stats, "g_loss": g_loss}
+
+    # --- what the class-conditional variants change (ganx.models.conditional) ----------------------------------
+
+    def critic(self, images: Tensor, labels: Tensor | None) -> Tensor:
+        """The discriminator's logits for ``images``: D(x) here, D(x, y) for a class-conditional critic."""
+        return self.discriminator(images)
+
+    def generate_fake(self, n: int, labels: Tensor | None) -> Tensor:
+        """n samples G(z) in training mode (of the given classes, for a class-conditional generator)."""
+        return self.generator(self.sample_latent(n))
+
+    def auxiliary_d_loss(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor | None:
+        """A term added to the critic's loss (ACGAN's class loss); None adds nothing."""
+        return None
+
+    def auxiliary_g_loss(self, fake: Tensor, labels: Tensor | None) -> Tensor | None:
+        """A term added to the generator's loss (ACGAN's class loss); None adds nothing."""
+        return None
 
     # --- sampling -------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,156 @@
+"""An offline view of training, no W&B needed: loss and metric curves (PNG) and an HTML page with the sample grids.
+
+    python -m ganx.report RUN_DIR            # writes RUN_DIR/report/index.html and curves.png
+    python -m ganx.report SWEEP_DIR          # a page per run, plus SWEEP_DIR/report/index.html comparing them
+
+A run dir is what ``python -m ganx.train`` writes (csv/ logs, samples/, results.json); a sweep dir holds run dirs.
+"""
+
+import argparse
+import csv
+import html
+import json
+import math
+from pathlib import Path
+
+from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
+
+# Panels of the per-run figure: a title and the logged keys it overlays (those present are drawn).
+PANELS = [
+    ("Losses", ["train/d_loss", "train/g_loss"]),
+    ("D(x) and D(G(z))", ["train/d_real", "train/d_fake"]),
+    ("Critic diagnostics", ["train/wasserstein_estimate", "train/gradient_penalty"]),
+    ("FID / KID (lower is better)", ["val/fid", "val/kid"]),
+    ("Inception score", ["val/is"]),
+    ("Mode coverage", ["val/modes_covered", "val/high_quality"]),
+]
+
+
+def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """{key: [(generator step, value), ...]} from every csv/version_*/metrics.csv (a resumed run adds versions)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for path in sorted(run_dir.glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                step = float(row["step"])
+                for key, value in row.items():
+                    if key != "step" and value not in ("", None):
+                        series.setdefault(key, []).append((step, float(value)))
+    return series
+
+
+def plot_run(series: dict[str, list[tuple[float, float]]], out: Path, title: str) -> Path | None:
+    panels = [(name, [k for k in keys if k in series]) for name, keys in PANELS]
+    panels = [(name, keys) for name, keys in panels if keys]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(5 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, (name, keys) in zip(axes.flat, panels):
+        for key in keys:
+            steps, values = zip(*series[key])
+            ax.plot(steps, values, label=key.split("/", 1)[1], marker="o" if len(steps) < 30 else None, ms=3)
+        ax.set_title(name)
+        ax.set_xlabel("step (generator updates)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    return out
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "csv").is_dir() or (path / "samples").is_dir() or (path / "results.json").is_file()
+
+
+def run_page(run_dir: Path) -> Path:
+    """Write run_dir/report/{curves.png,index.html}; return the page."""
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
+    title = results.get("run_name") or run_dir.name
+    curves = plot_run(read_metrics(run_dir), out / "curves.png", f"{title} ({run_dir.name})")
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(str(run_dir.resolve()))}</p>"]
+    if results:
+        body.append("<h2>Results</h2><pre>" + html.escape(json.dumps(
+            {k: results[k] for k in ("status", "generator_steps", "wall_time_s", "final", "best", "overrides")
+             if k in results}, indent=2)) + "</pre>")
+    body.append('<h2>Curves</h2><img src="curves.png">' if curves else "<p>No logged metrics (logger=none?).</p>")
+    grids = sorted((run_dir / "samples").glob("*.png"))
+    body.append("<h2>Samples over training (fixed noise)</h2>")
+    body += [f'<figure><img src="../samples/{g.name}" style="max-width:420px"><figcaption>{g.stem}</figcaption>'
+             "</figure>" for g in grids] or ["<p>No sample grids.</p>"]
+    page = out / "index.html"
+    page.write_text(_html(title, body))
+    return page
+
+
+def sweep_page(sweep_dir: Path, runs: list[Path]) -> Path:
+    from ganx.sweep import collect_results
+
+    out = sweep_dir / "report"
+    out.mkdir(exist_ok=True)
+    pages = [run_page(run) for run in runs]
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    plotted = False
+    for run in runs:
+        fid = read_metrics(run).get("val/fid")
+        if fid:
+            ax.plot(*zip(*fid), marker="o", ms=3, label=run.name)
+            plotted = True
+    if plotted:
+        ax.set_xlabel("step (generator updates)")
+        ax.set_ylabel("val/fid")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "fid.png", dpi=90)
+    rows = collect_results(sweep_dir)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    table = ["<table border=1 cellpadding=4><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"]
+    for row in rows:
+        cells = [f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)) for v in (row.get(c, "") for c in columns)]
+        table.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    table.append("</table>")
+    body = [f"<h1>Sweep {html.escape(sweep_dir.name)}</h1>", *table]
+    if plotted:
+        body.append('<h2>FID over training</h2><img src="fid.png">')
+    body.append("<h2>Runs</h2><ul>" + "".join(
+        f'<li><a href="../{p.parent.parent.name}/report/index.html">{html.escape(p.parent.parent.name)}</a></li>'
+        for p in pages) + "</ul>")
+    page = out / "index.html"
+    page.write_text(_html(f"Sweep {sweep_dir.name}", body))
+    return page
+
+
+def _html(title: str, body: list[str]) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em} figure{display:inline-block;margin:4px}</style></head>"
+            f"<body>{''.join(body)}</body></html>\n")
+
+
+def report(path: Path) -> Path:
+    if not path.is_dir():
+        raise SystemExit(f"ganx.report: {path} is not a directory (give a run dir or a sweep dir).")
+    if is_run_dir(path):
+        return run_page(path)
+    runs = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
+    if not runs:
+        raise SystemExit(f"ganx.report: {path} holds no ganx run (no csv/, samples/ or results.json in it or below).")
+    return sweep_page(path, runs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ganx.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", type=Path, help="a run dir or a sweep dir")
+    page = report(parser.parse_args(argv).path)
+    print(f"wrote {page}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Sweep summary: when a Hydra multirun ends, one table of its runs (``summary.csv`` and ``summary.md``).
+
+Registered in ``conf/hydra/default.yaml`` as a Hydra callback, so every ``python -m ganx.train -m ...`` writes it.
+Each row is one run's ``results.json`` (written by ``ganx.callbacks.RunSummary``): overrides, status, final and
+best metrics, generator steps and wall time.
+"""
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One flat row per run directory below ``sweep_dir`` that holds a results.json, in job order.
+
+    The ``overrides`` column shows what differs between the runs (the swept values), not the shared overrides.
+    """
+    paths = sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    results = [json.loads(path.read_text()) for path in paths]
+    overrides = [dict(o.split("=", 1) for o in r.get("overrides", []) if "=" in o) for r in results]
+    varying = [k for k in dict.fromkeys(k for o in overrides for k in o) if len({o.get(k) for o in overrides}) > 1]
+    rows = []
+    for path, result, given in zip(paths, results, overrides, strict=True):
+        shown = varying if len(results) > 1 else list(given)
+        row = {"run": path.parent.name, "overrides": " ".join(f"{k}={given.get(k, '')}" for k in shown),
+               "status": result["status"]}
+        row |= {f"final {k.removeprefix('val/')}": v for k, v in result.get("final", {}).items() if k.startswith("val/")}
+        row |= {f"best {k.removeprefix('val/')}": v for k, v in result.get("best", {}).items()}
+        row |= {"generator_steps": result["generator_steps"], "wall_time_s": result["wall_time_s"]}
+        rows.append(row)
+    return rows
+
+
+def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
+    rows = collect_results(sweep_dir)
+    if not rows:
+        log.warning("No results.json under %s: no sweep summary written.", sweep_dir)
+        return rows
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with (sweep_dir / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    log.info("Sweep summary of %d runs: %s/summary.md", len(rows), sweep_dir)
+    return rows
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_summary(Path(config.hydra.sweep.dir))

@@ -1,0 +1,176 @@
+"""Faults lose nothing and a resumed run is the same run."""
+
+import errno
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import FAST, REPO, run_cli
+from ganx.callbacks import GeneratorStepCheckpoint
+from ganx.data.sampling import ResumableShuffleSampler
+from ganx.faults import FaultHandler
+from ganx.losses import AdversarialLoss
+from ganx.models import GAN, NonFiniteLossError
+from ganx.nets import MLPDiscriminator, MLPGenerator
+from ganx.train import RunDirError, check_free_space, check_run_dir
+
+TINY_GAN = ["model=gan", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", "model.latent_dim=8"]
+
+
+def tiny_gan(**kwargs) -> GAN:
+    return GAN(
+        generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
+        discriminator=MLPDiscriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0),
+        loss=AdversarialLoss(),
+        g_optimizer=partial(torch.optim.Adam, lr=1e-3),
+        d_optimizer=partial(torch.optim.Adam, lr=1e-3),
+        latent_dim=4,
+        num_fixed_samples=4,
+        **kwargs,
+    )
+
+
+def trainer(tmp_path: Path, steps: int, model: GAN, every: int = 1) -> L.Trainer:
+    return L.Trainer(
+        max_steps=steps * model.optimizer_steps_per_batch, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[GeneratorStepCheckpoint(every, dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=-1),
+                   FaultHandler(str(tmp_path / "checkpoints"))],
+    )
+
+
+def loader(n: int = 64) -> DataLoader:
+    return DataLoader(TensorDataset(torch.rand(n, 1, 4, 4) * 2 - 1, torch.zeros(n, dtype=torch.long)), batch_size=8)
+
+
+def test_sampler_resumes_mid_epoch_with_the_same_order():
+    full = ResumableShuffleSampler(20, batch_size=4, seed=3)
+    epochs = [list(full) for _ in range(3)]
+    assert sorted(epochs[0]) == list(range(20)) and epochs[0] != epochs[1]
+    resumed = ResumableShuffleSampler(20, batch_size=4, seed=3)
+    resumed.resume_at(7)  # 5 batches per epoch: epoch 1, after 2 batches
+    assert list(resumed) == epochs[1][8:] and list(resumed) == epochs[2]
+
+
+def test_nonfinite_loss_saves_diagnostic_checkpoint_and_keeps_last(tmp_path):
+    model = tiny_gan()
+    original = model.loss.d_loss
+    calls = {"n": 0}
+
+    def nan_on_fourth_call(real_logits, fake_logits):
+        calls["n"] += 1
+        loss = original(real_logits, fake_logits)
+        return loss * float("nan") if calls["n"] == 4 else loss
+
+    object.__setattr__(model.loss, "d_loss", nan_on_fourth_call)
+    with pytest.raises(NonFiniteLossError, match="d_loss is nan at generator step 3"):
+        trainer(tmp_path, 6, model).fit(model, loader())
+    ckpts = tmp_path / "checkpoints"
+    diagnostic = torch.load(ckpts / "nonfinite_step_0000003.ckpt", weights_only=True)
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert last["ganx"]["generator_steps"] == 3 and diagnostic["ganx"]["generator_steps"] == 3
+    assert all(torch.isfinite(v).all() for v in diagnostic["state_dict"].values())
+
+
+def test_skip_policy_drops_the_update_and_counts_it(tmp_path):
+    model = tiny_gan()
+    model.nonfinite_policy = "skip"
+    original = model.loss.g_loss
+    calls = {"n": 0}
+
+    def nan_on_second_call(fake_logits):
+        calls["n"] += 1
+        return original(fake_logits) * (float("nan") if calls["n"] == 2 else 1.0)
+
+    object.__setattr__(model.loss, "g_loss", nan_on_second_call)
+    trainer(tmp_path, 4, model, every=10).fit(model, loader())
+    assert model.skipped_updates == 1 and model.generator_steps == 4
+    assert {int(s["step"]) for s in model.optimizers()[0].optimizer.state.values()} == {3}  # G stepped 4 - 1 times
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    model = tiny_gan()
+    t = trainer(tmp_path, 2, model)
+    t.fit(model, loader())
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        t.save_checkpoint(last)
+    assert last.read_bytes() == before
+    assert torch.load(last, weights_only=True)["ganx"]["generator_steps"] == 2
+
+
+def test_unwritable_or_full_run_dir_fails_early(tmp_path, monkeypatch):
+    def refuse(self, data):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    with pytest.raises(RunDirError, match="Cannot write to the run directory .*Read-only file system.*hydra.run.dir"):
+        check_run_dir(tmp_path / "run", None)
+    monkeypatch.undo()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 1024))
+    with pytest.raises(RunDirError, match="Only 0 MiB free"):
+        check_free_space(tmp_path, tiny_gan(), checkpoints=3)
+
+
+def test_negative_learning_rate_names_the_config_key():
+    model = tiny_gan()
+    model.d_optimizer_factory = partial(torch.optim.Adam, lr=-0.1)
+    with pytest.raises(ValueError, match="model.d_optimizer: Invalid learning rate: -0.1"):
+        model.configure_optimizers()
+
+
+@pytest.mark.e2e
+def test_resume_is_bit_exact(mnist_dir, tmp_path):
+    common = [*TINY_GAN, "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
+              "checkpoint_every=5", "trainer.deterministic=true", "seed=7", *FAST]
+    full = tmp_path / "full"
+    run_cli(*common, "steps=10", f"hydra.run.dir={full}", cwd=tmp_path)  # 7 batches per epoch: resume mid-epoch 1
+    # Periodic checkpoints follow checkpoint_every, not epoch ends (the epoch ended at step 7).
+    assert sorted(p.name for p in (full / "checkpoints").glob("step_*.ckpt")) == ["step_0000005.ckpt", "step_0000010.ckpt"]
+    resumed = tmp_path / "resumed" / "checkpoints"
+    resumed.mkdir(parents=True)
+    shutil.copy(full / "checkpoints" / "step_0000005.ckpt", resumed)
+    run_cli(*common, "steps=10", f"ckpt_path={resumed}/step_0000005.ckpt", cwd=tmp_path)
+    a = torch.load(full / "checkpoints" / "step_0000010.ckpt", weights_only=True)
+    b = torch.load(resumed / "last.ckpt", weights_only=True)
+    assert b["ganx"]["generator_steps"] == 10
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), f"{key} differs after resume"
+    for state_a, state_b in zip(a["optimizer_states"], b["optimizer_states"]):
+        for i, s in state_a["state"].items():
+            assert all(torch.equal(s[k], state_b["state"][i][k]) for k in ("exp_avg", "exp_avg_sq"))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_resumable_checkpoint(mnist_dir, tmp_path, sig):
+    run = tmp_path / "run"
+    args = [*TINY_GAN, "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
+            "steps=100000", "sample_every=1", "checkpoint_every=100000", f"hydra.run.dir={run}", *FAST]
+    proc = subprocess.Popen([sys.executable, "-m", "ganx.train", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1",
+                                                                     "PYTHONPATH": str(REPO)})
+    deadline = time.time() + 120
+    while not list((run / "samples").glob("step_0000003.png")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 3 <= last["ganx"]["generator_steps"] < 100000
+    assert f"Resume with: python -m ganx.train ckpt_path={run}/checkpoints/last.ckpt" in stdout + stderr
