@@ -3,7 +3,8 @@
     python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz] [interpolate=true] [seed=0]
 
 ``out=*.png`` writes an image grid; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key ``images``
-for evaluation elsewhere; ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
+for evaluation elsewhere (a generator of 2-D points, data=gaussian_ring/grid: a scatter plot, or float32 (N, 2) under
+key ``points``); ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
 (Goodfellow et al. 2014, Fig. 3).
 """
 
@@ -17,6 +18,7 @@ from torchvision.utils import save_image
 
 from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, require_model
 from ganx.config import parse_cli
+from ganx.plots import scatter_points
 
 
 @dataclass
@@ -70,8 +72,14 @@ def sample(cfg: SampleConfig) -> Path:
         z = draw_latent(cfg.n, dim, distribution, rng)
         nrow = math.ceil(math.sqrt(cfg.n))
     images = torch.cat([generator(chunk) for chunk in z.split(cfg.batch_size)])
-    images = ((images.float() + 1) / 2).clamp(0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if images.dim() == 2:  # points, not images
+        if out.suffix == ".npz":
+            np.savez_compressed(out, points=images.float().numpy())
+        else:
+            save_image(scatter_points(images), out)
+        return out
+    images = ((images.float() + 1) / 2).clamp(0, 1)
     if out.suffix == ".npz":
         np.savez_compressed(out, images=(images * 255).round().to(torch.uint8).numpy())
     else:

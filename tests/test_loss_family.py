@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import FAST, REPO, run_cli, write_image_folder
@@ -192,3 +193,6 @@ def test_cli_toy_run_logs_mode_metrics_and_scatter_plots(tmp_path):
     assert {"val/high_quality", "val/reverse_kl", "train/critic_grad_norm/net.1"} <= set().union(*rows)
     scatter = Image.open(run / "samples" / "step_0000004.png")
     assert scatter.size == (480, 480)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    run_cli(f"ckpt={ckpt}", "n=300", f"out={tmp_path / 'points.npz'}", module="ganx.sample", cwd=tmp_path)
+    assert np.load(tmp_path / "points.npz")["points"].shape == (300, 2)
