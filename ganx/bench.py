@@ -13,6 +13,7 @@ Writes ``bench.json`` and ``bench.md`` to --out (default: outputs/bench/<time>).
 
 import argparse
 import copy
+import dataclasses
 import json
 import platform
 import resource
@@ -77,10 +78,10 @@ class StepTimer(L.Callback):
         self.ends.append(time.perf_counter())
 
 
-def time_ganx(cfg, model, steps: int, log_dir: str) -> list[float]:
+def time_ganx(cfg, model, steps: int, log_dir: str, precision: str = "32-true") -> list[float]:
     timer = StepTimer()
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=(steps + 1) * model.optimizer_steps_per_batch,
+        accelerator="cpu", devices=1, max_steps=(steps + 1) * model.optimizer_steps_per_batch, precision=precision,
         logger=CSVLogger(log_dir, name="bench"), log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
     )
@@ -108,13 +109,14 @@ def plain_step(model, g_opt, d_opt, images: torch.Tensor) -> None:
     g_opt.step()
 
 
-def time_plain(cfg, model, steps: int) -> list[float]:
+def time_plain(cfg, model, steps: int, precision: str = "32-true") -> list[float]:
     g_opt, d_opt = (opt for opt in model.configure_optimizers()[0])
     times, last = [], None
     for i, (images, _) in enumerate(synthetic_loader(cfg, model)):
         if i > steps:
             break
-        plain_step(model, g_opt, d_opt, images)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+            plain_step(model, g_opt, d_opt, images)
         now = time.perf_counter()
         if last is not None:
             times.append(now - last)
@@ -122,13 +124,18 @@ def time_plain(cfg, model, steps: int) -> list[float]:
     return times
 
 
-def step_flops(cfg, model) -> int:
+def step_flops(cfg, model) -> tuple[int, bool]:
+    """FLOPs of one training step and whether the count is exact. FlopCounterMode cannot trace the gradient
+    penalty's autograd.grad, so with a penalty the step is counted without it: a lower bound."""
     model = copy.deepcopy(model)
+    exact = model.loss.gp_weight == 0
+    if not exact:
+        model.loss = dataclasses.replace(model.loss, gp_weight=0.0)
     g_opt, d_opt = model.configure_optimizers()[0]
     images = next(iter(synthetic_loader(cfg, model, n_batches=1)))[0]
     with FlopCounterMode(display=False) as counter:
         plain_step(model, g_opt, d_opt, images)
-    return counter.get_total_flops()
+    return counter.get_total_flops(), exact
 
 
 def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
@@ -148,30 +155,30 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_model(key: str, repeats: int, steps: int, log_dir: str) -> dict:
+def bench_model(key: str, repeats: int, steps: int, log_dir: str, precision: str = "32-true") -> dict:
     case = CASES[key]
     cfg = compose_config(case, log_dir)
     L.seed_everything(0, workers=True)
     model = instantiate(cfg.model)
     plain_model = copy.deepcopy(model)
-    time_plain(cfg, plain_model, 2)  # warm-up (allocator, oneDNN kernels)
-    time_ganx(cfg, copy.deepcopy(model), 2, log_dir)
+    time_plain(cfg, plain_model, 2, precision)  # warm-up (allocator, oneDNN kernels)
+    time_ganx(cfg, copy.deepcopy(model), 2, log_dir, precision)
     ganx_times, plain_times, ratios = [], [], []
     for _ in range(repeats):
-        g = time_ganx(cfg, copy.deepcopy(model), steps, log_dir)
-        p = time_plain(cfg, copy.deepcopy(model), steps)
+        g = time_ganx(cfg, copy.deepcopy(model), steps, log_dir, precision)
+        p = time_plain(cfg, copy.deepcopy(model), steps, precision)
         ganx_times += g
         plain_times += p
         ratios.append(statistics.median(p) / statistics.median(g))
     images_per_step = cfg.data.batch_size * model.real_batches_per_step
     ganx_s, plain_s = statistics.median(ganx_times), statistics.median(plain_times)
-    flops = step_flops(cfg, model)
+    flops, exact = step_flops(cfg, model)
     return {
-        "model": case.name, "overrides": list(case.overrides), "batch_size": cfg.data.batch_size,
+        "model": case.name, "overrides": list(case.overrides), "precision": precision, "batch_size": cfg.data.batch_size,
         "critic_steps": model.real_batches_per_step, "ganx_step_s": ganx_s, "plain_step_s": plain_s,
         "ganx_images_per_s": images_per_step / ganx_s, "plain_images_per_s": images_per_step / plain_s,
         "speed_ratio_ganx_over_plain": statistics.median(ratios), "per_repeat_ratios": ratios,
-        "step_gflop": flops / 1e9, "ganx_gflops_per_s": flops / ganx_s / 1e9, "peak_rss_mib_so_far": peak_rss_mib(),
+        "step_gflop": flops / 1e9, "flops_exact": exact, "ganx_gflops_per_s": flops / ganx_s / 1e9, "peak_rss_mib_so_far": peak_rss_mib(),
     }
 
 
@@ -202,18 +209,20 @@ def markdown(report: dict) -> str:
         f"Command: `{report['command']}`.",
         f"Peak float32 matmul (4096x4096) in this run: {peak:.0f} GFLOP/s.",
         "",
-        "| model | batch x critic steps | ganx step (s) | plain step (s) | ganx/plain speed | ganx real img/s | "
+        "| model | precision | batch x critic steps | ganx step (s) | plain step (s) | ganx/plain speed | ganx real img/s | "
         "GFLOP/step | % of matmul peak | peak RSS so far (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["models"]:
         lines.append(
-            f"| {r['model']} | {r['batch_size']} x {r['critic_steps']} | {r['ganx_step_s']:.4f} | {r['plain_step_s']:.4f} "
-            f"| {r['speed_ratio_ganx_over_plain']:.3f} | {r['ganx_images_per_s']:.0f} | {r['step_gflop']:.2f} "
+            f"| {r['model']} | {r['precision']} | {r['batch_size']} x {r['critic_steps']} | {r['ganx_step_s']:.4f} | {r['plain_step_s']:.4f} "
+            f"| {r['speed_ratio_ganx_over_plain']:.3f} | {r['ganx_images_per_s']:.0f} | "
+            f"{'' if r['flops_exact'] else '>= '}{r['step_gflop']:.2f} "
             f"| {100 * r['ganx_gflops_per_s'] / peak:.1f} | {r['peak_rss_mib_so_far']:.0f} |"
         )
     lines += ["", "ganx/plain speed = median plain step time / median ganx step time (> 1: ganx faster), "
-              "the median of the per-repeat ratios; steps alternate ganx, plain, ganx, plain ... after a warm-up.", ""]
+              "the median of the per-repeat ratios; steps alternate ganx, plain, ganx, plain ... after a warm-up. "
+              "`>=`: FLOPs counted without the gradient penalty (FlopCounterMode cannot trace its double backward).", ""]
     lines += ["## Data loading (ImageFolderDataModule, anime faces 96x96 -> 64x64, batch 64)", ""]
     for r in report["data_loading"]:
         lines.append(f"- {r['skipped']}" if "skipped" in r else f"- num_workers={r['num_workers']}: "
@@ -227,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6, help="timed generator steps per repeat and arm")
     parser.add_argument("--out", default=None, help="output dir (default outputs/bench/<time>)")
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed (CPU autocast)")
     args = parser.parse_args(argv)
     unknown = set(args.models.split(",")) - set(CASES)
     if unknown:
@@ -242,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as log_dir:
         for key in args.models.split(","):
             print(f"[bench] {key} ...", flush=True)
-            report["models"].append(bench_model(key, args.repeats, args.steps, log_dir))
+            report["models"].append(bench_model(key, args.repeats, args.steps, log_dir, args.precision))
             print(json.dumps(report["models"][-1]), flush=True)
     report["data_loading"] = bench_data_loading()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
