@@ -30,6 +30,7 @@ from ganx.checkpoint import CheckpointError, build_model, load_checkpoint
 from ganx.config import compose_data_config, parse_cli, register_resolvers, split_group_overrides
 from ganx.data import DataError
 from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
+from ganx.metrics.conditional import class_metrics_for
 from ganx.metrics.image_metrics import METRIC_NAMES
 from ganx.metrics.parzen import parzen_estimate, to_parzen_space
 
@@ -110,6 +111,12 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
         metrics = ImageMetrics(extractor, image_metric_names, cfg.is_splits, cfg.kid_subsets,
                                cfg.kid_subset_size).to(device)
+    # Class-conditional models (ganx.models.conditional): class accuracy and intra-FID on the same classifier.
+    class_metrics = None
+    if metrics is not None and hasattr(model, "num_classes"):
+        class_metrics = class_metrics_for(metrics.extractor, model.num_classes)
+        if class_metrics is not None:
+            class_metrics.to(device)
     reals, fakes = [], []
     start = time.perf_counter()
     for batch_idx, batch in enumerate(datamodule.val_dataloader()):
@@ -117,6 +124,8 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         real, fake = model.validation_step(batch, batch_idx)
         if metrics is not None:
             metrics.update(real, fake)
+        if class_metrics is not None:
+            class_metrics.update(real, fake, batch[1])
         if "parzen" in cfg.metrics:
             reals.append(to_parzen_space(real.cpu()))
             fakes.append(to_parzen_space(fake.cpu()))
@@ -126,6 +135,8 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
     if metrics is not None:
         result["values"] = metrics.compute()
         result["protocol"] = metrics.protocol()
+    if class_metrics is not None:
+        result["class_metrics"] = class_metrics.compute()
     if "parzen" in cfg.metrics:
         real = torch.cat(reals)
         result["parzen"] = parzen_estimate(torch.cat(fakes), real[: cfg.parzen_val_size], real[cfg.parzen_val_size :])

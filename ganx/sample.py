@@ -1,14 +1,19 @@
-"""Sample from a trained unconditional GAN.
+"""Sample from a trained GAN (unconditional, or class-conditional: model=cgan / model=acgan).
 
-    python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz] [interpolate=true] [seed=0]
+    python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz] [interpolate=true] [seed=0] [class=3]
 
 ``out=*.png`` writes an image grid; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key ``images``
 for evaluation elsewhere (a generator of 2-D points, data=gaussian_ring/grid: a scatter plot, or float32 (N, 2) under
 key ``points``); ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
 (Goodfellow et al. 2014, Fig. 3).
+
+A class-conditional checkpoint draws n samples per class, one row per class with the same codes in every row, or
+n samples of one class with ``class=N`` (alias ``label=N``); interpolation rows keep one class each. ``.npz`` files also
+hold the ``labels``.
 """
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from torchvision.utils import save_image
 
 from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, require_model
 from ganx.config import parse_cli
+from ganx.nets.conditional import class_grid_labels
 from ganx.plots import scatter_points
 
 
@@ -31,6 +37,7 @@ class SampleConfig:
     interpolation_steps: int = 10
     seed: int = 0
     batch_size: int = 256
+    label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
 
 
 def draw_latent(n: int, dim: int, distribution: str, generator: torch.Generator) -> torch.Tensor:
@@ -57,7 +64,7 @@ def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, kind: str) -
 @torch.no_grad()
 def sample(cfg: SampleConfig) -> Path:
     checkpoint = load_checkpoint(cfg.ckpt)
-    require_model(checkpoint, ("GAN",), "ganx.sample")
+    require_model(checkpoint, ("GAN", "ConditionalGAN", "ACGAN"), "ganx.sample")
     model_cfg = checkpoint["ganx"]["config"]["model"]
     generator = build_submodule(checkpoint, "generator")
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -71,7 +78,14 @@ def sample(cfg: SampleConfig) -> Path:
     else:
         z = draw_latent(cfg.n, dim, distribution, rng)
         nrow = math.ceil(math.sqrt(cfg.n))
-    images = torch.cat([generator(chunk) for chunk in z.split(cfg.batch_size)])
+    labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(z), nrow)
+    if labels is None:
+        images = torch.cat([generator(chunk) for chunk in z.split(cfg.batch_size)])
+    else:
+        if not cfg.interpolate and cfg.label is None:  # one row per class, the same n codes in every row
+            z, nrow = z.repeat(len(labels) // len(z), 1), cfg.n
+        chunks = zip(z.split(cfg.batch_size), labels.split(cfg.batch_size), strict=True)
+        images = torch.cat([generator(codes, classes) for codes, classes in chunks])
     out.parent.mkdir(parents=True, exist_ok=True)
     if images.dim() == 2:  # points, not images
         if out.suffix == ".npz":
@@ -81,13 +95,33 @@ def sample(cfg: SampleConfig) -> Path:
         return out
     images = ((images.float() + 1) / 2).clamp(0, 1)
     if out.suffix == ".npz":
-        np.savez_compressed(out, images=(images * 255).round().to(torch.uint8).numpy())
+        extra = {} if labels is None else {"labels": labels.numpy()}
+        np.savez_compressed(out, images=(images * 255).round().to(torch.uint8).numpy(), **extra)
     else:
         save_image(images, out, nrow=nrow, padding=2)
     return out
 
 
+def sample_labels(cfg: SampleConfig, num_classes: int | None, n_codes: int, per_row: int) -> torch.Tensor | None:
+    """The class of every sample of a conditional generator (None for an unconditional one): ``class=N`` for all;
+    else one row per class (n per class), and interpolation rows cycle through the classes."""
+    if num_classes is None:
+        if cfg.label is not None:
+            raise CheckpointError(f"class={cfg.label} needs a class-conditional checkpoint (model=cgan or model=acgan).")
+        return None
+    if cfg.label is not None:
+        if not 0 <= cfg.label < num_classes:
+            raise CheckpointError(f"class={cfg.label} is not a class of this model: choose 0..{num_classes - 1}.")
+        return torch.full((n_codes,), cfg.label)
+    if cfg.interpolate:
+        return (torch.arange(n_codes // per_row) % num_classes).repeat_interleave(per_row)
+    return class_grid_labels(num_classes, cfg.n)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    # `class` is a Python keyword, so the config field is `label`; class=N is the name users expect.
+    argv = [f"label={arg[len('class='):]}" if arg.startswith("class=") else arg for arg in argv]
     cfg = parse_cli(SampleConfig, argv, "ganx.sample")
     if cfg.n < 1:
         raise SystemExit(f"ganx.sample: n must be >= 1, got {cfg.n}")

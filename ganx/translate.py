@@ -1,6 +1,9 @@
-"""Translate images with a trained CycleGAN.
+"""Translate images with a trained CycleGAN or pix2pix model.
 
     python -m ganx.translate ckpt=PATH input=FILE_OR_DIR output=DIR [direction=AtoB|BtoA] [device=cpu]
+
+A pix2pix model translates in the one direction it was trained for (its ``data.direction``); inputs are converted to
+the channels its generator takes (grayscale for a colourisation model).
 
 Each input image (a file, or every image under a folder, recursively) is written to ``output`` under its own file name
 (and sub-path), at its own resolution: the generator is fully convolutional, and sizes that are not a multiple of 4
@@ -15,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
-from torchvision.transforms.functional import normalize, to_tensor
+from torchvision.transforms.functional import to_tensor
 from torchvision.utils import save_image
 
-from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, require_model
+from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, model_class, require_model
 from ganx.config import parse_cli
 from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
 
@@ -42,7 +45,8 @@ def translate_image(generator: nn.Module, image: Tensor, multiple: int = 4) -> T
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image is {w}x{h}; the CycleGAN generator needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
     pad_h, pad_w = -h % multiple, -w % multiple
-    padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"  # reflection cannot pad more than the image holds
+    padded = F.pad(image, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else image
     return generator(padded)[..., :h, :w]
 
 
@@ -65,7 +69,13 @@ def translate(cfg: TranslateConfig) -> list[Path]:
     if cfg.direction not in GENERATORS:
         raise ValueError(f"direction must be one of {sorted(GENERATORS)}, got {cfg.direction!r}")
     checkpoint = load_checkpoint(cfg.ckpt)
-    require_model(checkpoint, ("CycleGAN",), "ganx.translate")
+    require_model(checkpoint, ("CycleGAN", "Pix2Pix"), "ganx.translate")
+    generator_name = GENERATORS[cfg.direction]
+    if model_class(checkpoint).endswith(".Pix2Pix"):
+        if cfg.direction != "AtoB":
+            raise ValueError("pix2pix translates in the direction it was trained (data.direction of its run); "
+                             "direction= chooses a CycleGAN generator: leave it out for pix2pix.")
+        generator_name = "generator"
     base, files = input_files(Path(cfg.input).expanduser())
     output = Path(cfg.output).expanduser()
     targets = [output / file.relative_to(base) for file in files]
@@ -75,7 +85,8 @@ def translate(cfg: TranslateConfig) -> list[Path]:
             f"{len(existing)} output file(s) already exist (first: {existing[0]}); refusing to overwrite them. "
             "Choose another output= folder."
         )
-    generator = build_submodule(checkpoint, GENERATORS[cfg.direction]).to(cfg.device)
+    generator = build_submodule(checkpoint, generator_name).to(cfg.device)
+    grayscale_input = getattr(generator, "in_channels", 3) == 1
     written = []
     for file, target in zip(files, targets, strict=True):
         try:
@@ -85,8 +96,8 @@ def translate(cfg: TranslateConfig) -> list[Path]:
         except BAD_IMAGE_ERRORS as err:
             print(f"ganx.translate: skipping {file}: {type(err).__name__}: {err}")
             continue
-        image = normalize(to_tensor(rgb), [0.5] * 3, [0.5] * 3).unsqueeze(0).to(cfg.device)
-        out = translate_image(generator, image)
+        image = (to_tensor(rgb.convert("L") if grayscale_input else rgb) * 2 - 1).unsqueeze(0).to(cfg.device)
+        out = translate_image(generator, image, getattr(generator, "size_multiple", 4))
         target.parent.mkdir(parents=True, exist_ok=True)
         save_image((out.float().cpu() + 1) / 2, target)
         written.append(target)

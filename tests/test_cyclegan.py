@@ -311,7 +311,7 @@ def test_translate_refuses_a_checkpoint_of_another_model(tmp_path: Path):
     ckpt = tmp_path / "gan.ckpt"
     torch.save({"state_dict": {}, "ganx": {"model_class": "ganx.models.gan.GAN", "config": {"run_name": "dcgan_mnist"}}}, ckpt)
     gray(10, 8).save(tmp_path / "x.png")
-    with pytest.raises(SystemExit, match="needs a checkpoint of CycleGAN, but this one holds a GAN"):
+    with pytest.raises(SystemExit, match="needs a checkpoint of CycleGAN or Pix2Pix, but this one holds a GAN"):
         translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'x.png'}", f"output={tmp_path / 'out'}"])
 
 

@@ -3,7 +3,8 @@
 from .base import DataError, ImageDataModule
 from .image_folder import ImageFolderDataModule
 from .mnist import FashionMNISTDataModule, MNISTDataModule
+from .paired import PairedDataModule
 from .toy import GaussianMixtureDataModule
 from .unpaired import UnpairedDataModule
 
-__all__ = ["DataError", "FashionMNISTDataModule", "GaussianMixtureDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "UnpairedDataModule"]
+__all__ = ["DataError", "FashionMNISTDataModule", "GaussianMixtureDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "PairedDataModule", "UnpairedDataModule"]

@@ -1,8 +1,9 @@
-"""Fetch an official data set: ``python -m ganx.data.download cyclegan NAME [--data-dir data]``.
+"""Fetch an official data set: ``python -m ganx.data.download {cyclegan,pix2pix} NAME [--data-dir data]``.
 
 The CycleGAN sets (Zhu et al. 2017) are zip files on the authors' server; each unpacks to
-``<data-dir>/NAME/{trainA,trainB,testA,testB}/``, the layout ``data=unpaired`` reads. An existing folder is never
-overwritten; a failed download leaves nothing behind.
+``<data-dir>/NAME/{trainA,trainB,testA,testB}/``, the layout ``data=unpaired`` reads. The pix2pix sets (Isola et al.
+2017) are .tar.gz files that unpack to ``<data-dir>/NAME/{train,val,...}/`` of side-by-side A|B images, the layout
+``data=paired`` reads. An existing folder is never overwritten; a failed download leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -36,42 +38,61 @@ CYCLEGAN_SETS = (
     "iphone2dslr_flower",
     "ae_photos",
 )
+PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
+# The official download_pix2pix_dataset.sh list.
+PIX2PIX_SETS = ("cityscapes", "night2day", "edges2handbags", "edges2shoes", "facades", "maps")
+# family -> (display name, URL template, data set names, folders every set holds)
+COLLECTIONS = {
+    "cyclegan": ("CycleGAN", CYCLEGAN_URL, CYCLEGAN_SETS, DOMAINS),
+    "pix2pix": ("pix2pix", PIX2PIX_URL, PIX2PIX_SETS, ("train",)),
+}
 
 
 def download_cyclegan(name: str, data_dir: str | Path = "data", url_template: str = CYCLEGAN_URL) -> Path:
-    """Download and unpack ``name`` into ``data_dir/name``; return that folder (unchanged if it already exists)."""
-    if name not in CYCLEGAN_SETS:
-        raise DataError(f"unknown CycleGAN data set {name!r}; available: {', '.join(CYCLEGAN_SETS)}")
+    """Download and unpack the CycleGAN set ``name`` into ``data_dir/name`` (see ``download``)."""
+    return download("cyclegan", name, data_dir, url_template)
+
+
+def download(family: str, name: str, data_dir: str | Path = "data", url_template: str | None = None) -> Path:
+    """Download and unpack ``name`` of ``family`` (cyclegan | pix2pix) into ``data_dir/name``; return that folder
+    (unchanged if it already exists)."""
+    title, default_url, names, folders = COLLECTIONS[family]
+    if name not in names:
+        raise DataError(f"unknown {title} data set {name!r}; available: {', '.join(names)}")
     data_dir = Path(data_dir).expanduser().absolute()
     target = data_dir / name
     if target.exists():
         log.info("%s already exists; not downloading again (delete it to re-download)", target)
         return target
-    url = url_template.format(name=name)
+    url = (url_template or default_url).format(name=name)
     data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=f".{name}-") as tmp:
-        archive = Path(tmp) / f"{name}.zip"
+        archive = Path(tmp) / url.rsplit("/", 1)[-1]  # .zip or .tar.gz
         log.info("downloading %s", url)
         try:
             with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
                 shutil.copyfileobj(response, out)
         except (urllib.error.URLError, OSError) as err:
             raise DataError(
-                f"could not download {url} ({err}). Offline? Fetch that zip on a connected machine and unpack it so "
-                f"that {target}/ holds {', '.join(f'{d}/' for d in DOMAINS)}; or point data.root at any folder in that "
+                f"could not download {url} ({err}). Offline? Fetch that archive on a connected machine and unpack it so "
+                f"that {target}/ holds {', '.join(f'{d}/' for d in folders)}; or point data.root at any folder in that "
                 "layout."
             ) from err
         unpacked = Path(tmp) / "unpacked"
         try:
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(unpacked)  # extractall drops absolute paths and '..' components
-        except zipfile.BadZipFile as err:
-            raise DataError(f"{url} did not deliver a valid zip file ({err}); try again later") from err
-        # The official zips hold a top-level NAME/ folder; accept a zip of the domain folders themselves too.
+            if archive.suffix == ".zip":
+                with zipfile.ZipFile(archive) as zf:
+                    zf.extractall(unpacked)  # extractall drops absolute paths and '..' components
+            else:
+                with tarfile.open(archive) as tf:
+                    tf.extractall(unpacked, filter="data")  # refuses absolute paths, '..', links out of the folder
+        except (zipfile.BadZipFile, tarfile.TarError) as err:
+            raise DataError(f"{url} did not deliver a valid archive ({err}); try again later") from err
+        # The official archives hold a top-level NAME/ folder; accept an archive of the folders themselves too.
         root = unpacked / name if (unpacked / name).is_dir() else unpacked
-        missing = [d for d in DOMAINS if not (root / d).is_dir()]
+        missing = [d for d in folders if not (root / d).is_dir()]
         if missing:
-            log.warning("%s has no %s folder(s); data=unpaired needs all of %s", url, ", ".join(missing), ", ".join(DOMAINS))
+            log.warning("%s has no %s folder(s); ganx expects %s", url, ", ".join(missing), ", ".join(folders))
         root.rename(target)  # same file system: atomic, so a half-unpacked set never appears under its name
     log.info("unpacked %s into %s", url, target)
     return target
@@ -79,16 +100,18 @@ def download_cyclegan(name: str, data_dir: str | Path = "data", url_template: st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ganx.data.download", description=__doc__.split("\n\n")[0])
-    parser.add_argument("family", choices=["cyclegan"], help="which collection the data set belongs to")
-    parser.add_argument("name", help=f"data set name; cyclegan: {', '.join(CYCLEGAN_SETS)}")
+    parser.add_argument("family", choices=sorted(COLLECTIONS), help="which collection the data set belongs to")
+    parser.add_argument("name", help=f"data set name; cyclegan: {', '.join(CYCLEGAN_SETS)}; "
+                                     f"pix2pix: {', '.join(PIX2PIX_SETS)}")
     parser.add_argument("--data-dir", default="data", help="parent folder (the configs' paths.data_dir; default: data)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        path = download_cyclegan(args.name, args.data_dir)
+        path = download(args.family, args.name, args.data_dir)
     except DataError as err:
         raise SystemExit(f"ganx.data.download: {err}") from None
-    print(f"{path}  (train with: python -m ganx.train model=cyclegan data=unpaired data.root={path})")
+    usage = {"cyclegan": "model=cyclegan data=unpaired", "pix2pix": "model=pix2pix data=paired"}[args.family]
+    print(f"{path}  (train with: python -m ganx.train {usage} data.root={path})")
 
 
 if __name__ == "__main__":

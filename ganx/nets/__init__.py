@@ -1,17 +1,27 @@
 """Plain ``nn.Module`` networks. Nothing here knows about Lightning, losses or optimizers."""
 
+from ganx.nets.conditional import (
+    AuxiliaryClassifierDiscriminator,
+    ConditionalDCGANDiscriminator,
+    ConditionalDCGANGenerator,
+)
 from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganx.nets.patchgan import PatchGANDiscriminator
 from ganx.nets.resnet import ResnetGenerator
+from ganx.nets.unet import UNetGenerator
 
 __all__ = [
+    "AuxiliaryClassifierDiscriminator",
+    "ConditionalDCGANDiscriminator",
+    "ConditionalDCGANGenerator",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
     "PatchGANDiscriminator",
     "ResnetGenerator",
+    "UNetGenerator",
     "init_dcgan_weights",
 ]
