@@ -174,3 +174,18 @@ def test_signal_saves_a_resumable_checkpoint(mnist_dir, tmp_path, sig):
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert 3 <= last["ganx"]["generator_steps"] < 100000
     assert f"Resume with: python -m ganx.train ckpt_path={run}/checkpoints/last.ckpt" in stdout + stderr
+
+
+def test_checkpoint_loading_refuses_bad_files(tmp_path):
+    from ganx.checkpoint import CheckpointError, load_checkpoint
+
+    garbage = tmp_path / "notes.ckpt"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="is not a loadable checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)  # a torch file, but not written by ganx
+    with pytest.raises(CheckpointError, match="is not a ganx checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="No checkpoint file at"):
+        load_checkpoint(tmp_path / "missing.ckpt")
