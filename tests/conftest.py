@@ -5,8 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from functools import partial
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,3 +89,24 @@ def write_mnist_raw(data_dir: Path, n_train: int = 128, n_test: int = 64, seed: 
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     return write_mnist_raw(tmp_path / "data")
+
+
+def tiny_gan(critic_steps=1, loss=None, discriminator=None, **kwargs):
+    """A GAN on 1x4x4 images small enough for in-process training tests."""
+    from ganx.losses import AdversarialLoss
+    from ganx.models import GAN
+    from ganx.nets import MLPDiscriminator, MLPGenerator
+
+    return GAN(
+        generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
+        discriminator=discriminator or MLPDiscriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0),
+        loss=loss or AdversarialLoss("non_saturating"),
+        g_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
+        d_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
+        critic_steps=critic_steps,
+        latent_dim=4,
+        num_fixed_samples=9,
+        **kwargs,
+    )
+
+

@@ -9,21 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.losses import AdversarialLoss
 from ganx.models import GAN
-from ganx.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-
-
-def tiny_gan(critic_steps=1, loss=None, discriminator=None, **kwargs) -> GAN:
-    return GAN(
-        generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
-        discriminator=discriminator or MLPDiscriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0),
-        loss=loss or AdversarialLoss("non_saturating"),
-        g_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        d_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        critic_steps=critic_steps,
-        latent_dim=4,
-        num_fixed_samples=9,
-        **kwargs,
-    )
+from conftest import tiny_gan
+from ganx.nets import DCGANDiscriminator, DCGANGenerator
 
 
 def fit(model: GAN, steps: int, batch_size: int = 8, n_images: int = 512) -> L.Trainer:

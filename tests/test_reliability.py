@@ -14,29 +14,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, REPO, run_cli, tiny_gan
 from ganx.callbacks import GeneratorStepCheckpoint
 from ganx.data.sampling import ResumableShuffleSampler
 from ganx.faults import FaultHandler
-from ganx.losses import AdversarialLoss
 from ganx.models import GAN, NonFiniteLossError
-from ganx.nets import MLPDiscriminator, MLPGenerator
 from ganx.train import RunDirError, check_free_space, check_run_dir
 
 TINY_GAN = ["model=gan", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", "model.latent_dim=8"]
-
-
-def tiny_gan(**kwargs) -> GAN:
-    return GAN(
-        generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
-        discriminator=MLPDiscriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0),
-        loss=AdversarialLoss(),
-        g_optimizer=partial(torch.optim.Adam, lr=1e-3),
-        d_optimizer=partial(torch.optim.Adam, lr=1e-3),
-        latent_dim=4,
-        num_fixed_samples=4,
-        **kwargs,
-    )
 
 
 def trainer(tmp_path: Path, steps: int, model: GAN, every: int = 1) -> L.Trainer:
