@@ -22,7 +22,7 @@ class CheckpointError(ValueError):
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path).expanduser()
     if not path.is_file():
-        hint = f" Run dirs keep them in <run dir>/checkpoints/ (last.ckpt is the newest)." if path.suffix == ".ckpt" else ""
+        hint = " Run dirs keep them in <run dir>/checkpoints/ (last.ckpt is the newest)." if path.suffix == ".ckpt" else ""
         raise CheckpointError(f"No checkpoint file at {path.resolve()}.{hint}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

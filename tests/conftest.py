@@ -3,9 +3,8 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST, REPO, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -5,11 +5,11 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+from conftest import tiny_gan
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.losses import AdversarialLoss
 from ganx.models import GAN
-from conftest import tiny_gan
 from ganx.nets import DCGANDiscriminator, DCGANGenerator
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import FAST, REPO, run_cli, tiny_gan
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import FAST, REPO, run_cli, tiny_gan
 from ganx.callbacks import GeneratorStepCheckpoint
 from ganx.data.sampling import ResumableShuffleSampler
 from ganx.faults import FaultHandler

@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import FAST, run_cli
+from PIL import Image
 
 pytestmark = pytest.mark.e2e
 
