@@ -48,9 +48,10 @@ def plot_run(series: dict[str, list[tuple[float, float]]], out: Path, title: str
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(5 * cols, 3.4 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, (name, keys) in zip(axes.flat, panels):
+    # The rows x cols grid can have more axes than panels: the spare ones are switched off below.
+    for ax, (name, keys) in zip(axes.flat, panels, strict=False):
         for key in keys:
-            steps, values = zip(*series[key])
+            steps, values = zip(*series[key], strict=True)
             ax.plot(steps, values, label=key.split("/", 1)[1], marker="o" if len(steps) < 30 else None, ms=3)
         ax.set_title(name)
         ax.set_xlabel("step (generator updates)")
@@ -102,7 +103,7 @@ def sweep_page(sweep_dir: Path, runs: list[Path]) -> Path:
     for run in runs:
         fid = read_metrics(run).get("val/fid")
         if fid:
-            ax.plot(*zip(*fid), marker="o", ms=3, label=run.name)
+            ax.plot(*zip(*fid, strict=True), marker="o", ms=3, label=run.name)
             plotted = True
     if plotted:
         ax.set_xlabel("step (generator updates)")

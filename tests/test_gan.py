@@ -71,7 +71,7 @@ def test_generator_step_leaves_discriminator_gradients_alone():
     # before it; the frozen D must not have accumulated anything since).
     d_grads = [p.grad for p in model.discriminator.parameters()]
     model.generator_step(8, model.optimizers()[0])
-    assert all((a is None and b.grad is None) or torch.equal(a, b.grad) for a, b in zip(d_grads, model.discriminator.parameters()))
+    assert all((a is None and b.grad is None) or torch.equal(a, b.grad) for a, b in zip(d_grads, model.discriminator.parameters(), strict=True))
     assert all(p.requires_grad for p in model.discriminator.parameters())
 
 
