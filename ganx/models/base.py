@@ -181,11 +181,20 @@ class AdversarialModule(L.LightningModule):
     def is_logging_step(self) -> bool:
         """True when Lightning will write this step's logged values (every ``trainer.log_every_n_steps``): costly
         diagnostics are computed only then."""
+        return self._is_log_interval() and bool(self._trainer.loggers)
+
+    def _is_log_interval(self) -> bool:
         trainer = self._trainer
-        return trainer is not None and bool(trainer.loggers) and trainer._logger_connector.should_update_logs
+        return trainer is not None and trainer._logger_connector.should_update_logs
 
     def log_step(self, metrics: dict[str, Tensor | float], prog_bar: Iterable[str] = ()) -> None:
-        """Log per-step training values under ``train/``, plus both step counters and the learning rates."""
+        """Log per-step training values under ``train/``, plus both step counters and the learning rates.
+
+        Only at the logging interval: ``self.log`` costs ~0.6 ms per value, a quarter of an MLP GAN's step if done
+        every step, and Lightning would drop the values in between anyway. The progress bar keeps the last ones.
+        """
+        if not self._is_log_interval():
+            return
         g_opt, d_opt = self.optimizers()
         metrics = {
             **{f"train/{k}": v.detach() if isinstance(v, Tensor) else v for k, v in metrics.items()},
