@@ -4,6 +4,7 @@ import hashlib
 import netrc
 import os
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -70,6 +71,53 @@ def parse_cli(schema: type[T], argv: list[str] | None, command: str) -> T:
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def preset_target(group: str, name: str) -> str | None:
+    """The ``_target_`` of the preset ``conf/<group>/<name>.yaml``, or of the preset it extends (its first plain
+    ``defaults`` entry: model=lsgan extends dcgan); None if it has neither."""
+    preset = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
+    if "_target_" in preset:
+        return preset._target_
+    extends = [entry for entry in preset.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
+    return preset_target(group, extends[0]) if extends else None
+
+
+def _preset_classes(group: str) -> Iterator[tuple[str, type]]:
+    from hydra.utils import get_class
+
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        target = preset_target(group, path.stem)
+        if target is not None:
+            yield path.stem, get_class(target)
+
+
+def check_model_data_pairing(cfg: DictConfig, choices: Mapping[str, str] | None = None) -> None:
+    """Refuse a model whose training step cannot read the data's batches: the model class lists the batch kinds it
+    trains on (``trains_on``), the data module class says what it yields (``batch_kind``, ``ganx.data.BatchKind``).
+
+    Checked before anything is built: a wrong pairing would otherwise fail deep in the first training step with a
+    shape error, or train on the wrong thing (a GAN on pix2pix pairs would learn the inputs alone). The message names
+    the presets that do fit. ``choices`` are the selected preset names (default: Hydra's runtime choices); a class
+    that declares nothing is not checked.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_class
+
+    trains_on = getattr(get_class(cfg.model._target_), "trains_on", None)
+    batch_kind = getattr(get_class(cfg.data._target_), "batch_kind", None)
+    if trains_on is None or batch_kind is None or batch_kind in trains_on:
+        return
+    if choices is None:
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    model, data = choices.get("model") or cfg.model._target_, choices.get("data") or cfg.data._target_
+    fitting_data = [f"data={name}" for name, cls in _preset_classes("data") if getattr(cls, "batch_kind", None) in trains_on]
+    fitting_models = [f"model={name}" for name, cls in _preset_classes("model") if batch_kind in getattr(cls, "trains_on", ())]
+    raise ValueError(
+        f"model={model} trains on {' or '.join(trains_on)}, but data={data} yields {batch_kind}. "
+        f"Choose data that fits model={model} ({', '.join(fitting_data) or 'none in conf/data'}) "
+        f"or a model that fits data={data} ({', '.join(fitting_models) or 'none in conf/model'})."
+    )
 
 
 def split_group_overrides(argv: list[str], group: str) -> tuple[list[str], list[str]]:

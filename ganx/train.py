@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import RunSummary
-from ganx.config import register_resolvers
+from ganx.config import check_model_data_pairing, register_resolvers
 from ganx.metrics import build_training_metrics
 
 log = logging.getLogger("ganx.train")
@@ -63,6 +63,7 @@ def check_free_space(output_dir: Path, model: L.LightningModule, checkpoints: in
 
 
 def train(cfg: DictConfig) -> L.Trainer:
+    check_model_data_pairing(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_run_dir(output_dir, cfg.ckpt_path)
     if cfg.steps < 1:

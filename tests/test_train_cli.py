@@ -124,3 +124,11 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path):
 def test_unknown_model_lists_the_choices(tmp_path: Path):
     result = run_cli("model=nope", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, check=False)
     assert result.returncode != 0 and "Available options in 'model'" in result.stderr and "dcgan" in result.stderr
+
+
+def test_a_model_and_data_that_do_not_fit_are_refused_before_training(tmp_path: Path):
+    result = run_cli("model=cyclegan", "data=gaussian_ring", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "Could not override" not in result.stderr
+    assert "model=cyclegan trains on unpaired images of two domains, but data=gaussian_ring yields 2-D points" in result.stderr
+    assert "data=unpaired" in result.stderr and "model=gan" in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -7,6 +7,7 @@ and labels int64 of shape (N,). Subclasses only implement ``_build_sets()`` and 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 import lightning as L
@@ -16,6 +17,17 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from ganx.data.sampling import ResumableShuffleSampler
 
 log = logging.getLogger(__name__)
+
+
+class BatchKind(StrEnum):
+    """What a data module's training batches hold (its ``batch_kind``). A model lists the kinds its training step
+    reads in ``trains_on``; ``ganx.config.check_model_data_pairing`` refuses a model and data that do not meet."""
+
+    IMAGES = "unlabeled images"
+    LABELED_IMAGES = "labeled images"
+    POINTS = "2-D points"
+    IMAGE_PAIRS = "aligned (input, target) image pairs"
+    UNPAIRED_IMAGES = "unpaired images of two domains"
 
 
 class DataError(ValueError):
@@ -80,6 +92,7 @@ class ImageDataModule(L.LightningDataModule):
 
     channels: int
     num_classes: int | None = None
+    batch_kind: BatchKind
 
     def __init__(
         self,

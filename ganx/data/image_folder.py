@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from .base import DataError, ImageDataModule, capped_val_size, split_indices
+from .base import BatchKind, DataError, ImageDataModule, capped_val_size, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class ImageFolderDataModule(ImageDataModule):
 
     channels = 3
     num_classes = None
+    batch_kind = BatchKind.IMAGES
 
     def __init__(
         self,

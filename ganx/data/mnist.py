@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
-from .base import DataError, ImageDataModule, capped_val_size, split_indices
+from .base import BatchKind, DataError, ImageDataModule, capped_val_size, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class _MNISTLike(ImageDataModule):
     torchvision_cls: type[datasets.MNIST]
     channels = 1
     num_classes = 10
+    batch_kind = BatchKind.LABELED_IMAGES
 
     def __init__(
         self,

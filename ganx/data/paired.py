@@ -33,7 +33,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 
-from .base import DataError, ImageDataModule, _check_int, capped_val_size, split_indices
+from .base import BatchKind, DataError, ImageDataModule, _check_int, capped_val_size, split_indices
 from .image_folder import ImageFileDataset, scan_images, to_rgb
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ class PairedDataModule(ImageDataModule):
 
     channels = 3  # the default; an instance sets its own (data.channels)
     num_classes = None
+    batch_kind = BatchKind.IMAGE_PAIRS
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .base import DataError, ImageDataModule, _check_int
+from .base import BatchKind, DataError, ImageDataModule, _check_int
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class GaussianMixtureDataModule(ImageDataModule):
     """
 
     channels = 2
+    batch_kind = BatchKind.POINTS
 
     def __init__(
         self,

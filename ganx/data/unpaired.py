@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from .base import DataError, ImageDataModule, _check_int
+from .base import BatchKind, DataError, ImageDataModule, _check_int
 from .image_folder import ImageFileDataset, scan_images
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class UnpairedDataModule(ImageDataModule):
 
     channels = 3
     num_classes = None
+    batch_kind = BatchKind.UNPAIRED_IMAGES
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
+from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import OptimizerFactory
 from ganx.models.cyclegan import evaluating
@@ -35,6 +36,8 @@ class ConditionalGAN(GAN):
             is the number of fixed latent codes, one per column of the sample grid; every class row uses the same
             codes, so a column shows what the label alone changes.
     """
+
+    trains_on = (BatchKind.LABELED_IMAGES,)
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  g_optimizer: OptimizerFactory, d_optimizer: OptimizerFactory, num_classes: int, **gan_options):

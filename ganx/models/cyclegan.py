@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchvision.utils import make_grid
 
+from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, frozen
 from ganx.models.replay_buffer import ReplayBuffer
@@ -78,6 +79,8 @@ class CycleGAN(AdversarialModule):
             over n_epochs_decay epochs (100 + 100 in the paper); both optimizers follow it.
         num_visual: test image pairs shown by ``visualize()``.
     """
+
+    trains_on = (BatchKind.UNPAIRED_IMAGES,)
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
+from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.plots import scatter_points
@@ -39,6 +40,9 @@ def layer_grad_norms(module: nn.Module) -> dict[str, Tensor]:
 
 
 class GAN(AdversarialModule):
+    # Labels are ignored; 2-D points need the 2-D nets the toy data configs select (conf/model/nets/mlp2d.yaml).
+    trains_on = (BatchKind.IMAGES, BatchKind.LABELED_IMAGES, BatchKind.POINTS)
+
     def __init__(
         self,
         generator: nn.Module,

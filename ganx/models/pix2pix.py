@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
+from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.cyclegan import evaluating
@@ -37,6 +38,8 @@ class Pix2Pix(AdversarialModule):
         lambda_l1: weight of the L1 reconstruction term (100 in the paper).
         num_visual: held-out pairs shown by ``visualize()``.
     """
+
+    trains_on = (BatchKind.IMAGE_PAIRS,)
 
     def __init__(
         self,
