@@ -51,11 +51,10 @@ def require_model(checkpoint: dict[str, Any], allowed: tuple[str, ...], command:
 
 def build_submodule(checkpoint: dict[str, Any], name: str) -> nn.Module:
     """Rebuild ``model.<name>`` (e.g. "generator") from the stored config and load its weights; eval mode."""
-    config = checkpoint["ganx"]["config"]["model"][name]
-    module: nn.Module = instantiate(config)
+    module = build_from_config(checkpoint["ganx"]["config"]["model"][name], f"model.{name}")
     prefix = f"{name}."
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    module.load_state_dict(state)
+    load_weights(module, state, f"model.{name}")
     return module.eval()
 
 
@@ -64,7 +63,58 @@ def build_model(checkpoint: dict[str, Any]):
 
     For commands that need the model's own methods (``ganx.evaluate`` calls ``generate_for_metrics``).
     """
-    module = instantiate(checkpoint["ganx"]["config"]["model"])
-    module.load_state_dict(checkpoint["state_dict"])
+    module = build_from_config(checkpoint["ganx"]["config"]["model"], "model")
+    load_weights(module, checkpoint["state_dict"], "model")
     module.generator_steps = checkpoint["ganx"].get("generator_steps", 0)
     return module.eval()
+
+
+def build_from_config(config: dict[str, Any], key: str) -> nn.Module:
+    """Instantiate a stored config, with a CheckpointError (not Hydra's traceback) when it no longer builds."""
+    fix = "The file was written by another ganx version or edited; retrain, or load it with the version that wrote it."
+    try:
+        module = instantiate(config)
+    except Exception as err:  # Hydra wraps whatever the constructor raised in an InstantiationException
+        raise CheckpointError(f"the config stored in this checkpoint cannot build {key} ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:300]}). {fix}") from err
+    if not isinstance(module, nn.Module):
+        raise CheckpointError(f"the config stored in this checkpoint has no network under {key}. {fix}")
+    return module
+
+
+def load_weights(module: nn.Module, state: dict[str, Any], key: str) -> None:
+    """``module.load_state_dict(state)``; weights that do not fit the module built from the stored config raise a
+    CheckpointError listing the first differences, instead of torch's one-line-per-tensor RuntimeError."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError) as err:
+        expected = module.state_dict()
+        shapes = [
+            f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the config"
+            for k, v in state.items()
+            if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape
+        ]
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        problems = []
+        if shapes:
+            more = "; ..." if len(shapes) > 3 else ""
+            problems.append(f"{len(shapes)} tensor(s) of another shape ({'; '.join(shapes[:3])}{more})")
+        if missing:
+            problems.append(f"{len(missing)} missing (first: {missing[0]})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        found = ", ".join(problems) or str(err).splitlines()[-1].strip()
+        raise CheckpointError(
+            f"the {key} weights in this checkpoint do not fit the networks its stored config builds: {found}. "
+            "The stored config (the 'ganx' entry) was edited or the weights come from another run; use the "
+            "checkpoint as ganx.train wrote it, or retrain."
+        ) from err
+
+
+def trained_image_shape(checkpoint: dict[str, Any]) -> tuple[int, int] | None:
+    """(channels, image_size) of the images the checkpoint's model was built for, from its stored data config;
+    None when the config does not say (e.g. 2-D points)."""
+    data = checkpoint["ganx"]["config"].get("data", {})
+    if "channels" not in data or "image_size" not in data:
+        return None
+    return int(data["channels"]), int(data["image_size"])

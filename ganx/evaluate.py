@@ -26,7 +26,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ganx.checkpoint import CheckpointError, build_model, load_checkpoint
+from ganx.checkpoint import CheckpointError, build_model, load_checkpoint, trained_image_shape
 from ganx.config import compose_data_config, parse_cli, register_resolvers, split_group_overrides
 from ganx.data import DataError
 from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
@@ -65,6 +65,7 @@ def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overri
     batch_size = cfg.batch_size or data_cfg.batch_size
     datamodule = instantiate(data_cfg, val_size=cfg.num_samples, batch_size=batch_size, batches_per_step=1,
                              seed=run_config.get("seed", 0))
+    require_trained_image_shape(checkpoint, datamodule)
     datamodule.prepare_data()
     datamodule.setup("validate")
     if len(datamodule.val_set) != cfg.num_samples:
@@ -73,6 +74,25 @@ def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overri
             f"{len(datamodule.val_set)} images; pass num_samples={len(datamodule.val_set)} or a larger data set."
         )
     return data_cfg, datamodule
+
+
+def require_trained_image_shape(checkpoint: dict[str, Any], datamodule) -> None:
+    """The evaluation data must have the channels and size the model was trained on: the metrics would otherwise
+    compare generated and real images of different sizes (Inception resizes both silently), or, for translation
+    models, report numbers of another protocol than the logged ones."""
+    trained = trained_image_shape(checkpoint)
+    data = (getattr(datamodule, "channels", None), getattr(datamodule, "image_size", None))
+    if trained is None or None in data or tuple(data) == trained:
+        return
+    (c, s), (dc, ds) = trained, data
+    fixes = [f"data.image_size={s} (the images are resized to it)" if ds != s else "",
+             f"a data config of {c}-channel images" if dc != c else ""]
+    raise CheckpointError(
+        f"this checkpoint's model was trained on {c}x{s}x{s} images (data.channels={c}, data.image_size={s}), but the "
+        f"evaluation data ({type(datamodule).__name__}) yield {dc}x{ds}x{ds} images; the metrics must not compare "
+        f"images of different sizes. Evaluate with {' and '.join(f for f in fixes if f)}, or leave out data= and "
+        "data.* to use the run's own data config."
+    )
 
 
 def output_path(cfg: EvaluateConfig) -> Path:

@@ -7,8 +7,9 @@ the channels its generator takes (grayscale for a colourisation model).
 
 Each input image (a file, or every image under a folder, recursively) is written to ``output`` under its own file name
 (and sub-path), at its own resolution: the generator is fully convolutional, and sizes that are not a multiple of 4
-are padded reflectively for the network and cropped back. Transparent images are composited on white, as in training.
-Existing files are never overwritten.
+are padded reflectively for the network and cropped back. Inputs of another size than the model's training images
+are translated as they are, with a note (a model trained on small crops may do worse on much larger images).
+Transparent images are composited on white, as in training. Existing files are never overwritten.
 """
 
 from dataclasses import dataclass
@@ -21,7 +22,14 @@ from torch import Tensor, nn
 from torchvision.transforms.functional import to_tensor
 from torchvision.utils import save_image
 
-from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, model_class, require_model
+from ganx.checkpoint import (
+    CheckpointError,
+    build_submodule,
+    load_checkpoint,
+    model_class,
+    require_model,
+    trained_image_shape,
+)
 from ganx.config import parse_cli
 from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
 
@@ -87,7 +95,8 @@ def translate(cfg: TranslateConfig) -> list[Path]:
         )
     generator = build_submodule(checkpoint, generator_name).to(cfg.device)
     grayscale_input = getattr(generator, "in_channels", 3) == 1
-    written = []
+    trained = trained_image_shape(checkpoint)
+    written, other_sizes = [], 0
     for file, target in zip(files, targets, strict=True):
         try:
             with Image.open(file) as im:
@@ -97,10 +106,16 @@ def translate(cfg: TranslateConfig) -> list[Path]:
             print(f"ganx.translate: skipping {file}: {type(err).__name__}: {err}")
             continue
         image = (to_tensor(rgb.convert("L") if grayscale_input else rgb) * 2 - 1).unsqueeze(0).to(cfg.device)
+        other_sizes += trained is not None and tuple(image.shape[-2:]) != (trained[1], trained[1])
         out = translate_image(generator, image, getattr(generator, "size_multiple", 4))
         target.parent.mkdir(parents=True, exist_ok=True)
         save_image((out.float().cpu() + 1) / 2, target)
         written.append(target)
+    if other_sizes:
+        size = trained[1]
+        print(f"ganx.translate: {other_sizes} of {len(written)} image(s) differ from the {size}x{size} images the model "
+              f"was trained on; they were translated at their own size (the generator is fully convolutional). "
+              f"If results look off, resize the inputs to about {size}x{size} first.")
     return written
 
 

@@ -315,6 +315,22 @@ def test_translate_refuses_a_checkpoint_of_another_model(tmp_path: Path):
         translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'x.png'}", f"output={tmp_path / 'out'}"])
 
 
+def test_translate_notes_inputs_of_another_size_than_the_training_images(tmp_path: Path, capsys):
+    generator = ResnetGenerator(ngf=4, n_blocks=1)
+    config = {"run_name": "cyclegan_unpaired", "data": {"channels": 3, "image_size": 32},
+              "model": {"generator_ab": {"_target_": "ganx.nets.ResnetGenerator", "ngf": 4, "n_blocks": 1}}}
+    ckpt = tmp_path / "cyclegan.ckpt"
+    torch.save({"state_dict": {f"generator_ab.{k}": v for k, v in generator.state_dict().items()},
+                "ganx": {"model_class": "ganx.models.cyclegan.CycleGAN", "config": config}}, ckpt)
+    (tmp_path / "in").mkdir()
+    gray(10, 32).save(tmp_path / "in" / "trained_size.png")
+    gray(10, 64).save(tmp_path / "in" / "larger.png")
+    translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"])
+    assert "1 of 2 image(s) differ from the 32x32 images the model was trained on" in capsys.readouterr().out
+    with Image.open(tmp_path / "out" / "larger.png") as im:
+        assert im.size == (64, 64)
+
+
 def zip_of(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:

@@ -13,6 +13,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import FAST, REPO, run_cli, tiny_gan
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.callbacks import GeneratorStepCheckpoint
@@ -137,7 +138,7 @@ def test_resume_is_bit_exact(mnist_dir, tmp_path):
     assert b["ganx"]["generator_steps"] == 10
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), f"{key} differs after resume"
-    for state_a, state_b in zip(a["optimizer_states"], b["optimizer_states"]):
+    for state_a, state_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
         for i, s in state_a["state"].items():
             assert all(torch.equal(s[k], state_b["state"][i][k]) for k in ("exp_avg", "exp_avg_sq"))
 
@@ -174,3 +175,52 @@ def test_checkpoint_loading_refuses_bad_files(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="No checkpoint file at"):
         load_checkpoint(tmp_path / "missing.ckpt")
+
+
+# --- checkpoints that do not fit the command's data or their own config -----------------------------------------------
+
+
+def write_ganx_checkpoint(path: Path, model_config: dict, state_dict: dict, data_config: dict | None = None,
+                          model_class: str = "ganx.models.gan.GAN") -> Path:
+    """A checkpoint in the layout ganx.train writes, with the given stored config and weights."""
+    config = {"run_name": "test", "seed": 0, "model": model_config, "data": data_config or {}}
+    torch.save({"state_dict": state_dict, "ganx": {"model_class": model_class, "generator_steps": 1, "config": config}},
+               path)
+    return path
+
+
+def test_evaluate_refuses_data_of_another_image_size_or_channel_count(mnist_dir, tmp_path):
+    from ganx.config import compose_data_config
+    from ganx.evaluate import main as evaluate_main
+
+    data_32 = OmegaConf.to_container(compose_data_config("mnist", [f"data.data_dir={mnist_dir}", "data.image_size=32"]))
+    ckpt = write_ganx_checkpoint(tmp_path / "gan.ckpt", {}, {}, data_32)
+    with pytest.raises(SystemExit, match=r"trained on 1x32x32 images .* yield 1x28x28 images.*"
+                                         r"Evaluate with data.image_size=32 \(the images are resized to it\), or leave out data="):
+        evaluate_main([f"ckpt={ckpt}", "num_samples=16", "data.image_size=28"])
+    with pytest.raises(SystemExit, match=r"trained on 1x32x32 .* \(ImageFolderDataModule\) yield 3x64x64 images.*"
+                                         r"Evaluate with data.image_size=32 .* and a data config of 1-channel images"):
+        evaluate_main([f"ckpt={ckpt}", "num_samples=16", "data=anime", f"data.root={tmp_path}"])
+
+
+def test_a_checkpoint_whose_stored_config_does_not_fit_its_weights_is_a_clear_error(tmp_path):
+    from ganx.nets import MLPGenerator
+    from ganx.sample import main as sample_main
+
+    generator_config = {"_target_": "ganx.nets.MLPGenerator", "latent_dim": 4, "out_shape": [1, 4, 4], "hidden": [16]}
+    model_config = {"generator": generator_config, "latent_dim": 4, "latent_distribution": "normal"}
+    wider = MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(32,)).state_dict()
+    ckpt = write_ganx_checkpoint(tmp_path / "edited.ckpt", model_config, {f"generator.{k}": v for k, v in wider.items()})
+    with pytest.raises(SystemExit) as err:
+        sample_main([f"ckpt={ckpt}", f"out={tmp_path / 's.png'}"])
+    message = str(err.value)
+    assert message.startswith("ganx.sample: the model.generator weights in this checkpoint do not fit the networks its "
+                              "stored config builds: 3 tensor(s) of another shape (net.0.weight: (32, 4) in the file, "
+                              "(16, 4) in the config;"), message
+    assert "size mismatch" not in message and "\n" not in message
+
+    model_config["generator"] = {**generator_config, "_target_": "ganx.nets.NoSuchGenerator"}
+    ckpt = write_ganx_checkpoint(tmp_path / "renamed.ckpt", model_config, {})
+    with pytest.raises(SystemExit, match="ganx.sample: the config stored in this checkpoint cannot build "
+                                         "model.generator .*NoSuchGenerator"):
+        sample_main([f"ckpt={ckpt}", f"out={tmp_path / 's.png'}"])
