@@ -3,6 +3,7 @@ translation, download, and the CLI end to end on a tiny generated A/B folder."""
 
 import csv
 import io
+import shutil
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -412,3 +413,47 @@ def test_train_then_translate_a_file_and_a_folder(tmp_path: Path):
         assert im.size == (12, 12) and im.mode == "RGB"
     with pytest.raises(SystemExit, match="already exist.*refusing to overwrite"):
         translate_main(folder_args)
+
+
+def assert_same_tensors(a, b, where: str) -> None:
+    """Nested dicts/lists of tensors and numbers are equal, tensors bit for bit."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.shape == b.shape and torch.equal(a, b), f"{where} differs"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.mark.e2e
+def test_resume_is_bit_exact_with_replay_buffers_and_the_lr_schedule(tmp_path: Path):
+    root = write_unpaired(tmp_path / "ab", {"trainA": 2, "trainB": 2, "testA": 2, "testB": 2}, size=36)
+    # 2 batches per epoch, and the learning rate decays after every epoch (factors 1, 3/4, 2/4, 1/4); buffers of 2
+    # are full after 2 steps, so their random swaps are exercised. Crops, flips and B draws come from the restored
+    # torch RNG with data.num_workers=0 (TINY); worker processes would restart their own RNG streams on resume.
+    common = [*TINY, f"data.root={root}", "model.n_epochs=1", "model.n_epochs_decay=3", "model.replay_buffer_size=2",
+              "checkpoint_every=3", "sample_every=100", "trainer.deterministic=true", "seed=7", "steps=6", *FAST]
+    full = tmp_path / "full"
+    run_cli(*common, f"hydra.run.dir={full}", cwd=tmp_path)
+    resumed = tmp_path / "resumed" / "checkpoints"
+    resumed.mkdir(parents=True)
+    shutil.copy(full / "checkpoints" / "step_0000003.ckpt", resumed)  # mid-epoch 1, after the first decay
+    run_cli(*common, f"ckpt_path={resumed}/step_0000003.ckpt", cwd=tmp_path)
+    a = torch.load(full / "checkpoints" / "step_0000006.ckpt", weights_only=True)
+    b = torch.load(resumed / "last.ckpt", weights_only=True)
+    assert (b["ganx"]["generator_steps"], b["global_step"]) == (6, 12)
+    assert len(b["state_dict"]["fake_a_buffer._extra_state"]["images"]) == 2
+    assert [s["last_epoch"] for s in b["lr_schedulers"]] == [2, 2]  # saved at the last batch, before its epoch end
+    assert b["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 2)
+    assert_same_tensors(a["state_dict"], b["state_dict"], "state_dict")  # weights and replay buffer contents
+    assert_same_tensors(a["optimizer_states"], b["optimizer_states"], "optimizer_states")
+    assert_same_tensors(a["lr_schedulers"], b["lr_schedulers"], "lr_schedulers")
+    assert_same_tensors(a["ganx"]["rng"], b["ganx"]["rng"], "rng")
+    logged = [row["step"] for f in resumed.parent.glob("csv/version_*/metrics.csv") for row in csv.DictReader(f.open())]
+    assert logged and min(float(s) for s in logged) >= 3  # the resumed run's log continues the step count
