@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -33,6 +34,13 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._every_n_train_steps = self.every_n_generator_steps * pl_module.optimizer_steps_per_batch
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+        # The file name's step comes from the model, not from the logged value: models log only every
+        # log_every_n_steps, so a logged trainer/generator_steps can be stale or missing at a checkpoint step.
+        candidates = super()._monitor_candidates(trainer)
+        candidates["trainer/generator_steps"] = torch.tensor(float(trainer.lightning_module.generator_steps))
+        return candidates
 
 
 class SampleGrid(L.Callback):

@@ -224,3 +224,12 @@ def test_a_checkpoint_whose_stored_config_does_not_fit_its_weights_is_a_clear_er
     with pytest.raises(SystemExit, match="ganx.sample: the config stored in this checkpoint cannot build "
                                          "model.generator .*NoSuchGenerator"):
         sample_main([f"ckpt={ckpt}", f"out={tmp_path / 's.png'}"])
+
+
+def test_periodic_checkpoints_are_named_by_generator_step_between_logging_steps(tmp_path):
+    model = tiny_gan()
+    t = trainer(tmp_path, 6, model, every=3)  # no logger, and Lightning logs only every 50 steps by default
+    t.fit(model, loader())
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.ckpt"))
+    assert names == ["step_0000003.ckpt", "step_0000006.ckpt"]
+    assert torch.load(tmp_path / "checkpoints" / names[0], weights_only=True)["ganx"]["generator_steps"] == 3
