@@ -43,6 +43,53 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
         return candidates
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """``checkpoints/best.ckpt``: one file, the model with the best value of ``monitor`` so far, replaced only by a
+    better model — also after a resume.
+
+    Lightning's restored state alone lets a worse model replace it: a checkpoint is written at the end of its
+    training step, before the evaluation at that same step, so the state it holds misses that evaluation (which may
+    be the one best.ckpt holds); and a run resumed into another directory gets no best score back at all. So on
+    resume the score stored in the best file itself (in this directory, or the one the resumed state names) is the
+    bar to beat.
+    """
+
+    def __init__(self, **kwargs):
+        if kwargs.setdefault("save_top_k", 1) != 1:
+            raise ValueError(f"BestCheckpoint keeps one file (save_top_k=1), got save_top_k={kwargs['save_top_k']}.")
+        super().__init__(**kwargs)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.ckpt_path is None:
+            return
+        files = {Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"}
+        if self.best_model_path:
+            files.add(Path(self.best_model_path))
+        scored = [(path, score) for path in sorted(files) if (score := self._stored_score(path)) is not None]
+        if not scored:
+            return
+        path, score = (min if self.mode == "min" else max)(scored, key=lambda item: float(item[1]))
+        self.best_k_models = {str(path): score}
+        self.best_model_path = self.kth_best_model_path = str(path)
+        self.best_model_score = self.kth_value = score
+        log.info("Resumed: the best %s so far is %.5g (%s); only a better model replaces it.", self.monitor,
+                 float(score), path)
+
+    def _stored_score(self, path: Path) -> torch.Tensor | None:
+        """The monitored value of the model in ``path``, from the state this callback stored in it when saving."""
+        if not path.is_file():
+            return None
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # unreadable: the run goes on, as if there were no best file
+            log.warning("Cannot read %s (%s: %s); a new best checkpoint will be written.", path, type(err).__name__, err)
+            return None
+        for key, state in checkpoint.get("callbacks", {}).items():
+            if repr(self.monitor) in key and isinstance(state, dict) and state.get("best_model_score") is not None:
+                return state["best_model_score"]
+        return None
+
+
 class SampleGrid(L.Callback):
     """Every ``every_n_steps`` generator steps (and at the end), save ``pl_module.visualize()`` as a PNG and log it."""
 

@@ -16,7 +16,7 @@ from conftest import FAST, REPO, run_cli, tiny_gan
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from ganx.callbacks import GeneratorStepCheckpoint
+from ganx.callbacks import BestCheckpoint, GeneratorStepCheckpoint
 from ganx.data.sampling import ResumableShuffleSampler
 from ganx.faults import FaultHandler
 from ganx.models import GAN, NonFiniteLossError
@@ -233,3 +233,46 @@ def test_periodic_checkpoints_are_named_by_generator_step_between_logging_steps(
     names = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.ckpt"))
     assert names == ["step_0000003.ckpt", "step_0000006.ckpt"]
     assert torch.load(tmp_path / "checkpoints" / names[0], weights_only=True)["ganx"]["generator_steps"] == 3
+
+
+class ScriptedFID(L.Callback):
+    """Logs val/fid from a table by generator step: the course of a run's FID, without computing one."""
+
+    def __init__(self, fid_by_step: dict[int, float]):
+        self.fid_by_step = fid_by_step
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            pl_module.log("val/fid", self.fid_by_step[pl_module.generator_steps])
+
+
+def fit_with_best(run: Path, steps: int, fid_by_step: dict[int, float], ckpt_path: Path | None = None) -> int | None:
+    """Train as ganx.train does (checkpoint and evaluation every 2 steps); the generator step best.ckpt holds."""
+    torch.manual_seed(0)
+    model = tiny_gan()
+    checkpoints = run / "checkpoints"
+    callbacks = [ScriptedFID(fid_by_step),
+                 GeneratorStepCheckpoint(2, dirpath=checkpoints, save_last=True, save_top_k=-1),
+                 BestCheckpoint(dirpath=checkpoints, filename="best", monitor="val/fid", mode="min")]
+    L.Trainer(max_steps=steps * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
+              num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=callbacks).fit(model, loader(), loader(), ckpt_path=ckpt_path)
+    best = checkpoints / "best.ckpt"
+    return torch.load(best, weights_only=True)["ganx"]["generator_steps"] if best.exists() else None
+
+
+@pytest.mark.parametrize("fid_at_6,best_step", [(3.0, 4), (0.5, 6)])
+def test_best_checkpoint_is_replaced_only_by_a_better_model_after_a_resume(tmp_path, fid_at_6, best_step):
+    fid = {2: 5.0, 4: 1.0, 6: fid_at_6}
+    assert fit_with_best(tmp_path / "uninterrupted", 6, fid) == best_step
+    stopped = tmp_path / "stopped" / "checkpoints"
+    assert fit_with_best(stopped.parent, 4, fid) == 4
+    # Resumed into a new run directory: the best file of the first one is the bar (and stays as it is).
+    other = tmp_path / "other" / "checkpoints"
+    other.mkdir(parents=True)
+    shutil.copy(stopped / "step_0000004.ckpt", other)
+    assert fit_with_best(other.parent, 6, fid, ckpt_path=other / "step_0000004.ckpt") == (None if best_step == 4 else 6)
+    assert torch.load(stopped / "best.ckpt", weights_only=True)["ganx"]["generator_steps"] == 4
+    # Resumed in place from last.ckpt, written at step 4 before step 4's evaluation (the best so far).
+    assert fit_with_best(stopped.parent, 6, fid, ckpt_path=stopped / "last.ckpt") == best_step
+    assert sorted(p.name for p in stopped.glob("best*")) == ["best.ckpt"]
