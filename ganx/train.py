@@ -76,6 +76,7 @@ def train(cfg: DictConfig) -> L.Trainer:
         raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {cfg.on_nonfinite!r}.")
     model = instantiate(cfg.model)
     model.nonfinite_policy = cfg.on_nonfinite
+    model.channels_last, model.compile_networks = cfg.channels_last, cfg.compile
     check_free_space(output_dir, model, checkpoints=math.ceil(cfg.steps / cfg.checkpoint_every))
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)

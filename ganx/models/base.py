@@ -75,6 +75,9 @@ class AdversarialModule(L.LightningModule):
         self.skipped_updates = 0
         # The resolved run config, stored in every checkpoint so inference commands can rebuild the networks.
         self.run_config: dict | None = None
+        # Speed switches, set by ganx.train from the top-level `channels_last` and `compile` (applied in setup()).
+        self.channels_last = False
+        self.compile_networks = False
 
     # --- what a model defines ----------------------------------------------------------------------------------------
 
@@ -120,6 +123,24 @@ class AdversarialModule(L.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> tuple[Tensor, Tensor]:
         """Lightning's validation loop runs the metrics (``ganx.metrics.ImageMetricsCallback``); see above."""
         return self.generate_for_metrics(batch, batch_idx)
+
+    def networks_to_compile(self) -> list[nn.Module]:
+        """The networks ``compile=true`` compiles: all of them, unless a model needs what compile cannot do
+        (double backward through a gradient penalty, see ``GAN``)."""
+        return [m for m in self.children() if any(True for _ in m.parameters())]
+
+    # --- speed switches ---------------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        if self.channels_last:
+            # NHWC is oneDNN's native layout on CPU (and Tensor Cores' on GPU). Weights suffice: a conv with an NHWC
+            # weight returns NHWC, so only the real images' first conv reorders its input.
+            self.to(memory_format=torch.channels_last)
+        if self.compile_networks:
+            for network in self.networks_to_compile():
+                if getattr(network, "_compiled_call_impl", None) is None:
+                    # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the eager nets.
+                    network.compile()
 
     # --- optimizers ---------------------------------------------------------------------------------------------------
 

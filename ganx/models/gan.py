@@ -195,6 +195,13 @@ class GAN(AdversarialModule):
 
     # --- plumbing -------------------------------------------------------------------------------------------------
 
+    def networks_to_compile(self) -> list[nn.Module]:
+        if self.loss.gp_weight > 0 or self.loss.r1_weight > 0:
+            # The penalties backpropagate through D's input gradient (double backward), which compiled graphs lack.
+            log.info("compile=true: compiling the generator only; the critic's gradient penalty needs double backward.")
+            return [self.generator]
+        return [self.generator, self.discriminator]
+
     def generator_parameters(self):
         return self.generator.parameters()
 
