@@ -12,6 +12,8 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
+from ganx.loggers import logger_versions
+
 log = logging.getLogger(__name__)
 
 
@@ -122,23 +124,48 @@ class SampleGrid(L.Callback):
 
 
 class RunRecord(L.Callback):
-    """Write ``run.json`` next to the config: what data was actually loaded (e.g. an offline fallback) and the step
-    mapping; log the data facts to the loggers and keep them in every checkpoint."""
+    """Write ``run.json`` next to the config: what data was actually loaded (e.g. an offline fallback), the step
+    mapping and the loggers' run ids; log the data facts to the loggers and keep them in every checkpoint.
+
+    The loggers' ids (W&B run id, CSV version) are this callback's state, so every checkpoint holds them and a
+    resumed run continues the same records (``ganx.loggers``; ``logger_versions_in`` reads them before training).
+    """
 
     def __init__(self, dirpath: str):
         self.dirpath = Path(dirpath)
+        self.logger_versions: dict = {}
 
     def on_fit_start(self, trainer, pl_module) -> None:
         summary = trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
         if pl_module.run_config is not None:
             pl_module.run_config["data_summary"] = summary
+        # A resumed run without, say, W&B still passes the W&B id of its checkpoint on to later ones.
+        self.logger_versions = {**self.logger_versions, **logger_versions(trainer.loggers)}
         record = {
             "data": summary,
             "optimizer_steps_per_generator_step": pl_module.optimizer_steps_per_batch,
             "max_steps (optimizer steps)": trainer.max_steps,
             "world_size": trainer.world_size,
+            "loggers": self.logger_versions,
         }
         self._write(trainer, record)
+
+    def state_dict(self) -> dict:
+        return {"loggers": self.logger_versions}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.logger_versions = dict(state_dict.get("loggers", {}))
+
+    @classmethod
+    def logger_versions_in(cls, ckpt_path: str | Path) -> dict:
+        """The loggers' ids stored in a checkpoint ({} if it holds none, or is not a readable file: training will
+        then report that)."""
+        try:
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # missing or unreadable: Lightning's restore raises the error the user needs
+            return {}
+        state = checkpoint.get("callbacks", {}).get(cls.__qualname__, {}) if isinstance(checkpoint, dict) else {}
+        return dict(state.get("loggers", {}))
 
     @rank_zero_only
     def _write(self, trainer, record: dict) -> None:

@@ -27,7 +27,8 @@ PANELS = [
 
 
 def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """{key: [(generator step, value), ...]} from every csv/version_*/metrics.csv (a resumed run adds versions)."""
+    """{key: [(generator step, value), ...]} from every csv/version_*/metrics.csv (a resumed run continues its
+    version; runs resumed by older ganx versions have several)."""
     series: dict[str, list[tuple[float, float]]] = {}
     for path in sorted(run_dir.glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])):
         with path.open() as f:

@@ -14,8 +14,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.callbacks import RunSummary
+from ganx.callbacks import RunRecord, RunSummary
 from ganx.config import check_model_data_pairing, register_resolvers
+from ganx.loggers import continue_run
 from ganx.metrics import build_training_metrics
 
 log = logging.getLogger("ganx.train")
@@ -81,7 +82,9 @@ def train(cfg: DictConfig) -> L.Trainer:
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
 
-    loggers = [instantiate(c) for c in cfg.logger.values()]
+    # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
+    resumed = RunRecord.logger_versions_in(cfg.ckpt_path) if cfg.ckpt_path else {}
+    loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] + ([metrics] if metrics else [])
     trainer: L.Trainer = instantiate(
         cfg.trainer,

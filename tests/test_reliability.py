@@ -1,6 +1,7 @@
 """Faults lose nothing and a resumed run is the same run."""
 
 import errno
+import json
 import shutil
 import signal
 import subprocess
@@ -276,3 +277,24 @@ def test_best_checkpoint_is_replaced_only_by_a_better_model_after_a_resume(tmp_p
     # Resumed in place from last.ckpt, written at step 4 before step 4's evaluation (the best so far).
     assert fit_with_best(stopped.parent, 6, fid, ckpt_path=stopped / "last.ckpt") == best_step
     assert sorted(p.name for p in stopped.glob("best*")) == ["best.ckpt"]
+
+
+@pytest.mark.e2e
+def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY_GAN, "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16", "steps=4",
+            "checkpoint_every=2", "sample_every=100", "trainer.deterministic=true", "seed=3",
+            *[f if f != "logger=csv" else "logger=wandb" for f in FAST]]  # W&B (offline in tests) and CSV
+    run_cli(*args, f"hydra.run.dir={run}", cwd=tmp_path)
+    first = json.loads((run / "run.json").read_text())["loggers"]
+    log_before = (run / "csv" / "version_0" / "metrics.csv").read_text()
+    # Resume from step 2: steps 3 and 4 are trained (bit-exact) and logged again.
+    run_cli(*args, f"ckpt_path={run}/checkpoints/step_0000002.ckpt", cwd=tmp_path)
+    second = json.loads((run / "run.json").read_text())["loggers"]
+    assert first == second == {"wandb_run_id": first["wandb_run_id"], "csv_version": 0}
+    wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and all(name.endswith(f"-{first['wandb_run_id']}") for name in wandb_runs)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["RunRecord"] == {"loggers": first}
+    # One CSV file, continued: the re-logged steps replace the interrupted run's rows, so it reads like one run.
+    assert [p.name for p in (run / "csv").iterdir()] == ["version_0"]
+    assert (run / "csv" / "version_0" / "metrics.csv").read_text() == log_before

@@ -1,0 +1,81 @@
+"""A resumed run continues its loggers' records instead of starting new ones.
+
+Every checkpoint holds the W&B run id and the CSV log version of its run (``RunRecord``'s state); ``ganx.train
+ckpt_path=...`` passes them back (``continue_run``), so W&B continues the same run (``WandbLogger(id=...)``, which
+Lightning opens with ``resume="allow"``) and ``metrics.csv`` is continued by ``ResumableCSVLogger``. TensorBoard
+still starts a new ``version_N`` directory.
+"""
+
+import csv
+from typing import Any
+
+from hydra.utils import get_class
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+
+class ContinuedMetricsWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued rather than deleted.
+
+    The interrupted run may have logged steps after the checkpoint the resumed run starts from; the resumed run logs
+    them again, so when it first writes, rows from its first step on are dropped: the file then reads like one
+    uninterrupted run.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        self._drop_rows_from_first_step = self._fs.isfile(self.metrics_file_path)
+        if self._drop_rows_from_first_step:
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+
+    def save(self) -> None:
+        if self.metrics and self._drop_rows_from_first_step:
+            first_step = min(float(row["step"]) for row in self.metrics)
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                kept = [row for row in csv.DictReader(file) if float(row["step"]) < first_step]
+            with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+                writer.writeheader()
+                writer.writerows(kept)
+            self._drop_rows_from_first_step = False
+        super().save()
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``version`` (given by ``ganx.train`` on resume) continues that version's ``metrics.csv``;
+    without one, a new ``version_N`` as usual."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = ContinuedMetricsWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def logger_versions(loggers: list[Logger]) -> dict[str, Any]:
+    """What identifies these loggers' records, to be continued by a resumed run."""
+    versions: dict[str, Any] = {}
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            versions["wandb_run_id"] = logger.version
+        elif isinstance(logger, ResumableCSVLogger):
+            versions["csv_version"] = logger.version
+    return versions
+
+
+def continue_run(logger_config: Any, versions: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments that make the configured logger continue the records of the run being resumed
+    (``versions`` from its checkpoint); none when the config sets an id or version itself."""
+    cls = get_class(logger_config["_target_"])
+    if issubclass(cls, WandbLogger) and versions.get("wandb_run_id") and not (
+        logger_config.get("id") or logger_config.get("version")
+    ):
+        return {"id": versions["wandb_run_id"]}
+    if issubclass(cls, ResumableCSVLogger) and versions.get("csv_version") is not None and (
+        logger_config.get("version") is None
+    ):
+        return {"version": versions["csv_version"]}
+    return {}
