@@ -21,7 +21,8 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
     """ModelCheckpoint every ``every_n_generator_steps`` generator updates, named by generator step.
 
     Lightning's ``every_n_train_steps`` counts optimizer steps (k + 1 per GAN step); this converts once the model is
-    known. ``last.ckpt`` is refreshed at every save; periodic files are never overwritten (Lightning adds ``-v1``).
+    known. ``last.ckpt`` is refreshed at every save, also after resuming from an earlier checkpoint; periodic files
+    are never overwritten (Lightning adds ``-v1``).
     """
 
     def __init__(self, every_n_generator_steps: int, **kwargs):
@@ -36,6 +37,13 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._every_n_train_steps = self.every_n_generator_steps * pl_module.optimizer_steps_per_batch
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        # last.ckpt is always the newest state. After resuming from an earlier checkpoint of the same run dir,
+        # Lightning would not know last.ckpt as its own file and write last-v1.ckpt, leaving last.ckpt stale.
+        if self.save_last is True:
+            self.last_model_path = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        super()._save_last_checkpoint(trainer, monitor_candidates)
 
     def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
         # The file name's step comes from the model, not from the logged value: models log only every

@@ -298,3 +298,12 @@ def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
     # One CSV file, continued: the re-logged steps replace the interrupted run's rows, so it reads like one run.
     assert [p.name for p in (run / "csv").iterdir()] == ["version_0"]
     assert (run / "csv" / "version_0" / "metrics.csv").read_text() == log_before
+
+
+def test_last_checkpoint_is_the_newest_after_resuming_from_an_earlier_one(tmp_path):
+    model = tiny_gan()
+    trainer(tmp_path, 4, model, every=2).fit(model, loader())
+    resumed = tiny_gan()
+    trainer(tmp_path, 6, resumed, every=2).fit(resumed, loader(), ckpt_path=tmp_path / "checkpoints" / "step_0000002.ckpt")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("last*")) == ["last.ckpt"]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 6
