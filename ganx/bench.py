@@ -194,7 +194,9 @@ class PlainLoop:
         self.g_opt, self.d_opt = model.configure_optimizers()[0]
 
     def step(self, batch) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.bf16):
+        # No autocast weight cache (as Lightning's bf16-mixed): the step updates weights inside the context, and a
+        # cached bf16 copy of D from before the critic update would be stale in the generator update.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.bf16, cache_enabled=False):
             plain_step(self.model, self.g_opt, self.d_opt, batch)
 
     def run(self, cfg, steps: int) -> list[float]:

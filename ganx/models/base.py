@@ -211,23 +211,27 @@ class AdversarialModule(L.LightningModule):
     def log_step(self, metrics: dict[str, Tensor | float], prog_bar: Iterable[str] = ()) -> None:
         """Log per-step training values under ``train/``, plus both step counters and the learning rates.
 
-        Only at the logging interval: ``self.log`` costs ~0.6 ms per value, a quarter of an MLP GAN's step if done
-        every step, and Lightning would drop the values in between anyway. The progress bar keeps the last ones.
+        Only at the logging interval, and straight to the loggers through Lightning's logger connector (same step,
+        same loggers): ``self.log`` costs ~0.9 ms per value, which made logging ~7% of an MLP GAN's training time.
+        One host sync per logging step reads all values. ``prog_bar`` values also go to the progress bar.
         """
         if not self._is_log_interval():
             return
         g_opt, d_opt = self.optimizers()
-        metrics = {
-            **{f"train/{k}": v.detach() if isinstance(v, Tensor) else v for k, v in metrics.items()},
+        tensors = {f"train/{k}": v for k, v in metrics.items() if isinstance(v, Tensor)}
+        values = dict(zip(tensors, torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist(),
+                          strict=True)) if tensors else {}
+        values.update({f"train/{k}": float(v) for k, v in metrics.items() if not isinstance(v, Tensor)})
+        values.update({
             "train/lr_g": g_opt.param_groups[0]["lr"],
             "train/lr_d": d_opt.param_groups[0]["lr"],
             "trainer/generator_steps": float(self.generator_steps),
             "trainer/optimizer_steps": float(self.global_step),
             "trainer/skipped_updates": float(self.skipped_updates),
-        }
-        shown = {f"train/{k}" for k in prog_bar}
-        self.log_dict({k: v for k, v in metrics.items() if k not in shown}, on_step=True, on_epoch=False)
-        self.log_dict({k: v for k, v in metrics.items() if k in shown}, on_step=True, on_epoch=False, prog_bar=True)
+        })
+        self.trainer._logger_connector.log_metrics(values)
+        self.log_dict({f"train/{k}": values[f"train/{k}"] for k in prog_bar}, on_step=True, on_epoch=False,
+                      prog_bar=True, logger=False)
 
     # --- checkpoint ---------------------------------------------------------------------------------------------------
 
