@@ -31,7 +31,7 @@ from ganx.config import compose_data_config, parse_cli, register_resolvers, spli
 from ganx.data import DataError
 from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
 from ganx.metrics.conditional import class_metrics_for
-from ganx.metrics.image_metrics import METRIC_NAMES
+from ganx.metrics.image_metrics import METRIC_NAMES, require_fid_sample_size
 from ganx.metrics.parzen import parzen_estimate, to_parzen_space
 
 log = logging.getLogger("ganx.evaluate")
@@ -51,6 +51,7 @@ class EvaluateConfig:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     parzen_val_size: int = 1000  # held-out images used to choose the Parzen sigma; the rest are its test points
+    allow_small_fid: bool = False  # FID on fewer images than feature dimensions (biased; refused otherwise)
     out: str | None = None  # default: next to the checkpoint
 
 
@@ -120,7 +121,6 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
     checkpoint = load_checkpoint(cfg.ckpt)
     data_cfg, datamodule = evaluation_data(cfg, checkpoint, list(data_overrides))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(checkpoint).to(device)
 
     image_metric_names = [m for m in cfg.metrics if m in METRIC_NAMES]
     metrics = None
@@ -129,8 +129,13 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         if kind is None:
             raise MetricsSetupError(f"{data_cfg._target_} does not yield images: FID/IS/KID do not apply.")
         extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
+        if "fid" in image_metric_names and not cfg.allow_small_fid:
+            require_fid_sample_size(cfg.num_samples, extractor, f"num_samples={cfg.num_samples}",
+                                    f"Pass num_samples={extractor.pool_dim} or more, metrics=[kid,is] (KID is unbiased "
+                                    "for small sets), or accept the bias with allow_small_fid=true.")
         metrics = ImageMetrics(extractor, image_metric_names, cfg.is_splits, cfg.kid_subsets,
                                cfg.kid_subset_size).to(device)
+    model = build_model(checkpoint).to(device)
     # Class-conditional models (ganx.models.conditional): class accuracy and intra-FID on the same classifier.
     class_metrics = None
     if metrics is not None and hasattr(model, "num_classes"):

@@ -43,6 +43,7 @@ def test_trainer_ddp_cpu_trains_and_evaluates(tmp_path: Path):
     run_cli("trainer=ddp_cpu", "model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16",
             "data.val_size=37", "steps=4", "eval_every=2", "checkpoint_every=2", "sample_every=100",
             "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", "metrics.kid_subset_size=10",
+            "metrics.allow_small_fid=true",
             "+callbacks.weights._target_=ddp_metrics_script.WeightsAgreeAcrossRanks",
             f"+callbacks.weights.path={tmp_path}/weights.json",
             f"hydra.run.dir={run}", *[f for f in FAST if f != "metrics=none"], cwd=tmp_path,

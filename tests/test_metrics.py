@@ -358,7 +358,8 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
     flags = [f for f in FAST if f != "metrics=none"]
     run_cli("model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16", "data.val_size=40", "steps=7",
             "eval_every=2", "checkpoint_every=100", "sample_every=100", "model.generator.hidden=[32]",
-            "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", f"hydra.run.dir={run}", *flags, cwd=tmp_path)
+            "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", "metrics.allow_small_fid=true",
+            f"hydra.run.dir={run}", *flags, cwd=tmp_path)  # 40 images, 128-d classifier features: allowed here
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["generator_step"] for r in rows] == [2, 4, 6, 7]
     assert all(r["num_real"] == r["num_fake"] == 40 and r["features"].startswith("classifier:mnist-") for r in rows)
@@ -370,7 +371,7 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
     assert "val/fid" in logged and "val/num_fake" in logged
 
     result = run_cli(f"ckpt={run}/checkpoints/best.ckpt", "metrics=[fid,kid,parzen]", "num_samples=40",
-                     "kid_subset_size=20", "parzen_val_size=10",
+                     "kid_subset_size=20", "parzen_val_size=10", "allow_small_fid=true",
                      module="ganx.evaluate", cwd=tmp_path)
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["values"]["fid"] == pytest.approx(best_row["fid"], rel=1e-5)

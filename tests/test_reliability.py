@@ -307,3 +307,46 @@ def test_last_checkpoint_is_the_newest_after_resuming_from_an_earlier_one(tmp_pa
     trainer(tmp_path, 6, resumed, every=2).fit(resumed, loader(), ckpt_path=tmp_path / "checkpoints" / "step_0000002.ckpt")
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("last*")) == ["last.ckpt"]
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 6
+
+
+# --- FID needs at least as many images as feature dimensions ----------------------------------------------------------
+
+
+def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_training(mnist_dir, tmp_path):
+    from test_metrics import ProjectionFeatures
+    from test_metrics import tiny_gan as tiny_gan_28
+
+    from ganx.data import MNISTDataModule
+    from ganx.metrics import ImageMetrics, ImageMetricsCallback, MetricsSetupError
+
+    def fit(allow_small_fid: bool) -> GAN:
+        model = tiny_gan_28()
+        metrics = ImageMetrics(ProjectionFeatures(784, pool_dim=32), names=["fid"])
+        callback = ImageMetricsCallback(metrics, tmp_path / "metrics.jsonl", allow_small_fid=allow_small_fid)
+        L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, callbacks=[callback]).fit(
+            model, datamodule=MNISTDataModule(data_dir=mnist_dir, batch_size=16, val_size=16))
+        return model
+
+    with pytest.raises(MetricsSetupError, match=r"FID on 32-dimensional features \(projection\) needs at least 32 real "
+                                                r"and as many generated images, but the held-out split holds 16 .*"
+                                                r"metrics.allow_small_fid=true"):
+        fit(allow_small_fid=False)
+    assert not (tmp_path / "metrics.jsonl").exists()
+    assert fit(allow_small_fid=True).generator_steps == 1
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_evaluate_refuses_fid_on_fewer_samples_than_feature_dimensions(mnist_dir, tmp_path):
+    from test_conditional import untrained_classifier
+
+    from ganx.config import compose_data_config
+    from ganx.evaluate import EvaluateConfig, evaluate
+    from ganx.metrics import MetricsSetupError
+
+    data = OmegaConf.to_container(compose_data_config("mnist", [f"data.data_dir={mnist_dir}"]))
+    ckpt = write_ganx_checkpoint(tmp_path / "gan.ckpt", {}, {}, data)
+    classifier = untrained_classifier(tmp_path / "classifier.pt")  # 128 features
+    with pytest.raises(MetricsSetupError, match=r"needs at least 128 .* but num_samples=64: .* Pass num_samples=128 "
+                                                r"or more, metrics=\[kid,is\] .* allow_small_fid=true"):
+        evaluate(EvaluateConfig(ckpt=str(ckpt), num_samples=64, metrics=["fid"], classifier_ckpt=str(classifier)))

@@ -28,7 +28,7 @@ from ganx.metrics.features import (
     MetricsSetupError,
     inception_weights_path,
 )
-from ganx.metrics.image_metrics import ImageMetrics
+from ganx.metrics.image_metrics import ImageMetrics, require_fid_sample_size
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,26 @@ class ImageMetricsCallback(L.Callback):
     Args:
         metrics: the metrics and their feature extractor.
         record_path: ``metrics.jsonl``: one JSON row per evaluation with values, counts and protocol.
+        allow_small_fid: compute FID even on fewer held-out images than feature dimensions (biased; refused
+            before training otherwise, see ``require_fid_sample_size``).
     """
 
-    def __init__(self, metrics: ImageMetrics, record_path: str | Path):
+    def __init__(self, metrics: ImageMetrics, record_path: str | Path, allow_small_fid: bool = False):
         self.metrics = metrics
         self.record_path = Path(record_path)
+        self.allow_small_fid = allow_small_fid
 
     def protocol(self) -> dict[str, Any]:
         return {**self.metrics.protocol(), "real_split": "val"}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        held_out = getattr(getattr(trainer, "datamodule", None), "val_set", None)
+        if self.metrics.fid is not None and held_out is not None and not self.allow_small_fid:
+            require_fid_sample_size(
+                len(held_out), self.metrics.extractor, f"the held-out split holds {len(held_out)} (data.val_size; the "
+                "test folders of paired and unpaired data)", "Raise data.val_size (or add test images), leave FID out "
+                "(metrics.names=[kid,is] metrics.best_by=kid: KID is unbiased for small sets), or accept the bias "
+                "with metrics.allow_small_fid=true.")
         self.metrics.to(pl_module.device)
         # A process may inherit metric states (ddp_spawn shares them; a second fit reuses the callback): start clean.
         self.metrics.reset_all()
@@ -171,4 +181,4 @@ def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig) -> Imag
                                 f"be fid or kid and among metrics.names={names}.")
     extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
     metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size)
-    return ImageMetricsCallback(metrics, cfg.record)
+    return ImageMetricsCallback(metrics, cfg.record, cfg.get("allow_small_fid", False))

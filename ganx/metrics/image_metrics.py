@@ -21,7 +21,7 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from ganx.metrics.features import FeatureExtractor
+from ganx.metrics.features import FeatureExtractor, MetricsSetupError
 
 METRIC_NAMES = ("fid", "is", "kid")
 T = TypeVar("T")
@@ -77,6 +77,21 @@ def seeded(compute: Callable[[], T]) -> T:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return compute()
+
+
+def require_fid_sample_size(num_images: int, extractor: FeatureExtractor, held_out: str, fixes: str) -> None:
+    """Refuse FID on fewer images than feature dimensions.
+
+    FID compares the feature covariances of the real and generated sets; those of N images have rank at most N - 1,
+    so below the feature dimension they are singular, and FID is biased upwards by an amount that depends on N
+    (Chong & Forsyth 2020; pytorch-fid asks for at least 2,048 images for Inception's 2,048-d features).
+    """
+    if num_images < extractor.pool_dim:
+        raise MetricsSetupError(
+            f"FID on {extractor.pool_dim}-dimensional features ({extractor.name}) needs at least {extractor.pool_dim} "
+            f"real and as many generated images, but {held_out}: the feature covariance of fewer images is singular, "
+            f"so FID would be biased upwards by an amount that depends on the number of images. {fixes}"
+        )
 
 
 class ImageMetrics(nn.Module):
