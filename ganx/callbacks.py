@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
@@ -243,3 +243,18 @@ class RunSummary(L.Callback):
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)
         (self.dirpath / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+class GeneratorStepProgressBar(RichProgressBar):
+    """Lightning's progress bar, with its total in training batches (generator steps): Lightning derives the total
+    from max_steps, which counts every optimizer step, so a 2,000-step WGAN run would show 2000/12000 at its end."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        total = super().total_train_batches
+        module = self.trainer.lightning_module
+        per_batch = getattr(module, "optimizer_steps_per_batch", 1)
+        if self.trainer.max_epochs == -1 and self.trainer.max_steps > 0:
+            remaining = (self.trainer.max_steps - self.trainer.global_step) // per_batch
+            return min(self.trainer.num_training_batches, remaining)
+        return total

@@ -14,7 +14,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.callbacks import RunRecord, RunSummary
+from ganx.callbacks import GeneratorStepProgressBar, RunRecord, RunSummary
 from ganx.config import check_model_data_pairing, register_resolvers
 from ganx.loggers import continue_run
 from ganx.metrics import build_training_metrics
@@ -86,6 +86,8 @@ def train(cfg: DictConfig) -> L.Trainer:
     resumed = RunRecord.logger_versions_in(cfg.ckpt_path) if cfg.ckpt_path else {}
     loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] + ([metrics] if metrics else [])
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(GeneratorStepProgressBar())
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         max_steps=cfg.steps * model.optimizer_steps_per_batch,

@@ -124,3 +124,19 @@ def test_dcgan_trains_on_28px():
     trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(model, DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=16))
     assert model.generator_steps == 2
+
+
+def test_progress_bar_counts_generator_steps():
+    """Lightning's bar derives its total from max_steps (optimizer steps): 7 steps with 3 critic steps showed 7/28."""
+    from ganx.callbacks import GeneratorStepProgressBar
+
+    class Probe(GeneratorStepProgressBar):
+        def on_train_epoch_start(self, trainer, pl_module):
+            super().on_train_epoch_start(trainer, pl_module)
+            self.seen_total = self.total_train_batches
+
+    bar, model = Probe(), tiny_gan(critic_steps=3)
+    loader = DataLoader(TensorDataset(torch.rand(240, 1, 4, 4), torch.zeros(240, dtype=torch.long)), batch_size=24)
+    L.Trainer(max_steps=7 * model.optimizer_steps_per_batch, accelerator="cpu", logger=False, callbacks=[bar],
+              enable_checkpointing=False, enable_model_summary=False).fit(model, loader)
+    assert (bar.seen_total, model.generator_steps) == (7, 7)
