@@ -435,10 +435,11 @@ def assert_same_tensors(a, b, where: str) -> None:
 def test_resume_is_bit_exact_with_replay_buffers_and_the_lr_schedule(tmp_path: Path):
     root = write_unpaired(tmp_path / "ab", {"trainA": 2, "trainB": 2, "testA": 2, "testB": 2}, size=36)
     # 2 batches per epoch, and the learning rate decays after every epoch (factors 1, 3/4, 2/4, 1/4); buffers of 2
-    # are full after 2 steps, so their random swaps are exercised. Crops, flips and B draws come from the restored
-    # torch RNG with data.num_workers=0 (TINY); worker processes would restart their own RNG streams on resume.
-    common = [*TINY, f"data.root={root}", "model.n_epochs=1", "model.n_epochs_decay=3", "model.replay_buffer_size=2",
-              "checkpoint_every=3", "sample_every=100", "trainer.deterministic=true", "seed=7", "steps=6", *FAST]
+    # are full after 2 steps, so their random swaps are exercised. Crops, flips and B draws happen in 2 worker
+    # processes, which start afresh on resume: the draws are seeded per item (ganx.data.sampling.SeededDraws).
+    tiny = [arg for arg in TINY if not arg.startswith("data.num_workers=")]
+    common = [*tiny, "data.num_workers=2", f"data.root={root}", "model.n_epochs=1", "model.n_epochs_decay=3",
+              "model.replay_buffer_size=2", "checkpoint_every=3", "sample_every=100", "trainer.deterministic=true", "seed=7", "steps=6", *FAST]
     full = tmp_path / "full"
     run_cli(*common, f"hydra.run.dir={full}", cwd=tmp_path)
     resumed = tmp_path / "resumed" / "checkpoints"

@@ -350,3 +350,28 @@ def test_evaluate_refuses_fid_on_fewer_samples_than_feature_dimensions(mnist_dir
     with pytest.raises(MetricsSetupError, match=r"needs at least 128 .* but num_samples=64: .* Pass num_samples=128 "
                                                 r"or more, metrics=\[kid,is\] .* allow_small_fid=true"):
         evaluate(EvaluateConfig(ckpt=str(ckpt), num_samples=64, metrics=["fid"], classifier_ckpt=str(classifier)))
+
+
+def test_seeded_draws_depend_on_seed_epoch_and_index_only_and_leave_the_callers_rng_alone():
+    from ganx.data.sampling import ResumableShuffleSampler, SeededDraws
+
+    class Draws(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, index):
+            return index, torch.rand(3)  # what a random crop or flip draws
+
+    draws = SeededDraws(Draws(), seed=1)
+    keys = list(ResumableShuffleSampler(5, batch_size=5, seed=1, keyed=True).__iter__())
+    assert sorted(keys) == list(range(5))  # epoch 0
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    index, first = draws[7]  # epoch 1, index 2
+    assert index == 2 and torch.equal(torch.get_rng_state(), state)
+    torch.rand(10)  # another process state: the item is the same
+    assert torch.equal(draws[7][1], first)
+    assert not torch.equal(draws[2][1], first) and not torch.equal(SeededDraws(Draws(), seed=2)[7][1], first)
+    resumed = ResumableShuffleSampler(5, batch_size=1, seed=1, keyed=True)
+    resumed.resume_at(7)  # epoch 1 after 2 batches: keys 5..9
+    assert all(5 <= key < 10 for key in resumed) and len(list(resumed)) == 5  # then epoch 2 in full

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ganx.data.sampling import ResumableShuffleSampler
+from ganx.data.sampling import ResumableShuffleSampler, SeededDraws
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +156,13 @@ class ImageDataModule(L.LightningDataModule):
                 f"(batch_size={self.batch_size} x batches_per_step={self.batches_per_step}); "
                 f"lower data.batch_size to at most {n // self.batches_per_step} or add images"
             )
-        sampler = ResumableShuffleSampler(n, need, self.seed)
+        # Random crops, flips and the like are drawn per item from (seed, epoch, index): see ganx.data.sampling.
+        keyed = getattr(self.train_set, "draws_randomly", False)
+        sampler = ResumableShuffleSampler(n, need, self.seed, keyed=keyed)
         # A resumed run continues where its checkpoint stopped: one training batch per generator step.
         sampler.resume_at(getattr(getattr(self.trainer, "lightning_module", None), "generator_steps", 0))
         return DataLoader(
-            self.train_set,
+            SeededDraws(self.train_set, self.seed) if keyed else self.train_set,
             batch_size=need,
             sampler=sampler,
             drop_last=True,

@@ -102,6 +102,7 @@ class PairedImages(ImageFileDataset):
         self.layout, self.direction, self.derive, self.edge_threshold = layout, direction, derive, edge_threshold
         self.input_channels, self.channels = input_channels, channels
         size = load_size if train else image_size
+        self.draws_randomly = train  # random crops and flips, seeded per item (ganx.data.sampling)
         steps: list[Any] = [v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
         if train:
             steps.append(v2.RandomCrop(image_size))

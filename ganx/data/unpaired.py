@@ -55,13 +55,14 @@ class UnalignedPairs(Dataset):
 
     def __init__(self, domain_a: Dataset, domain_b: Dataset, random_b: bool) -> None:
         self.domain_a, self.domain_b, self.random_b = domain_a, domain_b, random_b
+        self.draws_randomly = random_b  # training pairs: the B image, crops and flips (ganx.data.sampling)
 
     def __len__(self) -> int:
         return max(len(self.domain_a), len(self.domain_b))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         a, _ = self.domain_a[index % len(self.domain_a)]
-        # torch's RNG: seeded by seed_everything, and per worker process by the DataLoader.
+        # torch's RNG, seeded per item by the training loader (SeededDraws).
         b_index = int(torch.randint(len(self.domain_b), ())) if self.random_b else index % len(self.domain_b)
         b, _ = self.domain_b[b_index]
         return a, b
