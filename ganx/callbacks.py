@@ -185,8 +185,14 @@ class RunRecord(L.Callback):
 
 
 class RunSummary(L.Callback):
-    """Write ``results.json`` when a run ends (finished or stopped): the numbers a sweep summary or a report needs —
-    final and best metrics, steps, wall time, overrides — without parsing logger files."""
+    """Write ``results.json`` when a run ends (finished or stopped), and after every evaluation while it runs: the
+    numbers a sweep summary or a report needs — final and best metrics, every evaluation, steps, wall time,
+    overrides — without parsing logger files.
+
+    The evaluations and the wall time so far are this callback's state, so a resumed run (in its run dir or in a
+    new one) reports the whole run: best values over all evaluations, wall time including the training before the
+    checkpoint (the interrupted run's time after its checkpoint is not counted: the resumed run redoes that work).
+    """
 
     LOWER_IS_BETTER = ("fid", "kid", "reverse_kl")
 
@@ -195,9 +201,38 @@ class RunSummary(L.Callback):
         self.history: list[dict[str, float]] = []
         self._seen: dict = {}
         self._start = 0.0
+        self._resumed_wall_time = 0.0  # seconds spent before the checkpoint this run resumed from
+        self._resumed_dirpath: Path | None = None  # the run dir that wrote that checkpoint
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
+        if trainer.ckpt_path is not None and self._resumed_dirpath is not None:
+            # The run dir that wrote the checkpoint, or where it sits now if that dir was moved (run/checkpoints/).
+            run_dirs = [self._resumed_dirpath, Path(trainer.ckpt_path).resolve().parent.parent]
+            self._add_evaluations_after_checkpoint(pl_module.generator_steps, run_dirs)
+
+    def _add_evaluations_after_checkpoint(self, step: int, run_dirs: list[Path]) -> None:
+        """Add the evaluations at the checkpoint's own step, which its state cannot hold, from the results.json of
+        the run that wrote it (the first of ``run_dirs`` that holds one).
+
+        Checkpoints are written at the end of their training step, before the validation loop evaluates that step
+        (FID, KID, IS), and Lightning does not evaluate it again on resume; so without this the best value of a run
+        resumed from last.ckpt would miss the evaluation at its step, which may be the best one (see also
+        BestCheckpoint). Evaluating again would cost an evaluation per resume and need Lightning's loop internals;
+        the interrupted run wrote that evaluation to its results.json already (after every evaluation, so also when
+        it was killed later), with the values the resumed model would get: it is the model in the checkpoint. An
+        evaluation that never finished is in neither (nor in best.ckpt), as for any run stopped mid-evaluation.
+        """
+        path = next((d / "results.json" for d in run_dirs if (d / "results.json").is_file()), None)
+        try:
+            recorded = json.loads(path.read_text()).get("history", []) if path else []
+        except (OSError, ValueError) as err:
+            log.warning("Cannot read %s (%s): results.json will miss an evaluation at generator step %d, if there "
+                        "was one after the checkpoint was written.", path, err, step)
+            return
+        known = {json.dumps(row, sort_keys=True) for row in self.history}
+        self.history += [row for row in recorded if isinstance(row, dict) and row.get("generator_steps") == step
+                         and json.dumps(row, sort_keys=True) not in known]
 
     def _collect(self, trainer, pl_module) -> None:
         """Record the val/* values when new ones were logged (by the validation loop or a training-time callback)."""
@@ -205,6 +240,7 @@ class RunSummary(L.Callback):
         if current and any(v is not self._seen.get(k) for k, v in current.items()):
             self._seen = current
             self.history.append({"generator_steps": pl_module.generator_steps, **{k: float(v) for k, v in current.items()}})
+            self._write(trainer, pl_module, "running")
 
     def on_validation_end(self, trainer, pl_module) -> None:
         self._collect(trainer, pl_module)
@@ -218,6 +254,18 @@ class RunSummary(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._write(trainer, pl_module, f"stopped: {type(exception).__name__}")
+
+    def wall_time(self) -> float:
+        """Seconds of this run so far, including the training before the checkpoint it resumed from."""
+        return self._resumed_wall_time + time.perf_counter() - self._start
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "wall_time_s": self.wall_time(), "dirpath": str(self.dirpath.resolve())}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = [dict(row) for row in state_dict.get("history", [])]
+        self._resumed_wall_time = float(state_dict.get("wall_time_s", 0.0))
+        self._resumed_dirpath = Path(state_dict["dirpath"]) if state_dict.get("dirpath") else None
 
     def best(self) -> dict[str, float]:
         keys = {k for row in self.history for k in row if k.startswith("val/") and not k.endswith("_std")}
@@ -236,13 +284,17 @@ class RunSummary(L.Callback):
             "overrides": self.overrides,
             "status": status,
             "generator_steps": pl_module.generator_steps,
-            "wall_time_s": round(time.perf_counter() - self._start, 1),
+            "wall_time_s": round(self.wall_time(), 1),
             "final": self.history[-1] if self.history else {},
             "best": self.best(),
             "metrics_protocol": config.get("metrics"),
+            "history": self.history,
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        (self.dirpath / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        # Written while training: a kill mid-write must not leave a truncated file (resume reads it).
+        partial = self.dirpath / "results.json.tmp"
+        partial.write_text(json.dumps(results, indent=2) + "\n")
+        partial.replace(self.dirpath / "results.json")
 
 
 class GeneratorStepProgressBar(RichProgressBar):

@@ -17,7 +17,7 @@ from conftest import FAST, REPO, run_cli, tiny_gan
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from ganx.callbacks import BestCheckpoint, GeneratorStepCheckpoint
+from ganx.callbacks import BestCheckpoint, GeneratorStepCheckpoint, RunSummary
 from ganx.data.sampling import ResumableShuffleSampler
 from ganx.faults import FaultHandler
 from ganx.models import GAN, NonFiniteLossError
@@ -247,17 +247,23 @@ class ScriptedFID(L.Callback):
             pl_module.log("val/fid", self.fid_by_step[pl_module.generator_steps])
 
 
-def fit_with_best(run: Path, steps: int, fid_by_step: dict[int, float], ckpt_path: Path | None = None) -> int | None:
-    """Train as ganx.train does (checkpoint and evaluation every 2 steps); the generator step best.ckpt holds."""
+def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks: list[L.Callback],
+                 ckpt_path: Path | None = None) -> None:
+    """Train as ganx.train does: checkpoint (run/checkpoints) and evaluation every 2 steps, the FID from a table."""
     torch.manual_seed(0)
     model = tiny_gan()
-    checkpoints = run / "checkpoints"
-    callbacks = [ScriptedFID(fid_by_step),
-                 GeneratorStepCheckpoint(2, dirpath=checkpoints, save_last=True, save_top_k=-1),
-                 BestCheckpoint(dirpath=checkpoints, filename="best", monitor="val/fid", mode="min")]
+    callbacks = [ScriptedFID(fid_by_step), *callbacks,
+                 GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True, save_top_k=-1)]
     L.Trainer(max_steps=steps * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
               num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu", logger=False, enable_progress_bar=False,
               enable_model_summary=False, callbacks=callbacks).fit(model, loader(), loader(), ckpt_path=ckpt_path)
+
+
+def fit_with_best(run: Path, steps: int, fid_by_step: dict[int, float], ckpt_path: Path | None = None) -> int | None:
+    """``fit_scripted`` with best.ckpt; the generator step best.ckpt holds."""
+    checkpoints = run / "checkpoints"
+    best_checkpoint = BestCheckpoint(dirpath=checkpoints, filename="best", monitor="val/fid", mode="min")
+    fit_scripted(run, steps, fid_by_step, [best_checkpoint], ckpt_path)
     best = checkpoints / "best.ckpt"
     return torch.load(best, weights_only=True)["ganx"]["generator_steps"] if best.exists() else None
 
@@ -277,6 +283,45 @@ def test_best_checkpoint_is_replaced_only_by_a_better_model_after_a_resume(tmp_p
     # Resumed in place from last.ckpt, written at step 4 before step 4's evaluation (the best so far).
     assert fit_with_best(stopped.parent, 6, fid, ckpt_path=stopped / "last.ckpt") == best_step
     assert sorted(p.name for p in stopped.glob("best*")) == ["best.ckpt"]
+
+
+class SlowSteps(L.Callback):
+    """Each training step takes ``seconds`` longer, and the results.json of every step's start is kept."""
+
+    def __init__(self, seconds: float, run: Path):
+        self.seconds, self.results, self.results_at_step = seconds, run / "results.json", {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.results.is_file():
+            self.results_at_step[pl_module.generator_steps] = self.results.read_text()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(self.seconds)
+
+
+def test_results_cover_the_whole_run_after_a_resume(tmp_path):
+    fid, step_seconds = {2: 5.0, 4: 1.0, 6: 3.0}, 0.25
+    stopped = tmp_path / "stopped"
+    slow = SlowSteps(step_seconds, stopped)
+    fit_scripted(stopped, 5, fid, [slow, RunSummary(str(stopped))])
+    # Killed during step 5: results.json is as written after step 4's evaluation, which came after last.ckpt.
+    (stopped / "results.json").write_text(slow.results_at_step[4])
+    assert json.loads(slow.results_at_step[4])["status"] == "running"
+    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 4
+    other = tmp_path / "other"
+    (other / "checkpoints").mkdir(parents=True)
+    shutil.copy(stopped / "checkpoints" / "step_0000004.ckpt", other / "checkpoints")
+
+    for run, ckpt_path in [(other, other / "checkpoints" / "step_0000004.ckpt"),  # resumed into a new run dir
+                           (stopped, stopped / "checkpoints" / "last.ckpt")]:  # resumed in place
+        summary = RunSummary(str(run))
+        fit_scripted(run, 6, fid, [SlowSteps(step_seconds, run), summary], ckpt_path)
+        results = json.loads((run / "results.json").read_text())
+        assert [(row["generator_steps"], row["val/fid"]) for row in results["history"]] == sorted(fid.items())
+        assert results["best"] == summary.best() == {"val/fid": 1.0}  # step 4's, evaluated after the checkpoint
+        assert results["final"]["val/fid"] == 3.0 and results["status"] == "finished"
+        # Steps 1-4 before the checkpoint and 5-6 after it (rounded to 0.1 s); the lost step 5 is not counted.
+        assert results["wall_time_s"] >= 6 * step_seconds - 0.05
 
 
 @pytest.mark.e2e
