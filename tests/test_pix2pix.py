@@ -111,6 +111,28 @@ def test_one_step_updates_d_on_pairs_then_g_on_adversarial_plus_lambda_l1():
     assert grid.shape == (3, 2 + 2 * 34, 2 + 3 * 34)  # two held-out pairs: input | output | target
 
 
+class HeldOutPairs(L.LightningDataModule):
+    """Training pairs and a held-out split (``val_set``), as ganx's image data modules have them."""
+
+    def __init__(self, train_set: TensorDataset, val_set: TensorDataset):
+        super().__init__()
+        self.train_set, self.val_set = train_set, val_set
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=4)
+
+
+def test_visualize_shows_the_first_held_out_pairs_or_without_a_data_module_the_first_training_pairs():
+    train = TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.rand(8, 3, 32, 32) * 2 - 1)
+    held_out = TensorDataset(torch.rand(3, 1, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1)
+    for data, shown in ((HeldOutPairs(train, held_out), held_out), (DataLoader(train, batch_size=4), train)):
+        model = tiny_pix2pix(num_visual=2)
+        L.Trainer(max_steps=model.optimizer_steps_per_batch, accelerator="cpu", logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False).fit(model, data)
+        assert torch.equal(model.visual_input, shown.tensors[0][:2])
+        assert torch.equal(model.visual_target, shown.tensors[1][:2])
+
+
 def test_translation_is_deterministic_at_inference_and_stochastic_in_training():
     model = Pix2Pix(UNetGenerator(1, 3, num_downs=6, ngf=2), PatchGANDiscriminator(4, ndf=2),  # 6 levels: 1 dropout
                     AdversarialLoss("non_saturating"), ADAM, ADAM)

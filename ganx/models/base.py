@@ -78,6 +78,7 @@ class AdversarialModule(L.LightningModule):
         # Speed switches, set by ganx.train from the top-level `channels_last` and `compile` (applied in setup()).
         self.channels_last = False
         self.compile_networks = False
+        self._visual_pair_names: tuple[str, str] | None = None  # see register_visual_pairs
 
     # --- what a model defines ----------------------------------------------------------------------------------------
 
@@ -128,6 +129,35 @@ class AdversarialModule(L.LightningModule):
         """The networks ``compile=true`` compiles: all of them, unless a model needs what compile cannot do
         (double backward through a gradient penalty, see ``GAN``)."""
         return [m for m in self.children() if any(True for _ in m.parameters())]
+
+    # --- fixed image pairs for visualize() (image-to-image models) ----------------------------------------------------
+
+    def register_visual_pairs(self, first: str, second: str, num_visual: int) -> None:
+        """Keep ``num_visual`` image pairs for ``visualize()`` in the buffers ``first`` and ``second``: the first pairs
+        of the data module's held-out split (``val_set``), taken at fit start, or without one the first training
+        batch's (in ``on_fit_start`` and ``on_train_batch_start``: a model overriding them calls ``super()``). Not
+        saved in checkpoints: the data defines them."""
+        if num_visual < 1:
+            raise ValueError(f"model.num_visual must be >= 1 image pair, got {num_visual}")
+        self.num_visual, self._visual_pair_names = num_visual, (first, second)
+        for name in self._visual_pair_names:
+            self.register_buffer(name, torch.empty(0), persistent=False)
+
+    def on_fit_start(self) -> None:
+        held_out = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
+        if self._visual_pair_names is not None and held_out is not None and len(held_out):
+            pairs = [held_out[i] for i in range(min(self.num_visual, len(held_out)))]
+            self._set_visual_pairs(torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs]))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        names = self._visual_pair_names
+        if names is not None and not len(getattr(self, names[0])):  # trained without a data module
+            self._set_visual_pairs(batch[0][: self.num_visual].detach().clone(),
+                                   batch[1][: self.num_visual].detach().clone())
+
+    def _set_visual_pairs(self, first: Tensor, second: Tensor) -> None:
+        for name, images in zip(self._visual_pair_names, (first, second), strict=True):
+            setattr(self, name, images.to(self.device))
 
     # --- speed switches ---------------------------------------------------------------------------------------------
 

@@ -111,18 +111,13 @@ class CycleGAN(AdversarialModule):
                             ("adversarial_weight", adversarial_weight)):
             if value < 0:
                 raise ValueError(f"model.{name} must be >= 0, got {value}")
-        if num_visual < 1:
-            raise ValueError(f"model.num_visual must be >= 1 image pair, got {num_visual}")
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
         self.loss = loss
         self.lambda_cycle, self.lambda_identity, self.adversarial_weight = lambda_cycle, lambda_identity, adversarial_weight
         self.n_epochs, self.n_epochs_decay = n_epochs, n_epochs_decay
         self.fake_a_buffer, self.fake_b_buffer = ReplayBuffer(replay_buffer_size), ReplayBuffer(replay_buffer_size)
-        self.num_visual = num_visual
-        # The test images shown by visualize(), taken at fit start (not saved: the data defines them).
-        self.register_buffer("visual_a", torch.empty(0), persistent=False)
-        self.register_buffer("visual_b", torch.empty(0), persistent=False)
+        self.register_visual_pairs("visual_a", "visual_b", num_visual)  # test images of domains A and B
 
     # --- the algorithm --------------------------------------------------------------------------------------------
 
@@ -166,14 +161,6 @@ class CycleGAN(AdversarialModule):
 
     # --- visualisation ----------------------------------------------------------------------------------------------
 
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        test_pairs = getattr(datamodule, "val_set", None)
-        if test_pairs is not None and len(test_pairs):
-            pairs = [test_pairs[i] for i in range(min(self.num_visual, len(test_pairs)))]
-            self.visual_a = torch.stack([a for a, _ in pairs]).to(self.device)
-            self.visual_b = torch.stack([b for _, b in pairs]).to(self.device)
-
     def on_train_start(self) -> None:
         batches = self.trainer.num_training_batches
         schedule_epochs = self.n_epochs + self.n_epochs_decay
@@ -184,11 +171,6 @@ class CycleGAN(AdversarialModule):
                 "at %d batches per epoch); this run stops after %.2f epochs.",
                 self.n_epochs, self.n_epochs_decay, schedule_epochs * batches, batches, run_epochs,
             )
-
-    def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        if not len(self.visual_a):  # trained without a data module: show the first training images
-            self.visual_a = batch[0][: self.num_visual].detach().clone()
-            self.visual_b = batch[1][: self.num_visual].detach().clone()
 
     @torch.no_grad()
     def translate(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:

@@ -62,13 +62,9 @@ class Pix2Pix(AdversarialModule):
             )
         if lambda_l1 < 0:
             raise ValueError(f"model.lambda_l1 must be >= 0, got {lambda_l1}")
-        if num_visual < 1:
-            raise ValueError(f"model.num_visual must be >= 1 image pair, got {num_visual}")
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
-        self.lambda_l1, self.num_visual = lambda_l1, num_visual
-        # The held-out pairs shown by visualize(), taken at fit start (not saved: the data defines them).
-        self.register_buffer("visual_input", torch.empty(0), persistent=False)
-        self.register_buffer("visual_target", torch.empty(0), persistent=False)
+        self.lambda_l1 = lambda_l1
+        self.register_visual_pairs("visual_input", "visual_target", num_visual)
 
     # --- the algorithm --------------------------------------------------------------------------------------------
 
@@ -110,18 +106,6 @@ class Pix2Pix(AdversarialModule):
         """G(x) in eval mode (dropout off, BatchNorm running statistics: deterministic)."""
         with evaluating(self.generator):
             return self.generator(source.to(self.device))
-
-    def on_fit_start(self) -> None:
-        held_out = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
-        if held_out is not None and len(held_out):
-            pairs = [held_out[i] for i in range(min(self.num_visual, len(held_out)))]
-            self.visual_input = torch.stack([x for x, _ in pairs]).to(self.device)
-            self.visual_target = torch.stack([y for _, y in pairs]).to(self.device)
-
-    def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        if not len(self.visual_input):  # trained without a data module: show the first training pairs
-            self.visual_input = batch[0][: self.num_visual].detach().clone()
-            self.visual_target = batch[1][: self.num_visual].detach().clone()
 
     @torch.no_grad()
     def visualize(self) -> Tensor:
