@@ -98,15 +98,23 @@ def check_model_data_pairing(cfg: DictConfig, choices: Mapping[str, str] | None 
 
     Checked before anything is built: a wrong pairing would otherwise fail deep in the first training step with a
     shape error, or train on the wrong thing (a GAN on pix2pix pairs would learn the inputs alone). The message names
-    the presets that do fit. ``choices`` are the selected preset names (default: Hydra's runtime choices); a class
-    that declares nothing is not checked.
+    the presets that do fit. ``choices`` are the selected preset names (default: Hydra's runtime choices). A model
+    class that declares no ``trains_on`` is refused (it could not be checked); a data class without ``batch_kind`` is
+    not checked.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_class
 
-    trains_on = getattr(get_class(cfg.model._target_), "trains_on", None)
+    model_class = get_class(cfg.model._target_)
+    trains_on = getattr(model_class, "trains_on", ())
+    if not trains_on:
+        raise TypeError(
+            f"{model_class.__module__}.{model_class.__qualname__} does not declare trains_on, the batch kinds its "
+            "training_step reads, so ganx cannot check that the data fits it. Declare them as a class attribute, e.g. "
+            "trains_on = (BatchKind.IMAGES,) with BatchKind from ganx.data (see AdversarialModule)."
+        )
     batch_kind = getattr(get_class(cfg.data._target_), "batch_kind", None)
-    if trains_on is None or batch_kind is None or batch_kind in trains_on:
+    if batch_kind is None or batch_kind in trains_on:
         return
     if choices is None:
         choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}

@@ -2,8 +2,12 @@
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from ganx.config import CONF_DIR, check_model_data_pairing, preset_target, register_resolvers
+from ganx.data import BatchKind
+from ganx.models import ACGAN, GAN, AdversarialModule, ConditionalGAN, CycleGAN, Pix2Pix
 
 register_resolvers()
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
@@ -44,6 +48,26 @@ def test_a_wrong_pairing_names_the_presets_that_fit_both_sides():
                                          ("lsgan", "anime")])
 def test_fitting_pairings_pass(model: str, data: str):
     check_model_data_pairing(compose_pairing(model, data), {"model": model, "data": data})
+
+
+def subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct, *subclasses(direct)}}
+
+
+def test_every_model_declares_the_batch_kinds_it_trains_on():
+    ganx_models = {cls for cls in subclasses(AdversarialModule) if cls.__module__.startswith("ganx.")}
+    assert {GAN, ConditionalGAN, ACGAN, CycleGAN, Pix2Pix} <= ganx_models
+    assert {get_class(preset_target("model", name)) for name in MODELS} <= ganx_models
+    for cls in ganx_models:
+        assert cls.trains_on and all(isinstance(kind, BatchKind) for kind in cls.trains_on), cls.__name__
+
+
+@pytest.mark.parametrize("target", ["ganx.models.base.AdversarialModule", "lightning.pytorch.LightningModule"])
+def test_a_model_that_declares_no_batch_kinds_is_refused(target: str):
+    # Before, such a model skipped the check silently and met any data.
+    cfg = OmegaConf.create({"model": {"_target_": target}, "data": {"_target_": "ganx.data.MNISTDataModule"}})
+    with pytest.raises(TypeError, match=rf"{target.rpartition('.')[2]} does not declare trains_on.*see AdversarialModule"):
+        check_model_data_pairing(cfg, {"model": "custom", "data": "mnist"})
 
 
 def test_preset_target_follows_the_preset_a_preset_extends():

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ganx.data.base import BatchKind
+
 log = logging.getLogger(__name__)
 
 
@@ -48,10 +50,13 @@ SchedulerFactory = Callable[[Optimizer], Any]
 class AdversarialModule(L.LightningModule):
     """Base class: two optimizers (generator side, discriminator side) stepped by hand in ``training_step``.
 
-    Subclasses define the networks, ``generator_parameters``/``discriminator_parameters``,
+    Subclasses define ``trains_on``, the networks, ``generator_parameters``/``discriminator_parameters``,
     ``optimizer_steps_per_batch``, ``training_step`` and ``visualize``. A ``training_step`` ends with one generator
     update and ``self.generator_steps += 1`` (before callbacks see the batch end, so checkpoints hold the right count).
     """
+
+    # The batch kinds training_step reads; every model declares them (ganx.config.check_model_data_pairing refuses ()).
+    trains_on: tuple[BatchKind, ...] = ()
 
     def __init__(
         self,
