@@ -183,7 +183,6 @@ class ImageDataModule(L.LightningDataModule):
         sets = {"val": self.val_set, "train": self.train_set}
         if split not in sets:
             raise DataError(f"real_dataloader(split={split!r}): split must be 'val' or 'train'")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             sets[split],
             batch_size=batch_size or self.batch_size,
@@ -191,7 +190,10 @@ class ImageDataModule(L.LightningDataModule):
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self._pin_memory(),
-            generator=generator,
+            # Shuffles and seeds workers from here, also unshuffled: without a generator, every iter() of a DataLoader
+            # draws its workers' base seed from the global RNG, so a loader read during training (the 2-D scatter
+            # plots) would shift the training noise stream.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -165,8 +165,9 @@ class GAN(AdversarialModule):
             return torch.randn(n, self.latent_dim, generator=generator, device=device)
         return torch.rand(n, self.latent_dim, generator=generator, device=device) * 2 - 1
 
-    def sample_latent(self, n: int) -> Tensor:
-        return self._draw_latent(n, device=self.device)
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n latent codes on the model's device, from ``generator`` (default: the global RNG, the training stream)."""
+        return self._draw_latent(n, generator, self.device)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
