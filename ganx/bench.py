@@ -54,10 +54,10 @@ class Case:
 
 
 CASES = {
-    "gan": Case("gan (MLP, 28x28)", ("model=gan", "data=mnist"), steps=40),
-    "dcgan28": Case("dcgan 28x28", ("model=dcgan", "data=mnist"), steps=10),
+    "gan": Case("gan (MLP, 28x28)", ("model=gan", "data=mnist"), steps=40, repeats=5),
+    "dcgan28": Case("dcgan 28x28", ("model=dcgan", "data=mnist"), steps=10, repeats=5),
     "dcgan64": Case("dcgan 64x64", ("model=dcgan", "data=anime"), steps=2),
-    "wgan_gp64": Case("wgan_gp 64x64 (5 critic steps)", ("model=wgan_gp", "data=anime"), steps=1, repeats=2),
+    "wgan_gp64": Case("wgan_gp 64x64 (5 critic steps)", ("model=wgan_gp", "data=anime"), steps=1, repeats=4),
     # The paper's 128x128 setting: 6 residual blocks, batch 1.
     "cyclegan128": Case("cyclegan 128x128", ("model=cyclegan", "data=unpaired", "data.image_size=128",
                                              "model.generator_ab.n_blocks=6"), steps=2),
