@@ -234,16 +234,24 @@ class RunSummary(L.Callback):
         self.history += [row for row in recorded if isinstance(row, dict) and row.get("generator_steps") == step
                          and json.dumps(row, sort_keys=True) not in known]
 
-    def _collect(self, trainer, pl_module) -> None:
-        """Record the val/* values when new ones were logged (by the validation loop or a training-time callback)."""
-        current = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
-        if current and any(v is not self._seen.get(k) for k, v in current.items()):
+    def _collect(self, trainer, pl_module, evaluated: bool = False) -> None:
+        """Record the val/* values after an evaluation: the validation loop (``evaluated``), or a training-time
+        evaluator (ModeCoverage) that wrote new values into callback_metrics.
+
+        New values are told by value, not by tensor identity: Lightning rebuilds the tensors in callback_metrics
+        when it recomputes its results, which made one evaluation look like several (steps 2, 3, 4, 5, 6, 6 for
+        evaluations at 2, 4, 6). A training-time evaluation that repeats every value exactly is not recorded again.
+        """
+        if trainer.sanity_checking:
+            return
+        current = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
+        if current and (evaluated or current != self._seen):
             self._seen = current
-            self.history.append({"generator_steps": pl_module.generator_steps, **{k: float(v) for k, v in current.items()}})
+            self.history.append({"generator_steps": pl_module.generator_steps, **current})
             self._write(trainer, pl_module, "running")
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        self._collect(trainer, pl_module)
+        self._collect(trainer, pl_module, evaluated=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._collect(trainer, pl_module)

@@ -14,6 +14,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import FAST, REPO, run_cli, tiny_gan
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -347,6 +348,20 @@ def test_results_cover_the_whole_run_after_a_resume(tmp_path):
         assert results["final"]["val/fid"] == 3.0 and results["status"] == "finished"
         # Steps 1-4 before the checkpoint and 5-6 after it (rounded to 0.1 s); the lost step 5 is not counted.
         assert results["wall_time_s"] >= 6 * step_seconds - 0.05
+
+
+def test_results_history_has_one_row_per_evaluation(tmp_path):
+    """With a logger writing every step, Lightning rebuilds callback_metrics' tensors: recorded by identity, the
+    evaluations at 2, 4, 6 became rows at 2, 3, 4, 5, 6, 6 (stale values repeated)."""
+    torch.manual_seed(0)
+    model = tiny_gan()
+    fid = {2: 5.0, 4: 1.0, 6: 3.0}
+    L.Trainer(max_steps=6 * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
+              num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu", logger=CSVLogger(tmp_path),
+              log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+              callbacks=[ScriptedFID(fid), RunSummary(str(tmp_path))]).fit(model, loader(), loader())
+    history = json.loads((tmp_path / "results.json").read_text())["history"]
+    assert [(row["generator_steps"], row["val/fid"]) for row in history] == sorted(fid.items())
 
 
 @pytest.mark.e2e
