@@ -1,6 +1,7 @@
 """The benchmark compares like with like: its plain loop is ganx's training step, and the CLI writes its report."""
 
 import json
+from functools import partial
 
 import lightning as L
 import pytest
@@ -20,10 +21,14 @@ TINY = {
 }
 
 
-def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32):
-    """The weights after one training step from ``state`` on the same batch and random stream, by ``arm``."""
+def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32, sgd: bool = False):
+    """The weights after one training step from ``state`` on the same batch and random stream, by ``arm``.
+    ``sgd``: plain SGD instead of the preset's Adam, whose first step (lr * g / |g|) turns float noise in a
+    near-zero gradient into a full +-lr change."""
     model = instantiate(cfg.model)
     model.load_state_dict(state)
+    if sgd:
+        model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)
     torch.manual_seed(1)
     loader = bench.synthetic_loader(cfg, model, n_batches=1)
     batch = next(iter(loader))
@@ -56,18 +61,23 @@ def test_plain_loop_is_the_same_algorithm_as_ganx(name, tmp_path):
 
 
 def test_channels_last_switch_keeps_the_math(tmp_path):
-    """channels_last changes the memory layout, not the result (up to float reassociation)."""
+    """channels_last changes the memory layout, not the result: after one step, the weights differ from the default
+    layout's by float reassociation only (measured: <= 1% of the step's change; a misread layout would differ by
+    about as much as the weights themselves)."""
     cfg = bench.compose_config(bench.Case("dcgan", ("model=dcgan", "data=mnist", "model.generator.base_width=8",
                                                     "model.discriminator.base_width=8"), steps=1), str(tmp_path))
     torch.manual_seed(0)
     state = instantiate(cfg.model).state_dict()
-    default = one_step(cfg, state, "ganx")
-    switched = one_step(cfg, state, "ganx", bench.Variant("cl", channels_last=True))
+    default = one_step(cfg, state, "ganx", sgd=True)
+    switched = one_step(cfg, state, "ganx", bench.Variant("cl", channels_last=True), sgd=True)
     nhwc = [k for k, v in switched.items() if v.dim() == 4 and min(v.shape[1:]) > 1
             and v.is_contiguous(memory_format=torch.channels_last) and not v.is_contiguous()]
     assert nhwc, "no conv weight is in channels_last layout"
-    for key in default:
-        torch.testing.assert_close(switched[key], default[key], rtol=1e-4, atol=1e-5, msg=key)
+    for key, value in default.items():
+        if value.is_floating_point():
+            step = (value - state[key]).abs().max().item()
+            difference = (switched[key] - value).abs().max().item()
+            assert difference <= 0.05 * step + 1e-7, f"{key}: {difference:.2e} apart after a step of {step:.2e}"
 
 
 @pytest.mark.e2e
