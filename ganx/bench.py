@@ -60,7 +60,7 @@ CASES = {
     "wgan_gp64": Case("wgan_gp 64x64 (5 critic steps)", ("model=wgan_gp", "data=anime"), steps=1, repeats=4),
     # The paper's 128x128 setting: 6 residual blocks, batch 1.
     "cyclegan128": Case("cyclegan 128x128", ("model=cyclegan", "data=unpaired", "data.image_size=128",
-                                             "model.generator_ab.n_blocks=6"), steps=2),
+                                             "model.generator_ab.n_blocks=6"), steps=3, repeats=4),
 }
 
 
