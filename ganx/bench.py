@@ -93,14 +93,24 @@ def compose_config(case: Case, output_dir: str):
         return compose("train", overrides=[*case.overrides, f"paths.output_dir={output_dir}", "logger=csv"])
 
 
-def synthetic_loader(cfg, model, n_batches: int = 64) -> DataLoader:
-    """Random images in [-1, 1] shaped like the configured data (loading cost is measured separately): (images,
-    labels) batches of batch_size x critic_steps for a GAN, (real_a, real_b) for CycleGAN."""
+def synthetic_data(cfg, model, n_batches: int) -> TensorDataset:
+    """``n_batches`` training batches of random images in [-1, 1] shaped like the configured data (loading cost is
+    measured separately): (images, labels) for a GAN, (real_a, real_b) for CycleGAN."""
     shape = (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
-    batch = cfg.data.batch_size * model.real_batches_per_step
-    images = torch.rand(batch * n_batches, *shape) * 2 - 1
+    images = torch.rand(batch_images(cfg, model) * n_batches, *shape) * 2 - 1
     second = torch.rand_like(images) * 2 - 1 if isinstance(model, CycleGAN) else torch.zeros(len(images), dtype=torch.long)
-    return DataLoader(TensorDataset(images, second), batch_size=batch, shuffle=True, drop_last=True)
+    return TensorDataset(images, second)
+
+
+def batch_images(cfg, model) -> int:
+    """Real images per training batch: batch_size x critic_steps for a GAN."""
+    return cfg.data.batch_size * model.real_batches_per_step
+
+
+def synthetic_loader(cfg, model, data: TensorDataset | None = None) -> DataLoader:
+    """Shuffled training batches of ``data`` (default: one batch of ``synthetic_data``)."""
+    data = data if data is not None else synthetic_data(cfg, model, n_batches=1)
+    return DataLoader(data, batch_size=batch_images(cfg, model), shuffle=True, drop_last=True)
 
 
 class StepTimer(L.Callback):
@@ -121,7 +131,7 @@ class StepTimer(L.Callback):
         self.last_end = now
 
 
-def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str) -> list[float]:
+def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str, data: TensorDataset) -> list[float]:
     """ganx's training path: the model in a Lightning Trainer, as ganx.train builds it (minus checkpointing)."""
     model.channels_last, model.compile_networks = variant.channels_last, variant.compile
     timer = StepTimer()
@@ -130,7 +140,7 @@ def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str) -> list[fl
         logger=CSVLogger(log_dir, name="bench"), log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
     )
-    trainer.fit(model, synthetic_loader(cfg, model))
+    trainer.fit(model, synthetic_loader(cfg, model, data))
     return timer.times
 
 
@@ -198,8 +208,8 @@ class PlainLoop:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.bf16, cache_enabled=False):
             plain_step(self.model, self.g_opt, self.d_opt, batch)
 
-    def run(self, cfg, steps: int) -> list[float]:
-        times, batches = [], iter(synthetic_loader(cfg, self.model))
+    def run(self, cfg, steps: int, data: TensorDataset) -> list[float]:
+        times, batches = [], iter(synthetic_loader(cfg, self.model, data))
         last = time.perf_counter()
         for _ in range(steps):
             self.step(next(batches))
@@ -216,7 +226,7 @@ def step_flops(cfg, model) -> tuple[int, bool]:
     if penalty:
         model.loss = replace(model.loss, gp_weight=0.0)
     g_opt, d_opt = model.configure_optimizers()[0]
-    batch = next(iter(synthetic_loader(cfg, model, n_batches=1)))
+    batch = next(iter(synthetic_loader(cfg, model)))
     with FlopCounterMode(display=False) as counter:
         plain_step(model, g_opt, d_opt, batch)
     return counter.get_total_flops(), not penalty
@@ -225,7 +235,7 @@ def step_flops(cfg, model) -> tuple[int, bool]:
 def top_ops_table(cfg, model, rows: int = 12) -> str:
     """torch.profiler's table of the ops that take the most CPU time in one (float32, plain) training step."""
     loop = PlainLoop(model, FP32)
-    batch = next(iter(synthetic_loader(cfg, model, n_batches=1)))
+    batch = next(iter(synthetic_loader(cfg, model)))
     loop.step(batch)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         loop.step(batch)
@@ -263,18 +273,21 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         model.load_state_dict(state)
         return model
 
-    # One model per (variant, arm), kept across repeats so compiled graphs are built once, in the warm-up step.
+    # One data set for every run (generated once: it is 1 GB for WGAN-GP's 5 x 64 images per step), and one model
+    # per (variant, arm), kept across repeats so compiled graphs are built once, in the warm-up step.
+    data = synthetic_data(cfg, fresh, n_batches=steps)
     arms = {v.name: (copy_of_model(), PlainLoop(copy_of_model(), v)) for v in variants}
     first_step_s = {}
     for v in variants:
         ganx_model, plain = arms[v.name]
-        first_step_s[v.name] = {"ganx": time_ganx(cfg, ganx_model, v, 1, log_dir)[0], "plain": plain.run(cfg, 1)[0]}
+        first_step_s[v.name] = {"ganx": time_ganx(cfg, ganx_model, v, 1, log_dir, data)[0],
+                                "plain": plain.run(cfg, 1, data)[0]}
     times = {v.name: {"ganx": [], "plain": []} for v in variants}
     ratios = {v.name: [] for v in variants}
     for _ in range(repeats):
         for v in variants:
             ganx_model, plain = arms[v.name]
-            g, p = time_ganx(cfg, ganx_model, v, steps, log_dir), plain.run(cfg, steps)
+            g, p = time_ganx(cfg, ganx_model, v, steps, log_dir, data), plain.run(cfg, steps, data)
             times[v.name]["ganx"] += g
             times[v.name]["plain"] += p
             ratios[v.name].append(statistics.median(p) / statistics.median(g))

@@ -30,7 +30,7 @@ def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32, sgd: boo
     if sgd:
         model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)
     torch.manual_seed(1)
-    loader = bench.synthetic_loader(cfg, model, n_batches=1)
+    loader = bench.synthetic_loader(cfg, model)
     batch = next(iter(loader))
     single = DataLoader(list(zip(*batch, strict=True)), batch_size=len(batch[0]))
     torch.manual_seed(2)
