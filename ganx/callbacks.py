@@ -311,10 +311,8 @@ class GeneratorStepProgressBar(RichProgressBar):
 
     @property
     def total_train_batches(self) -> int | float:
-        total = super().total_train_batches
-        module = self.trainer.lightning_module
-        per_batch = getattr(module, "optimizer_steps_per_batch", 1)
-        if self.trainer.max_epochs == -1 and self.trainer.max_steps > 0:
-            remaining = (self.trainer.max_steps - self.trainer.global_step) // per_batch
-            return min(self.trainer.num_training_batches, remaining)
-        return total
+        trainer = self.trainer
+        if trainer.max_epochs == -1 and trainer.max_steps > 0:  # where Lightning's total is max_steps-based
+            per_batch = getattr(trainer.lightning_module, "optimizer_steps_per_batch", 1)
+            return min(trainer.num_training_batches, (trainer.max_steps - trainer.global_step) // per_batch)
+        return super().total_train_batches

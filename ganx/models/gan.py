@@ -201,7 +201,7 @@ class GAN(AdversarialModule):
             # The penalties backpropagate through D's input gradient (double backward), which compiled graphs lack.
             log.info("compile=true: compiling the generator only; the critic's gradient penalty needs double backward.")
             return [self.generator]
-        return [self.generator, self.discriminator]
+        return super().networks_to_compile()
 
     def generator_parameters(self):
         return self.generator.parameters()
