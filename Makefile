@@ -27,7 +27,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e" $(ARGS)
 
-## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, switches, profile, data loading, FID timing (4-6 min)
+## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, switches, profile, data loading, FID timing (about 4 min)
 bench: $(STAMP)
 	$(PY) -m ganx.bench $(ARGS)
 
