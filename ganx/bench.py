@@ -40,6 +40,7 @@ from ganx.config import register_resolvers
 from ganx.losses import clip_weights_, gradient_penalty
 from ganx.models import CycleGAN
 from ganx.models.base import frozen
+from ganx.trainer import build_trainer, training_batch_size
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SHARED_ANIME = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces"
@@ -104,7 +105,7 @@ def synthetic_data(cfg, model, n_batches: int) -> TensorDataset:
 
 def batch_images(cfg, model) -> int:
     """Real images per training batch: batch_size x critic_steps for a GAN."""
-    return cfg.data.batch_size * model.real_batches_per_step
+    return training_batch_size(model, cfg.data.batch_size)
 
 
 def synthetic_loader(cfg, model, data: TensorDataset | None = None) -> DataLoader:
@@ -132,11 +133,11 @@ class StepTimer(L.Callback):
 
 
 def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str, data: TensorDataset) -> list[float]:
-    """ganx's training path: the model in a Lightning Trainer, as ganx.train builds it (minus checkpointing)."""
-    model.channels_last, model.compile_networks = variant.channels_last, variant.compile
+    """ganx's training path: the model (built with the variant's switches) in a Lightning Trainer, as ganx.train
+    builds it (minus checkpointing)."""
     timer = StepTimer()
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps * model.optimizer_steps_per_batch, precision=variant.precision,
+    trainer = build_trainer(
+        model, steps, accelerator="cpu", devices=1, precision=variant.precision,
         logger=CSVLogger(log_dir, name="bench"), log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
     )
@@ -268,15 +269,15 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     fresh = instantiate(cfg.model)
     state = fresh.state_dict()
 
-    def copy_of_model():
-        model = instantiate(cfg.model)
+    def copy_of_model(variant: Variant = FP32):
+        model = instantiate(cfg.model, channels_last=variant.channels_last, compile_networks=variant.compile)
         model.load_state_dict(state)
         return model
 
     # One data set for every run (generated once: it is 1 GB for WGAN-GP's 5 x 64 images per step), and one model
     # per (variant, arm), kept across repeats so compiled graphs are built once, in the warm-up step.
     data = synthetic_data(cfg, fresh, n_batches=steps)
-    arms = {v.name: (copy_of_model(), PlainLoop(copy_of_model(), v)) for v in variants}
+    arms = {v.name: (copy_of_model(v), PlainLoop(copy_of_model(), v)) for v in variants}
     first_step_s = {}
     for v in variants:
         ganx_model, plain = arms[v.name]
@@ -292,7 +293,7 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
             times[v.name]["plain"] += p
             ratios[v.name].append(statistics.median(p) / statistics.median(g))
     flops, exact = step_flops(cfg, copy_of_model())
-    images_per_step = cfg.data.batch_size * fresh.real_batches_per_step
+    images_per_step = batch_images(cfg, fresh)
     reference = statistics.median(times[variants[0].name]["ganx"])
     results = []
     for v in variants:

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
 from ganx.loggers import logger_versions
+from ganx.trainer import generator_steps_in, optimizer_steps
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        self._every_n_train_steps = self.every_n_generator_steps * pl_module.optimizer_steps_per_batch
+        self._every_n_train_steps = optimizer_steps(pl_module, self.every_n_generator_steps)
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
         # last.ckpt is always the newest state. After resuming from an earlier checkpoint of the same run dir,
@@ -313,6 +314,6 @@ class GeneratorStepProgressBar(RichProgressBar):
     def total_train_batches(self) -> int | float:
         trainer = self.trainer
         if trainer.max_epochs == -1 and trainer.max_steps > 0:  # where Lightning's total is max_steps-based
-            per_batch = getattr(trainer.lightning_module, "optimizer_steps_per_batch", 1)
-            return min(trainer.num_training_batches, (trainer.max_steps - trainer.global_step) // per_batch)
+            remaining = generator_steps_in(trainer.lightning_module, trainer.max_steps - trainer.global_step)
+            return min(trainer.num_training_batches, remaining)
         return super().total_train_batches

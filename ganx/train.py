@@ -73,14 +73,14 @@ def train(cfg: DictConfig) -> L.Trainer:
     metrics = build_training_metrics(cfg.get("metrics"), cfg.data)
     L.seed_everything(cfg.seed, workers=True)
 
-    if cfg.on_nonfinite not in ("stop", "skip"):
-        raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {cfg.on_nonfinite!r}.")
-    model = instantiate(cfg.model)
-    model.nonfinite_policy = cfg.on_nonfinite
-    model.channels_last, model.compile_networks = cfg.channels_last, cfg.compile
+    # The run-level options go to the constructor after Hydra has built the networks: passed through instantiate,
+    # the run config's own `_target_`s (model, trainer, ...) would be instantiated too.
+    model = instantiate(cfg.model, _partial_=True)(
+        nonfinite_policy=cfg.on_nonfinite, channels_last=cfg.channels_last, compile_networks=cfg.compile,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
     check_free_space(output_dir, model, checkpoints=math.ceil(cfg.steps / cfg.checkpoint_every))
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
 
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
     resumed = RunRecord.logger_versions_in(cfg.ckpt_path) if cfg.ckpt_path else {}
@@ -88,9 +88,10 @@ def train(cfg: DictConfig) -> L.Trainer:
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] + ([metrics] if metrics else [])
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(GeneratorStepProgressBar())
-    trainer: L.Trainer = instantiate(
+    trainer: L.Trainer = instantiate(  # ganx.trainer.build_trainer
         cfg.trainer,
-        max_steps=cfg.steps * model.optimizer_steps_per_batch,
+        model=model,
+        generator_steps=cfg.steps,
         logger=loggers or False,
         callbacks=callbacks,
         **({} if metrics else {"limit_val_batches": 0}),  # the validation loop only runs the metrics

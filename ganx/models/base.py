@@ -2,7 +2,7 @@
 
 Lightning counts every ``optimizer.step()`` in ``trainer.global_step``, so a GAN with k critic steps advances it by
 k + 1 per training step. ganx counts what users mean by a step — one generator update per training batch — in
-``generator_steps`` and maps ``steps=N`` to ``max_steps = N * optimizer_steps_per_batch`` (see ``ganx.train``).
+``generator_steps``; ``ganx.trainer`` maps ``steps=N`` to ``max_steps = N * optimizer_steps_per_batch``.
 """
 
 import logging
@@ -53,6 +53,17 @@ class AdversarialModule(L.LightningModule):
     Subclasses define ``trains_on``, the networks, ``generator_parameters``/``discriminator_parameters``,
     ``optimizer_steps_per_batch``, ``training_step`` and ``visualize``. A ``training_step`` ends with one generator
     update and ``self.generator_steps += 1`` (before callbacks see the batch end, so checkpoints hold the right count).
+
+    The keyword-only arguments are run-level options, which every model accepts and passes on here (``ganx.train``
+    sets them from the top-level config keys):
+
+    Args:
+        nonfinite_policy: what a NaN/Inf loss does (``on_nonfinite``): "stop" raises before the update, "skip" drops
+            the update and counts it.
+        channels_last: keep the weights in NHWC memory layout (``channels_last``; applied in ``setup``).
+        compile_networks: ``torch.compile`` the ``networks_to_compile()`` (``compile``; applied in ``setup``).
+        run_config: the resolved run config, stored in every checkpoint so inference commands can rebuild the
+            networks (``ganx.checkpoint``).
     """
 
     # The batch kinds training_step reads; every model declares them (ganx.config.check_model_data_pairing refuses ()).
@@ -65,24 +76,26 @@ class AdversarialModule(L.LightningModule):
         g_scheduler: SchedulerFactory | None = None,
         d_scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "step",
+        *,
+        nonfinite_policy: str = "stop",
+        channels_last: bool = False,
+        compile_networks: bool = False,
+        run_config: dict | None = None,
     ):
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}.")
+        if nonfinite_policy not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {nonfinite_policy!r}.")
         self.automatic_optimization = False
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
         self.g_scheduler_factory, self.d_scheduler_factory = g_scheduler, d_scheduler
         self.scheduler_interval = scheduler_interval
         self.generator_steps = 0
-        # What a NaN/Inf loss does: "stop" (raise before the update) or "skip" (drop the update, count it).
-        # A run-level choice, set by ganx.train from the top-level `on_nonfinite`.
-        self.nonfinite_policy = "stop"
+        self.nonfinite_policy = nonfinite_policy
         self.skipped_updates = 0
-        # The resolved run config, stored in every checkpoint so inference commands can rebuild the networks.
-        self.run_config: dict | None = None
-        # Speed switches, set by ganx.train from the top-level `channels_last` and `compile` (applied in setup()).
-        self.channels_last = False
-        self.compile_networks = False
+        self.run_config = run_config
+        self.channels_last, self.compile_networks = channels_last, compile_networks
         self._visual_pair_names: tuple[str, str] | None = None  # see register_visual_pairs
 
     # --- what a model defines ----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, frozen
 from ganx.models.replay_buffer import ReplayBuffer
+from ganx.trainer import generator_steps_in
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class CycleGAN(AdversarialModule):
         n_epochs, n_epochs_decay: learning rate constant for n_epochs epochs, then linearly decayed towards zero
             over n_epochs_decay epochs (100 + 100 in the paper); both optimizers follow it.
         num_visual: test image pairs shown by ``visualize()``.
+        run_options: the run-level options of ``AdversarialModule`` (nonfinite_policy, channels_last, ...).
     """
 
     trains_on = (BatchKind.UNPAIRED_IMAGES,)
@@ -98,9 +100,10 @@ class CycleGAN(AdversarialModule):
         n_epochs: int = 100,
         n_epochs_decay: int = 100,
         num_visual: int = 4,
+        **run_options,
     ):
         schedule = partial(LambdaLR, lr_lambda=ConstantThenLinearDecay(n_epochs, n_epochs_decay))
-        super().__init__(g_optimizer, d_optimizer, schedule, schedule, scheduler_interval="epoch")
+        super().__init__(g_optimizer, d_optimizer, schedule, schedule, scheduler_interval="epoch", **run_options)
         if loss.gp_weight > 0 or loss.r1_weight > 0 or loss.clip_value is not None:
             raise ValueError(
                 f"CycleGAN does not apply critic regularisers, but the loss sets gp_weight={loss.gp_weight}, "
@@ -165,7 +168,7 @@ class CycleGAN(AdversarialModule):
         batches = self.trainer.num_training_batches
         schedule_epochs = self.n_epochs + self.n_epochs_decay
         if isinstance(batches, int) and self.trainer.max_steps > 0:
-            run_epochs = self.trainer.max_steps / self.optimizer_steps_per_batch / batches
+            run_epochs = generator_steps_in(self, self.trainer.max_steps) / batches
             log.info(
                 "CycleGAN learning rate: constant for %d epochs, then linear decay over %d epochs (%d generator steps "
                 "at %d batches per epoch); this run stops after %.2f epochs.",

@@ -57,8 +57,9 @@ class GAN(AdversarialModule):
         latent_distribution: str = "normal",
         num_fixed_samples: int = 64,
         fixed_noise_seed: int = 1234,
+        **run_options,
     ):
-        super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler)
+        super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler, **run_options)
         if critic_steps < 1:
             raise ValueError(f"model.critic_steps must be >= 1 (discriminator updates per generator update), got {critic_steps}.")
         if latent_distribution not in ("normal", "uniform"):

@@ -37,6 +37,7 @@ class Pix2Pix(AdversarialModule):
             regularisers are not supported.
         lambda_l1: weight of the L1 reconstruction term (100 in the paper).
         num_visual: held-out pairs shown by ``visualize()``.
+        run_options: the run-level options of ``AdversarialModule`` (nonfinite_policy, channels_last, ...).
     """
 
     trains_on = (BatchKind.IMAGE_PAIRS,)
@@ -52,8 +53,9 @@ class Pix2Pix(AdversarialModule):
         d_scheduler: SchedulerFactory | None = None,
         lambda_l1: float = 100.0,
         num_visual: int = 4,
+        **run_options,
     ):
-        super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler)
+        super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler, **run_options)
         if loss.gp_weight > 0 or loss.r1_weight > 0 or loss.clip_value is not None:
             raise ValueError(
                 f"pix2pix does not apply critic regularisers, but the loss sets gp_weight={loss.gp_weight}, "
