@@ -1,48 +1,9 @@
-"""Shared fixtures: tiny generated data sets and a runner for the real CLI."""
+"""Shared fixtures (importable helpers are in helpers.py)."""
 
-import os
-import subprocess
-import sys
-from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = True, timeout: int = 300,
-            env: dict[str, str] | None = None):
-    """Run ``python -m <module> args...`` in a subprocess as a user would; fail with its output if it fails.
-    ``env`` adds or replaces environment variables."""
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "WANDB_MODE": "offline",
-        "HYDRA_FULL_ERROR": "1",
-        "PYTHONPATH": str(REPO),
-        **(env or {}),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{module} {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-# Flags for short CLI runs: no progress bar, CSV logging only, small nets, no FID/IS/KID (offline, the Inception
-# weights that RGB data default to are missing; tests/test_metrics.py runs the metrics on purpose).
-FAST = [
-    "metrics=none",
-    "logger=csv",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.log_every_n_steps=1",
-]
+from helpers import write_image_folder, write_mnist_raw
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -55,57 +16,11 @@ def isolated_ganx_cache(tmp_path_factory):
         yield cache
 
 
-def write_image_folder(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:
-    """A folder of random RGB PNGs (nested one level, as real image folders often are)."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        sub = root / f"part{i % 2}"
-        sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(sub / f"img{i:03d}.png")
-    return root
-
-
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images")
 
 
-def write_mnist_raw(data_dir: Path, n_train: int = 128, n_test: int = 64, seed: int = 0) -> Path:
-    """Fake MNIST in torchvision's raw layout (uncompressed idx files), so data=mnist loads it without a download."""
-    rng = np.random.default_rng(seed)
-    raw = data_dir / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            np.array([2051, n, 28, 28], dtype=">i4").tobytes() + images.tobytes()
-        )
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(np.array([2049, n], dtype=">i4").tobytes() + labels.tobytes())
-    return data_dir
-
-
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     return write_mnist_raw(tmp_path / "data")
-
-
-def tiny_gan(critic_steps=1, loss=None, discriminator=None, **kwargs):
-    """A GAN on 1x4x4 images small enough for in-process training tests."""
-    from ganx.losses import AdversarialLoss
-    from ganx.models import GAN
-    from ganx.nets import MLPDiscriminator, MLPGenerator
-
-    return GAN(
-        generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
-        discriminator=discriminator or MLPDiscriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0),
-        loss=loss or AdversarialLoss("non_saturating"),
-        g_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        d_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        critic_steps=critic_steps,
-        latent_dim=4,
-        num_fixed_samples=9,
-        **kwargs,
-    )
-
-

@@ -3,10 +3,9 @@
 import json
 from functools import partial
 
-import lightning as L
 import pytest
 import torch
-from conftest import run_cli
+from helpers import fit, run_cli
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
@@ -25,7 +24,8 @@ def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32, sgd: boo
     """The weights after one training step from ``state`` on the same batch and random stream, by ``arm``.
     ``sgd``: plain SGD instead of the preset's Adam, whose first step (lr * g / |g|) turns float noise in a
     near-zero gradient into a full +-lr change."""
-    model = instantiate(cfg.model)
+    # The switches are ganx's (applied by the model in setup); the plain arm applies the variant's itself.
+    model = instantiate(cfg.model, channels_last=variant.channels_last, compile_networks=variant.compile)
     model.load_state_dict(state)
     if sgd:
         model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)
@@ -35,11 +35,7 @@ def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32, sgd: boo
     single = DataLoader(list(zip(*batch, strict=True)), batch_size=len(batch[0]))
     torch.manual_seed(2)
     if arm == "ganx":
-        model.channels_last, model.compile_networks = variant.channels_last, variant.compile
-        trainer = L.Trainer(accelerator="cpu", max_steps=model.optimizer_steps_per_batch, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            precision=variant.precision)
-        trainer.fit(model, single)
+        fit(model, 1, single, precision=variant.precision)
     else:
         loop = bench.PlainLoop(model, variant)
         loop.step(next(iter(single)))

@@ -6,12 +6,11 @@ import json
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAST, run_cli
+from helpers import FAST, fit, run_cli, training_loader
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -51,12 +50,9 @@ def tiny_cgan(loss: AdversarialLoss | None = None, model_cls=ConditionalGAN, dis
                      num_classes=K, latent_dim=8, num_fixed_samples=3, **kwargs)
 
 
-def fit(model: ConditionalGAN, steps: int = 2, n: int = 64, batch_size: int = 8) -> L.Trainer:
-    data = TensorDataset(torch.rand(n, 1, 28, 28) * 2 - 1, torch.arange(n) % K)
-    trainer = L.Trainer(max_steps=steps * model.optimizer_steps_per_batch, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, DataLoader(data, batch_size=batch_size * model.real_batches_per_step, drop_last=True))
-    return trainer
+def labeled_images(model: ConditionalGAN, n: int = 64, batch_size: int = 8) -> DataLoader:
+    """Training batches of random images labeled 0, 1, ..., K - 1 in turn."""
+    return training_loader(model, TensorDataset(torch.rand(n, 1, 28, 28) * 2 - 1, torch.arange(n) % K), batch_size)
 
 
 # --- networks --------------------------------------------------------------------------------------------------------
@@ -173,7 +169,7 @@ def test_the_critic_and_the_gradient_penalty_see_the_real_minibatch_labels(monke
         return forward(images, labels)
 
     monkeypatch.setattr(model.discriminator, "forward", spy)
-    fit(model, steps=1)
+    fit(model, 1, labeled_images(model))
     # Per critic step: D(real, y), D(fake, y), D(x_hat, y) for the penalty (x_hat requires grad); then D(G(z, y), y).
     assert len(calls) == 2 * 3 + 1
     first_batch = calls[0][1]
@@ -187,7 +183,7 @@ def test_the_critic_and_the_gradient_penalty_see_the_real_minibatch_labels(monke
 ])
 def test_every_loss_of_the_family_trains(loss):
     model = tiny_cgan(loss, disc=discriminator(norm="none"))
-    fit(model, steps=2)
+    fit(model, 2, labeled_images(model))
     assert model.generator_steps == 2
 
 
@@ -203,7 +199,7 @@ def test_acgan_adds_the_class_cross_entropy_to_both_losses():
     assert torch.allclose(model.auxiliary_g_loss(fake, labels), 0.5 * F.cross_entropy(classify(fake), labels))
     # The source logits do not depend on the label: ACGAN's critic never sees it.
     assert torch.equal(model.critic(real, labels), model.critic(real, labels.flip(0)))
-    fit(model, steps=2)
+    fit(model, 2, labeled_images(model))
     assert model.generator_steps == 2
 
 
@@ -242,10 +238,8 @@ def test_metrics_fakes_have_the_labels_of_the_real_batch():
 def test_unlabeled_data_is_refused_before_training(image_folder: Path):
     data = ImageFolderDataModule(image_folder, image_size=28, batch_size=4, val_size=4)
     model = tiny_cgan()
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     with pytest.raises(ValueError, match="num_classes=10, but ImageFolderDataModule is unlabeled.*data=mnist"):
-        trainer.fit(model, datamodule=data)
+        fit(model, 1, datamodule=data, limit_val_batches=0)
     assert model.generator_steps == 0
 
 

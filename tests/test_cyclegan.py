@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, run_cli
+from helpers import FAST, fit, run_cli
 from PIL import Image
 from scipy.stats import chi2_contingency, chisquare
 from torch.utils.data import DataLoader, TensorDataset
@@ -45,19 +45,10 @@ def tiny_cyclegan(loss: AdversarialLoss | None = None, **kwargs) -> CycleGAN:
     )
 
 
-def fit(model: CycleGAN, steps: int, n_images: int = 4, size: int = 32, batch_size: int = 1, callbacks=()) -> L.Trainer:
+def random_images_ab(n_images: int = 4, size: int = 32, batch_size: int = 1) -> DataLoader:
+    """Training batches of random (real_a, real_b) images."""
     data = TensorDataset(torch.rand(n_images, 3, size, size) * 2 - 1, torch.rand(n_images, 3, size, size) * 2 - 1)
-    trainer = L.Trainer(
-        max_steps=steps * model.optimizer_steps_per_batch,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    )
-    trainer.fit(model, DataLoader(data, batch_size=batch_size))
-    return trainer
+    return DataLoader(data, batch_size=batch_size)
 
 
 # --- networks --------------------------------------------------------------------------------------------------------
@@ -248,7 +239,7 @@ def test_lr_schedule_steps_once_per_epoch_for_both_optimizers():
             seen.append((g_opt.param_groups[0]["lr"], d_opt.param_groups[0]["lr"]))
 
     model = tiny_cyclegan(n_epochs=1, n_epochs_decay=2)
-    fit(model, steps=6, n_images=2, callbacks=[RecordLR()])  # 2 batches per epoch: 3 epochs
+    fit(model, 6, random_images_ab(n_images=2), callbacks=[RecordLR()])  # 2 batches per epoch: 3 epochs
     assert [g for g, _ in seen] == [d for _, d in seen] == pytest.approx([2e-4, 2e-4 * 2 / 3, 2e-4 / 3])
 
 
@@ -262,7 +253,7 @@ def count_calls(module: torch.nn.Module) -> list[int]:
 def test_step_counts_and_identity_passes(lambda_identity, passes_per_step):
     model = tiny_cyclegan(lambda_identity=lambda_identity)
     g_ab_calls, d_b_calls = count_calls(model.generator_ab), count_calls(model.discriminator_b)
-    trainer = fit(model, steps=3)
+    trainer = fit(model, 3, random_images_ab())
     assert model.generator_steps == 3 and trainer.global_step == 6
     g_opt, d_opt = model.optimizers()
     assert {int(s["step"]) for s in g_opt.optimizer.state.values()} == {3}
@@ -275,7 +266,7 @@ def test_step_counts_and_identity_passes(lambda_identity, passes_per_step):
 
 def test_visualize_shows_two_triples_per_test_pair():
     model = tiny_cyclegan(num_visual=2)
-    fit(model, steps=1, batch_size=3)  # without a data module: the first training batch's first pairs
+    fit(model, 1, random_images_ab(batch_size=3))  # without a data module: the first training batch's first pairs
     grid = model.visualize()
     # make_grid: 2 px padding around 32 px images; an 8 px white gap between the A and B blocks.
     assert grid.shape == (3, 2 * 34 + 2, 2 * (3 * 34 + 2) + 8)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli, write_mnist_raw
+from helpers import FAST, REPO, run_cli, write_mnist_raw
 
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("ddp_metrics_script.py")

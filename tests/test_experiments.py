@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli, write_image_folder, write_mnist_raw
+from helpers import FAST, REPO, run_cli, write_image_folder, write_mnist_raw
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 

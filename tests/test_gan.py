@@ -2,10 +2,9 @@
 
 from functools import partial
 
-import lightning as L
 import pytest
 import torch
-from conftest import tiny_gan
+from helpers import fit, tiny_gan, training_loader
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.losses import AdversarialLoss
@@ -13,24 +12,11 @@ from ganx.models import GAN
 from ganx.nets import DCGANDiscriminator, DCGANGenerator
 
 
-def fit(model: GAN, steps: int, batch_size: int = 8, n_images: int = 512) -> L.Trainer:
+def ramp(model: GAN, batch_size: int = 8, n_images: int = 512) -> DataLoader:
+    """Shuffled training batches of images whose value is their index."""
     images = torch.arange(n_images, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, 4, 4) / n_images
-    loader = DataLoader(
-        TensorDataset(images, torch.zeros(n_images, dtype=torch.long)),
-        batch_size=batch_size * model.real_batches_per_step,
-        shuffle=True,
-        drop_last=True,
-    )
-    trainer = L.Trainer(
-        max_steps=steps * model.optimizer_steps_per_batch,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, loader)
-    return trainer
+    return training_loader(model, TensorDataset(images, torch.zeros(n_images, dtype=torch.long)), batch_size,
+                           shuffle=True)
 
 
 def adam_steps(optimizer) -> set[int]:
@@ -40,7 +26,7 @@ def adam_steps(optimizer) -> set[int]:
 @pytest.mark.parametrize("critic_steps", [1, 3])
 def test_steps_mean_generator_updates(critic_steps):
     model = tiny_gan(critic_steps)
-    trainer = fit(model, steps=7)
+    trainer = fit(model, 7, ramp(model))
     g_opt, d_opt = model.optimizers()
     assert model.generator_steps == 7
     assert adam_steps(g_opt.optimizer) == {7}
@@ -58,7 +44,7 @@ def test_each_critic_step_sees_a_fresh_real_batch(monkeypatch):
         return original(self, real, d_opt, labels)
 
     monkeypatch.setattr(GAN, "critic_step", spy)
-    fit(model, steps=4)
+    fit(model, 4, ramp(model))
     assert len(seen) == 12
     values = torch.cat([batch[:, 0, 0, 0] for batch in seen])
     assert len(values.unique()) == len(values), "a real image was reused within the epoch"
@@ -66,7 +52,7 @@ def test_each_critic_step_sees_a_fresh_real_batch(monkeypatch):
 
 def test_generator_step_leaves_discriminator_gradients_alone():
     model = tiny_gan()
-    fit(model, steps=1)
+    fit(model, 1, ramp(model))
     # The last update was the generator's: D's gradients are from its own step only (set_to_none clears them
     # before it; the frozen D must not have accumulated anything since).
     d_grads = [p.grad for p in model.discriminator.parameters()]
@@ -77,7 +63,7 @@ def test_generator_step_leaves_discriminator_gradients_alone():
 
 def test_fixed_noise_grid_is_identical_across_calls():
     model = tiny_gan()
-    fit(model, steps=3)
+    fit(model, 3, ramp(model))
     first, second = model.visualize(), model.visualize()
     assert first.shape[0] == 3 and torch.equal(first, second)
     assert model.generator.training  # visualize restores train mode
@@ -85,12 +71,13 @@ def test_fixed_noise_grid_is_identical_across_calls():
 
 def test_weight_clipping_after_each_critic_step():
     model = tiny_gan(critic_steps=2, loss=AdversarialLoss("wasserstein", clip_value=0.01))
-    fit(model, steps=3)
+    fit(model, 3, ramp(model))
     assert all(p.abs().max() <= 0.01 + 1e-9 for p in model.discriminator.parameters())
 
 
 def test_gradient_penalty_runs_and_batchnorm_critic_is_refused():
-    fit(tiny_gan(critic_steps=2, loss=AdversarialLoss("wasserstein", gp_weight=10.0)), steps=2)
+    model = tiny_gan(critic_steps=2, loss=AdversarialLoss("wasserstein", gp_weight=10.0))
+    fit(model, 2, ramp(model))
     with pytest.raises(ValueError, match="BatchNorm.*norm=layer"):
         tiny_gan(loss=AdversarialLoss("wasserstein", gp_weight=10.0),
                  discriminator=DCGANDiscriminator(image_size=28, channels=1, base_width=4))
@@ -108,7 +95,7 @@ def test_nan_loss_stops_before_the_update():
     from ganx.models import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match="d_loss is nan at generator step 0"):
-        fit(model, steps=2)
+        fit(model, 2, ramp(model))
 
 
 def test_dcgan_trains_on_28px():
@@ -121,8 +108,7 @@ def test_dcgan_trains_on_28px():
         latent_dim=8,
     )
     images = torch.rand(64, 1, 28, 28) * 2 - 1
-    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    trainer.fit(model, DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=16))
+    fit(model, 2, DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=16))
     assert model.generator_steps == 2
 
 
@@ -137,6 +123,20 @@ def test_progress_bar_counts_generator_steps():
 
     bar, model = Probe(), tiny_gan(critic_steps=3)
     loader = DataLoader(TensorDataset(torch.rand(240, 1, 4, 4), torch.zeros(240, dtype=torch.long)), batch_size=24)
-    L.Trainer(max_steps=7 * model.optimizer_steps_per_batch, accelerator="cpu", logger=False, callbacks=[bar],
-              enable_checkpointing=False, enable_model_summary=False).fit(model, loader)
+    fit(model, 7, loader, callbacks=[bar], enable_progress_bar=True)
     assert (bar.seen_total, model.generator_steps) == (7, 7)
+
+
+def test_the_trainer_stops_after_the_generator_steps_and_refuses_a_max_steps_of_its_own():
+    from ganx.trainer import build_trainer, generator_steps_in, optimizer_steps
+
+    model = tiny_gan(critic_steps=3)
+    assert build_trainer(model, 5, logger=False).max_steps == optimizer_steps(model, 5) == 20
+    assert generator_steps_in(model, 22) == 5
+    with pytest.raises(ValueError, match="trainer.max_steps=8 is set by ganx.*steps=<generator updates>"):
+        build_trainer(model, 5, max_steps=8)
+
+
+def test_an_unknown_nonfinite_policy_is_refused_where_the_model_is_built():
+    with pytest.raises(ValueError, match="on_nonfinite must be 'stop' or 'skip', got 'ignore'"):
+        tiny_gan(nonfinite_policy="ignore")

@@ -6,11 +6,10 @@ import logging
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli, write_image_folder
+from helpers import FAST, REPO, fit, run_cli, write_image_folder
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
@@ -140,10 +139,8 @@ def test_critic_gradient_norms_are_logged_only_on_logging_steps(tmp_path, monkey
     monkeypatch.setattr(gan_module, "layer_grad_norms", lambda m: calls.append(1) or layer_grad_norms(m))
     model = tiny_wgan(AdversarialLoss("wasserstein", gp_weight=10.0))
     images = torch.rand(64, 1, 16, 16) * 2 - 1
-    trainer = L.Trainer(max_steps=7 * model.optimizer_steps_per_batch, accelerator="cpu", log_every_n_steps=3,
-                        logger=CSVLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
-    trainer.fit(model, DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=8))
+    fit(model, 7, DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=8),
+        log_every_n_steps=3, logger=CSVLogger(tmp_path))
     rows = list(csv.DictReader(open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")))
     norm_keys = {k for k in rows[0] if k.startswith("train/critic_grad_norm/")}
     # Every parameterised critic layer: the 3 convs and the LayerNorm (GroupNorm) between them.

@@ -7,12 +7,11 @@ import urllib.error
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import FAST, run_cli, write_image_folder, write_mnist_raw
+from helpers import FAST, fit, run_cli, write_image_folder, write_mnist_raw
 from omegaconf import OmegaConf
 from torch import Tensor
 
@@ -329,12 +328,8 @@ def fit_tiny_gan(data_dir: Path, steps: int, callbacks: list) -> GAN:
     torch.manual_seed(0)
     model = tiny_gan()
     datamodule = MNISTDataModule(data_dir=data_dir, batch_size=16, val_size=24, seed=0)
-    trainer = L.Trainer(
-        max_steps=steps * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
-        limit_val_batches=None if callbacks else 0, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
-    )
-    trainer.fit(model, datamodule=datamodule)
+    fit(model, steps, datamodule=datamodule, val_check_interval=2, check_val_every_n_epoch=None,
+        limit_val_batches=None if callbacks else 0, callbacks=callbacks)
     return model
 
 

@@ -7,6 +7,7 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+from helpers import fit
 from lightning.pytorch.loggers import CSVLogger
 
 from ganx.data import DataError, GaussianMixtureDataModule
@@ -109,10 +110,7 @@ def toy_gan() -> GAN:
 
 def test_mode_coverage_is_logged_during_training_and_samples_are_scatter_plots(tmp_path):
     model, callback = toy_gan(), ModeCoverage(every_n_steps=2, num_samples=100)
-    trainer = L.Trainer(max_steps=3 * model.optimizer_steps_per_batch, accelerator="cpu", callbacks=[callback],
-                        logger=CSVLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
-    trainer.fit(model, datamodule=make_toy())
+    fit(model, 3, datamodule=make_toy(), callbacks=[callback], logger=CSVLogger(tmp_path))
     rows = list(csv.DictReader(open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")))
     logged = [(int(r["step"]), float(r["val/modes_covered"])) for r in rows if r.get("val/modes_covered")]
     assert [step for step, _ in logged] == [2, 3]  # every 2 generator steps, and at the end

@@ -11,7 +11,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, run_cli
+from helpers import FAST, fit, run_cli
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -101,9 +101,7 @@ def test_one_step_updates_d_on_pairs_then_g_on_adversarial_plus_lambda_l1():
     model.discriminator.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
     logged = {}
     model.log_step = lambda stats, prog_bar=(): logged.update(stats)
-    trainer = L.Trainer(max_steps=2 * model.optimizer_steps_per_batch, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, DataLoader(pairs, batch_size=4))
+    trainer = fit(model, 2, DataLoader(pairs, batch_size=4))
     assert model.generator_steps == 2 and trainer.global_step == 4
     assert seen == [4] * 6  # D always judges (input, output) pairs: 1 + 3 channels; 2 D passes + 1 G pass per step
     assert torch.isclose(logged["g_loss"], logged["g_adversarial"] + 100.0 * logged["l1"])
@@ -127,8 +125,7 @@ def test_visualize_shows_the_first_held_out_pairs_or_without_a_data_module_the_f
     held_out = TensorDataset(torch.rand(3, 1, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1)
     for data, shown in ((HeldOutPairs(train, held_out), held_out), (DataLoader(train, batch_size=4), train)):
         model = tiny_pix2pix(num_visual=2)
-        L.Trainer(max_steps=model.optimizer_steps_per_batch, accelerator="cpu", logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False).fit(model, data)
+        fit(model, 1, data)
         assert torch.equal(model.visual_input, shown.tensors[0][:2])
         assert torch.equal(model.visual_target, shown.tensors[1][:2])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli, tiny_gan
+from helpers import FAST, REPO, fit, run_cli, tiny_gan
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
@@ -27,10 +27,10 @@ from ganx.train import RunDirError, check_free_space, check_run_dir
 TINY_GAN = ["model=gan", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", "model.latent_dim=8"]
 
 
-def trainer(tmp_path: Path, steps: int, model: GAN, every: int = 1) -> L.Trainer:
-    return L.Trainer(
-        max_steps=steps * model.optimizer_steps_per_batch, accelerator="cpu", logger=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
+def checkpointing(tmp_path: Path, every: int = 1) -> dict:
+    """Trainer arguments for checkpoints every ``every`` generator steps and on faults, in tmp_path/checkpoints."""
+    return dict(
+        enable_checkpointing=True, default_root_dir=tmp_path,
         callbacks=[GeneratorStepCheckpoint(every, dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=-1),
                    FaultHandler(str(tmp_path / "checkpoints"))],
     )
@@ -61,7 +61,7 @@ def test_nonfinite_loss_saves_diagnostic_checkpoint_and_keeps_last(tmp_path):
 
     object.__setattr__(model.loss, "d_loss", nan_on_fourth_call)
     with pytest.raises(NonFiniteLossError, match="d_loss is nan at generator step 3"):
-        trainer(tmp_path, 6, model).fit(model, loader())
+        fit(model, 6, loader(), **checkpointing(tmp_path))
     ckpts = tmp_path / "checkpoints"
     diagnostic = torch.load(ckpts / "nonfinite_step_0000003.ckpt", weights_only=True)
     last = torch.load(ckpts / "last.ckpt", weights_only=True)
@@ -70,8 +70,7 @@ def test_nonfinite_loss_saves_diagnostic_checkpoint_and_keeps_last(tmp_path):
 
 
 def test_skip_policy_drops_the_update_and_counts_it(tmp_path):
-    model = tiny_gan()
-    model.nonfinite_policy = "skip"
+    model = tiny_gan(nonfinite_policy="skip")
     original = model.loss.g_loss
     calls = {"n": 0}
 
@@ -80,7 +79,7 @@ def test_skip_policy_drops_the_update_and_counts_it(tmp_path):
         return original(fake_logits) * (float("nan") if calls["n"] == 2 else 1.0)
 
     object.__setattr__(model.loss, "g_loss", nan_on_second_call)
-    trainer(tmp_path, 4, model, every=10).fit(model, loader())
+    fit(model, 4, loader(), **checkpointing(tmp_path, every=10))
     assert model.skipped_updates == 1 and model.generator_steps == 4
     assert {int(s["step"]) for s in model.optimizers()[0].optimizer.state.values()} == {3}  # G stepped 4 - 1 times
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -88,8 +87,7 @@ def test_skip_policy_drops_the_update_and_counts_it(tmp_path):
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     model = tiny_gan()
-    t = trainer(tmp_path, 2, model)
-    t.fit(model, loader())
+    t = fit(model, 2, loader(), **checkpointing(tmp_path))
     last = tmp_path / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
 
@@ -255,11 +253,15 @@ def test_a_checkpoint_whose_stored_config_does_not_fit_its_weights_is_a_clear_er
 
 def test_periodic_checkpoints_are_named_by_generator_step_between_logging_steps(tmp_path):
     model = tiny_gan()
-    t = trainer(tmp_path, 6, model, every=3)  # no logger, and Lightning logs only every 50 steps by default
-    t.fit(model, loader())
+    # No logger, and Lightning logs only every 50 steps by default.
+    fit(model, 6, loader(), **checkpointing(tmp_path, every=3))
     names = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.ckpt"))
     assert names == ["step_0000003.ckpt", "step_0000006.ckpt"]
     assert torch.load(tmp_path / "checkpoints" / names[0], weights_only=True)["ganx"]["generator_steps"] == 3
+
+
+# Evaluation every 2 generator steps on one held-out batch, as ganx.train's validation loop runs the metrics.
+EVALUATE_EVERY_2 = dict(val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=0, limit_val_batches=1)
 
 
 class ScriptedFID(L.Callback):
@@ -280,9 +282,8 @@ def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks
     model = tiny_gan()
     callbacks = [ScriptedFID(fid_by_step), *callbacks,
                  GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True, save_top_k=-1)]
-    L.Trainer(max_steps=steps * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
-              num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-              enable_model_summary=False, callbacks=callbacks).fit(model, loader(), loader(), ckpt_path=ckpt_path)
+    fit(model, steps, loader(), loader(), ckpt_path=ckpt_path, **EVALUATE_EVERY_2, enable_checkpointing=True,
+        callbacks=callbacks)
 
 
 def fit_with_best(run: Path, steps: int, fid_by_step: dict[int, float], ckpt_path: Path | None = None) -> int | None:
@@ -356,10 +357,8 @@ def test_results_history_has_one_row_per_evaluation(tmp_path):
     torch.manual_seed(0)
     model = tiny_gan()
     fid = {2: 5.0, 4: 1.0, 6: 3.0}
-    L.Trainer(max_steps=6 * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
-              num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu", logger=CSVLogger(tmp_path),
-              log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
-              callbacks=[ScriptedFID(fid), RunSummary(str(tmp_path))]).fit(model, loader(), loader())
+    fit(model, 6, loader(), loader(), **EVALUATE_EVERY_2, logger=CSVLogger(tmp_path), log_every_n_steps=1,
+        callbacks=[ScriptedFID(fid), RunSummary(str(tmp_path))])
     history = json.loads((tmp_path / "results.json").read_text())["history"]
     assert [(row["generator_steps"], row["val/fid"]) for row in history] == sorted(fid.items())
 
@@ -387,9 +386,9 @@ def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
 
 def test_last_checkpoint_is_the_newest_after_resuming_from_an_earlier_one(tmp_path):
     model = tiny_gan()
-    trainer(tmp_path, 4, model, every=2).fit(model, loader())
+    fit(model, 4, loader(), **checkpointing(tmp_path, every=2))
     resumed = tiny_gan()
-    trainer(tmp_path, 6, resumed, every=2).fit(resumed, loader(), ckpt_path=tmp_path / "checkpoints" / "step_0000002.ckpt")
+    fit(resumed, 6, loader(), ckpt_path=tmp_path / "checkpoints" / "step_0000002.ckpt", **checkpointing(tmp_path, every=2))
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("last*")) == ["last.ckpt"]
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 6
 
@@ -404,21 +403,19 @@ def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_
     from ganx.data import MNISTDataModule
     from ganx.metrics import ImageMetrics, ImageMetricsCallback, MetricsSetupError
 
-    def fit(allow_small_fid: bool) -> GAN:
+    def fit_with_fid(allow_small_fid: bool) -> GAN:
         model = tiny_gan_28()
         metrics = ImageMetrics(ProjectionFeatures(784, pool_dim=32), names=["fid"])
         callback = ImageMetricsCallback(metrics, tmp_path / "metrics.jsonl", allow_small_fid=allow_small_fid)
-        L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, callbacks=[callback]).fit(
-            model, datamodule=MNISTDataModule(data_dir=mnist_dir, batch_size=16, val_size=16))
+        fit(model, 1, datamodule=MNISTDataModule(data_dir=mnist_dir, batch_size=16, val_size=16), callbacks=[callback])
         return model
 
     with pytest.raises(MetricsSetupError, match=r"FID on 32-dimensional features \(projection\) needs at least 32 real "
                                                 r"and as many generated images, but the held-out split holds 16 .*"
                                                 r"metrics.allow_small_fid=true"):
-        fit(allow_small_fid=False)
+        fit_with_fid(allow_small_fid=False)
     assert not (tmp_path / "metrics.jsonl").exists()
-    assert fit(allow_small_fid=True).generator_steps == 1
+    assert fit_with_fid(allow_small_fid=True).generator_steps == 1
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
 
 

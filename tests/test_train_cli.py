@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, run_cli
+from helpers import FAST, run_cli
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def load(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def dcgan_run(tmp_path_factory) -> Path:
     """DCGAN-32 on a folder of random images: 4 generator steps, checkpoints and samples every 2."""
-    from conftest import write_image_folder
+    from helpers import write_image_folder
 
     tmp = tmp_path_factory.mktemp("dcgan")
     folder = write_image_folder(tmp / "images", n=40)
