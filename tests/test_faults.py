@@ -97,3 +97,25 @@ def test_the_exit_code_names_the_signal():
     assert faults.exit_code() == 143
     faults.stopped_by = signal.SIGINT
     assert faults.exit_code() == 130
+
+
+# --- one run per run directory (#19.5) ---------------------------------------------------------------------------------
+
+
+def test_a_second_run_in_a_locked_run_dir_is_refused_with_the_holders_pid(tmp_path):
+    from ganx.run_lock import RunLock, RunLockedError
+
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=rf"in use by another ganx run \(PID {os.getpid()} on .*started"):
+            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path):  # released at the end of the first run: the next one takes it
+        pass
+
+
+def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_warning(tmp_path, caplog):
+    from ganx.run_lock import RunLock
+
+    (tmp_path / RunLock.FILENAME).write_text('{"pid": 999999999, "host": "node7", "started": "2026-01-01 00:00:00"}')
+    with caplog.at_level("WARNING"), RunLock(tmp_path) as lock:
+        assert str(os.getpid()) in lock.path.read_text()
+    assert "earlier run that is gone (PID 999999999 on node7" in caplog.text
