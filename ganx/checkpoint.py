@@ -1,22 +1,109 @@
-"""Reading ganx checkpoints safely for inference (``weights_only=True``: a checkpoint cannot run code on load).
+"""Reading ganx checkpoints safely for inference: a checkpoint cannot run code.
 
 A ganx checkpoint is a Lightning checkpoint (weights, optimizer states, loop counters, callback states) plus a
 ``ganx`` entry: ``model_class``, ``generator_steps`` and the resolved run ``config`` (plain data), from which the
 networks are rebuilt here without Lightning.
+
+Two doors are closed: the file is read with ``torch.load(weights_only=True)`` (no pickled objects), and the stored
+config is checked against an allow-list *before* anything is instantiated (``check_buildable``): Hydra's
+``instantiate`` calls whatever ``_target_`` names, so a file that loads as plain data could otherwise still call
+``os.system`` or ``torch.load(weights_only=False)`` on a pickle of its choice.
 """
 
+import importlib
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
 from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or not what the command needs."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint whose stored config names something ganx does not build from checkpoints."""
+
+
+# What a stored config may build: classes of these modules that derive from these bases. Modules are matched as
+# strings before anything is imported (importing a module runs its code), classes after.
+BUILDABLE_MODULES = ("ganx.nets", "ganx.models", "ganx.losses", "ganx.data", "torch.optim")
+BUILDABLE_BASES: tuple[type, ...] = (nn.Module, Optimizer, LRScheduler, L.LightningDataModule)
+# Hydra keys that change how a _target_ is called; ganx configs use only _target_, _partial_ and plain values.
+HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+
+
+class _Missing(Exception):
+    """A target inside the allowed modules that this ganx version does not have (renamed or removed)."""
+
+
+def _buildable_class(target: Any) -> type | None:
+    """The class ``target`` names if a checkpoint may build it, else None; ``_Missing`` if it is one of the allowed
+    modules' names that no longer exists."""
+    if not isinstance(target, str) or not any(
+        target == m or target.startswith(f"{m}.") for m in BUILDABLE_MODULES
+    ):
+        return None
+    module_name, _, name = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:  # not a module ("ganx.nets.mlp.torch.load" reaches torch through an attribute): refused
+        return None
+    if not hasattr(module, name):  # a ganx name this version does not have (renamed or removed)
+        raise _Missing(target)
+    obj = getattr(module, name)
+    from ganx.losses import AdversarialLoss
+
+    if isinstance(obj, type) and issubclass(obj, (*BUILDABLE_BASES, AdversarialLoss)):
+        return obj
+    return None
+
+
+def check_buildable(config: Any, key: str) -> None:
+    """Refuse (``UnsafeCheckpointError``) a stored config that would make ``instantiate`` call anything but ganx's
+    networks, models, losses and data modules and torch's optimizers and schedulers, or that holds an
+    interpolation (``${...}``: stored configs are resolved, so one can only have been written in by hand).
+
+    Checked on the whole tree before anything is built, so a refused file has run no code."""
+    refusals, missing = [], []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            try:
+                if "_target_" in node and _buildable_class(node["_target_"]) is None:
+                    refusals.append(f"{where}._target_={node['_target_']!r}")
+            except _Missing:
+                missing.append(f"{where}: {node['_target_']} does not exist in this ganx version")
+            refusals.extend(f"{where}.{k}" for k in node if isinstance(k, str) and k.startswith("_")
+                            and k.endswith("_") and k not in HYDRA_KEYS)
+            for k, v in node.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(node, list | tuple):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+        elif isinstance(node, str) and "${" in node:
+            refusals.append(f"{where}={node!r} (an interpolation)")
+
+    walk(config, key)
+    if refusals:
+        raise UnsafeCheckpointError(
+            f"refused to build from this checkpoint: its stored config names what ganx never builds from a "
+            f"checkpoint: {'; '.join(refusals[:5])}{'; ...' if len(refusals) > 5 else ''}. Only ganx's networks, "
+            "models, losses and data modules and torch's optimizers and schedulers are built, so a checkpoint "
+            "cannot run code. The file was edited or comes from elsewhere; nothing in it was run."
+        )
+    if missing:
+        raise CheckpointError(
+            f"the config stored in this checkpoint cannot build {key} ({'; '.join(missing[:3])}). The file was "
+            "written by another ganx version or edited; retrain, or load it with the version that wrote it."
+        )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -24,15 +111,32 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         hint = " Run dirs keep them in <run dir>/checkpoints/ (last.ckpt is the newest)." if path.suffix == ".ckpt" else ""
         raise CheckpointError(f"No checkpoint file at {path.resolve()}.{hint}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): a save that never finished, or not a checkpoint. Use "
+                              "another checkpoint of the run (checkpoints/step_*.ckpt).")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a checkpoint: torch saves checkpoints as zip archives, and this file "
+                              "is not one (a truncated copy, or another kind of file).")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path} is not a loadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
-            "ganx loads checkpoints with weights_only=True, so files holding arbitrary Python objects are refused."
-        ) from err
+            f"{path} holds Python objects other than tensors and plain data. ganx loads checkpoints with "
+            "weights_only=True so that a file cannot run code, and refuses this one; ganx.train never writes such files."
+        ) from None
+    # A damaged archive surfaces as any of these (KeyError and IndexError from torch's zip reader among them).
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, OSError) as err:
+        detail = (str(err).splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path} is a damaged checkpoint ({type(err).__name__}: {detail}); use another "
+                              "checkpoint of the run (checkpoints/step_*.ckpt).") from err
     if not isinstance(checkpoint, dict) or "ganx" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a ganx checkpoint (no 'ganx' entry); train one with python -m ganx.train.")
+    ganx_entry = checkpoint["ganx"]
+    if not (isinstance(ganx_entry, dict) and isinstance(ganx_entry.get("model_class"), str)
+            and isinstance(ganx_entry.get("config"), dict) and isinstance(ganx_entry["config"].get("model"), dict)
+            and isinstance(checkpoint["state_dict"], dict)):
+        raise CheckpointError(f"{path} has a damaged 'ganx' entry (model_class, config.model and state_dict are "
+                              "required); it was edited or written by something else than ganx.train.")
     return checkpoint
 
 
@@ -72,6 +176,7 @@ def build_model(checkpoint: dict[str, Any]):
 def build_from_config(config: dict[str, Any], key: str) -> nn.Module:
     """Instantiate a stored config, with a CheckpointError (not Hydra's traceback) when it no longer builds."""
     fix = "The file was written by another ganx version or edited; retrain, or load it with the version that wrote it."
+    check_buildable(config, key)
     try:
         module = instantiate(config)
     except Exception as err:  # Hydra wraps whatever the constructor raised in an InstantiationException

@@ -26,7 +26,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ganx.checkpoint import CheckpointError, build_model, load_checkpoint, trained_image_shape
+from ganx.checkpoint import CheckpointError, build_model, check_buildable, load_checkpoint, trained_image_shape
 from ganx.config import compose_data_config, parse_cli, register_resolvers, split_group_overrides
 from ganx.data import DataError
 from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
@@ -61,6 +61,7 @@ def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overri
     if cfg.data is not None:
         data_cfg = compose_data_config(cfg.data, data_overrides)
     else:
+        check_buildable(run_config.get("data"), "data")  # the checkpoint's own data config: build nothing else
         data_cfg = OmegaConf.merge(OmegaConf.create(run_config["data"]), OmegaConf.from_dotlist(
             [o.removeprefix("data.") for o in data_overrides]))
     batch_size = cfg.batch_size or data_cfg.batch_size

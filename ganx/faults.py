@@ -1,14 +1,17 @@
 """What happens when training is interrupted or breaks: nothing is lost, and the user is told how to go on.
 
-* SIGTERM (cluster preemption) and Ctrl-C: Lightning turns both into an exception at a batch boundary (SIGTERM) or
-  wherever it lands (Ctrl-C); we then save a resumable ``checkpoints/last.ckpt``.
+* SIGTERM (cluster preemption) and Ctrl-C (SIGINT) stop the run at the next step boundary: Lightning raises
+  ``SIGTERMException`` after the step in progress has finished (its optimizer updates, scheduler steps, logging), and
+  ``FaultHandler`` then saves a resumable ``checkpoints/last.ckpt``. A Ctrl-C during a step is deferred the same way
+  (Python would otherwise raise KeyboardInterrupt between the step's discriminator and generator updates, and the saved
+  state would replay the half-done step on resume); a second Ctrl-C stops at once, without saving a half-done step.
+  The process exits with 128 + the signal number (143, 130), so schedulers and ``&&`` chains see an unfinished run.
 * A NaN/Inf loss (``NonFiniteLossError``, raised before the update): the weights are still the last good ones; we
   save them as ``checkpoints/nonfinite_step_NNNNNNN.ckpt`` for diagnosis and leave ``last.ckpt`` alone.
-Lightning writes checkpoints atomically (a temporary file moved into place), so a crash while saving leaves the
-previous file intact.
 """
 
 import logging
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -22,20 +25,61 @@ log = logging.getLogger(__name__)
 class FaultHandler(L.Callback):
     def __init__(self, dirpath: str):
         self.dirpath = Path(dirpath)
+        self.stopped_by: signal.Signals | None = None  # the signal that stopped the run, if one did
+        self._in_step = False
+        self._previous_sigint = None
+
+    # --- Ctrl-C: deferred to the step boundary ------------------------------------------------------------------------
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # main thread, nobody else handles it
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.stopped_by is not None:  # the second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stopped_by = signal.SIGINT
+        log.warning("Ctrl-C: stopping after the current step and saving last.ckpt (press Ctrl-C again to stop now, "
+                    "without saving).")
+        # Lightning's SIGTERM path stops at the end of a training batch, all ranks together: take it.
+        signal.raise_signal(signal.SIGTERM)
+
+    def _restore_sigint(self) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._in_step = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._in_step = False
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore_sigint()
+
+    # --- what each fault saves ------------------------------------------------------------------------------------------
 
     def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
+        self._restore_sigint()
         step = pl_module.generator_steps
         if isinstance(exception, NonFiniteLossError):
             path = self.dirpath / f"nonfinite_step_{step:07d}.ckpt"
             trainer.save_checkpoint(path)
             log.error("Non-finite loss: saved the last good weights for diagnosis to %s (last.ckpt untouched).", path)
         elif isinstance(exception, KeyboardInterrupt | SIGTERMException):
+            if isinstance(exception, SIGTERMException) and self.stopped_by is None:
+                self.stopped_by = signal.SIGTERM
+            what = "SIGTERM" if self.stopped_by == signal.SIGTERM else "Interrupted"
+            if isinstance(exception, KeyboardInterrupt) and self._in_step:
+                log.warning("%s in the middle of generator step %d: last.ckpt was not updated (it would hold a "
+                            "half-done step). Resume from the newest checkpoint in %s.", what, step + 1, self.dirpath)
+                return
             path = self.dirpath / "last.ckpt"
             trainer.save_checkpoint(path)
-            log.warning(
-                "%s at generator step %d: saved %s. Resume with: python -m ganx.train ckpt_path=%s [same overrides]",
-                "SIGTERM" if isinstance(exception, SIGTERMException) else "Interrupted",
-                step,
-                path,
-                path,
-            )
+            log.warning("%s at generator step %d: saved %s. Resume with: python -m ganx.train ckpt_path=%s "
+                        "[same overrides]", what, step, path, path)
+
+    def exit_code(self) -> int | None:
+        """128 + the signal that stopped the run (the shell's convention), or None if none did."""
+        return None if self.stopped_by is None else 128 + int(self.stopped_by)

@@ -1,8 +1,10 @@
 """Sample from a trained GAN (unconditional, or class-conditional: model=cgan / model=acgan).
 
-    python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz] [interpolate=true] [seed=0] [class=3]
+    python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz | out=DIR/] [interpolate=true] [seed=0] [class=3]
 
-``out=*.png`` writes an image grid; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key ``images``
+``out=*.png`` (or .jpg/.webp) writes an image grid; ``out=DIR/`` (a trailing slash or an existing folder) writes the n
+samples as separate PNG files ``DIR/000000.png`` ..., the input external FID tools (clean-fid, torch-fidelity's
+CLI) read; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key ``images``
 for evaluation elsewhere (a generator of 2-D points, data=gaussian_ring/grid: a scatter plot, or float32 (N, 2) under
 key ``points``); ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
 (Goodfellow et al. 2014, Fig. 3).
@@ -61,15 +63,42 @@ def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, kind: str) -
     return codes.reshape(-1, start.shape[-1])
 
 
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def output_target(out: str) -> tuple[Path, bool]:
+    """(path, is_folder) for ``out=``, checked before any sampling: a folder of PNGs (``DIR/`` or an existing
+    folder; it must not hold PNGs already), or a grid/.npz file that must not exist as a folder; the location must
+    be writable now, not after minutes of sampling."""
+    path = Path(out).expanduser()
+    folder = out.endswith(("/", "\\")) or path.is_dir()
+    if folder:
+        if any(path.glob("*.png")):
+            raise CheckpointError(f"out={out} already holds PNG files; ganx never overwrites samples. Choose an empty "
+                                  "or new folder.")
+    elif path.suffix.lower() not in (*GRID_SUFFIXES, ".npz"):
+        raise CheckpointError(f"out={out}: give a grid image ({', '.join(GRID_SUFFIXES)}), an .npz file, or a "
+                              "folder ending in / for one PNG per sample.")
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        probe = where / ".ganx-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise CheckpointError(f"cannot write to {where} ({err.strerror or err}); choose another out=.") from None
+    return path, folder
+
+
 @torch.no_grad()
 def sample(cfg: SampleConfig) -> Path:
+    out, to_folder = output_target(cfg.out)
     checkpoint = load_checkpoint(cfg.ckpt)
     require_model(checkpoint, ("GAN", "ConditionalGAN", "ACGAN"), "ganx.sample")
     model_cfg = checkpoint["ganx"]["config"]["model"]
     generator = build_submodule(checkpoint, "generator")
     rng = torch.Generator().manual_seed(cfg.seed)
     dim, distribution = model_cfg["latent_dim"], model_cfg["latent_distribution"]
-    out = Path(cfg.out)
     if cfg.interpolate:
         rows = max(1, cfg.n // cfg.interpolation_steps)
         ends = draw_latent(2 * rows, dim, distribution, rng)
@@ -86,15 +115,20 @@ def sample(cfg: SampleConfig) -> Path:
             z, nrow = z.repeat(len(labels) // len(z), 1), cfg.n
         chunks = zip(z.split(cfg.batch_size), labels.split(cfg.batch_size), strict=True)
         images = torch.cat([generator(codes, classes) for codes, classes in chunks])
-    out.parent.mkdir(parents=True, exist_ok=True)
     if images.dim() == 2:  # points, not images
+        if to_folder:
+            raise CheckpointError("out=DIR/ writes images; this generator makes 2-D points: use out=points.npz or "
+                                  "out=scatter.png.")
         if out.suffix == ".npz":
             np.savez_compressed(out, points=images.float().numpy())
         else:
             save_image(scatter_points(images), out)
         return out
     images = ((images.float() + 1) / 2).clamp(0, 1)
-    if out.suffix == ".npz":
+    if to_folder:
+        for i, image in enumerate(images):
+            save_image(image, out / f"{i:06d}.png")
+    elif out.suffix == ".npz":
         extra = {} if labels is None else {"labels": labels.numpy()}
         np.savez_compressed(out, images=(images * 255).round().to(torch.uint8).numpy(), **extra)
     else:

@@ -1,6 +1,7 @@
 """Translate images with a trained CycleGAN or pix2pix model.
 
     python -m ganx.translate ckpt=PATH input=FILE_OR_DIR output=DIR [direction=AtoB|BtoA] [device=cpu]
+                             [existing=refuse|skip|overwrite]
 
 A pix2pix model translates in the one direction it was trained for (its ``data.direction``); inputs are converted to
 the channels its generator takes (grayscale for a colourisation model).
@@ -9,7 +10,10 @@ Each input image (a file, or every image under a folder, recursively) is written
 (and sub-path), at its own resolution: the generator is fully convolutional, and sizes that are not a multiple of 4
 are padded reflectively for the network and cropped back. Inputs of another size than the model's training images
 are translated as they are, with a note (a model trained on small crops may do worse on much larger images).
-Transparent images are composited on white, as in training. Existing files are never overwritten.
+Transparent images are composited on white, as in training. Inputs too small for the generator are skipped and
+reported. Existing output files are never overwritten unless asked: a rerun into a partly written folder refuses
+(``existing=refuse``, the default), continues with the missing images (``existing=skip``) or replaces them
+(``existing=overwrite``).
 """
 
 from dataclasses import dataclass
@@ -45,6 +49,10 @@ class TranslateConfig:
     output: str = "???"  # folder for the translated images (created; existing files are never overwritten)
     direction: str = "AtoB"  # AtoB (generator_ab) | BtoA (generator_ba)
     device: str = "cpu"
+    existing: str = "refuse"  # output files that already exist: refuse | skip (translate the others) | overwrite
+
+
+EXISTING_POLICIES = ("refuse", "skip", "overwrite")
 
 
 def translate_image(generator: nn.Module, image: Tensor, multiple: int = 4) -> Tensor:
@@ -76,6 +84,8 @@ def input_files(path: Path) -> tuple[Path, list[Path]]:
 def translate(cfg: TranslateConfig) -> list[Path]:
     if cfg.direction not in GENERATORS:
         raise ValueError(f"direction must be one of {sorted(GENERATORS)}, got {cfg.direction!r}")
+    if cfg.existing not in EXISTING_POLICIES:
+        raise ValueError(f"existing must be one of {', '.join(EXISTING_POLICIES)}, got {cfg.existing!r}")
     checkpoint = load_checkpoint(cfg.ckpt)
     require_model(checkpoint, ("CycleGAN", "Pix2Pix"), "ganx.translate")
     generator_name = GENERATORS[cfg.direction]
@@ -88,15 +98,20 @@ def translate(cfg: TranslateConfig) -> list[Path]:
     output = Path(cfg.output).expanduser()
     targets = [output / file.relative_to(base) for file in files]
     existing = [t for t in targets if t.exists()]
-    if existing:
+    if existing and cfg.existing == "refuse":
         raise FileExistsError(
-            f"{len(existing)} output file(s) already exist (first: {existing[0]}); refusing to overwrite them. "
-            "Choose another output= folder."
+            f"{len(existing)} of {len(targets)} output file(s) already exist (first: {existing[0]}); refusing to "
+            "overwrite them. Continue a partly written folder with existing=skip, replace them with "
+            "existing=overwrite, or choose another output= folder."
         )
+    if existing and cfg.existing == "skip":
+        print(f"ganx.translate: {len(existing)} of {len(targets)} output(s) exist already; translating the others.")
+        kept = {t for t in targets if t not in set(existing)}
+        files, targets = [f for f, t in zip(files, targets, strict=True) if t in kept], [t for t in targets if t in kept]
     generator = build_submodule(checkpoint, generator_name).to(cfg.device)
     grayscale_input = getattr(generator, "in_channels", 3) == 1
     trained = trained_image_shape(checkpoint)
-    written, other_sizes = [], 0
+    written, other_sizes, too_small = [], 0, []
     for file, target in zip(files, targets, strict=True):
         try:
             with Image.open(file) as im:
@@ -106,6 +121,11 @@ def translate(cfg: TranslateConfig) -> list[Path]:
             print(f"ganx.translate: skipping {file}: {type(err).__name__}: {err}")
             continue
         image = (to_tensor(rgb.convert("L") if grayscale_input else rgb) * 2 - 1).unsqueeze(0).to(cfg.device)
+        if min(image.shape[-2:]) < MIN_SIDE:
+            too_small.append(file)
+            print(f"ganx.translate: skipping {file}: {image.shape[-1]}x{image.shape[-2]} pixels is smaller than the "
+                  f"{MIN_SIDE}x{MIN_SIDE} the generator needs")
+            continue
         other_sizes += trained is not None and tuple(image.shape[-2:]) != (trained[1], trained[1])
         out = translate_image(generator, image, getattr(generator, "size_multiple", 4))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +136,9 @@ def translate(cfg: TranslateConfig) -> list[Path]:
         print(f"ganx.translate: {other_sizes} of {len(written)} image(s) differ from the {size}x{size} images the model "
               f"was trained on; they were translated at their own size (the generator is fully convolutional). "
               f"If results look off, resize the inputs to about {size}x{size} first.")
+    if too_small:
+        print(f"ganx.translate: skipped {len(too_small)} image(s) smaller than {MIN_SIDE}x{MIN_SIDE} (first: "
+              f"{too_small[0]}).")
     return written
 
 

@@ -192,7 +192,7 @@ def test_checkpoint_loading_refuses_bad_files(tmp_path):
 
     garbage = tmp_path / "notes.ckpt"
     garbage.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="is not a loadable checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
         load_checkpoint(garbage)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)  # a torch file, but not written by ganx

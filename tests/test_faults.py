@@ -1,0 +1,121 @@
+"""Ctrl-C and SIGTERM stop a run at a step boundary, never in the middle of a step (#19.6, #19.12)."""
+
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import tiny_gan
+from torch.utils.data import DataLoader, TensorDataset
+
+from ganx.callbacks import GeneratorStepCheckpoint
+from ganx.faults import FaultHandler
+
+CRITIC_STEPS = 2
+
+
+def fit(run: Path, steps: int, model, ckpt_path: Path | None = None) -> FaultHandler:
+    faults = FaultHandler(str(run / "checkpoints"))
+    data = DataLoader(TensorDataset(torch.rand(64 * CRITIC_STEPS, 1, 4, 4) * 2 - 1,
+                                    torch.zeros(64 * CRITIC_STEPS, dtype=torch.long)), batch_size=8 * CRITIC_STEPS)
+    trainer = L.Trainer(
+        max_steps=steps * model.optimizer_steps_per_batch, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=run,
+        callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True, save_top_k=-1), faults],
+    )
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return faults
+
+
+def signal_on_critic_loss(model, calls_to_signal: set[int], sig=signal.SIGINT) -> None:
+    """Send ``sig`` to this process inside the n-th discriminator loss computation (n in ``calls_to_signal``)."""
+    original, calls = model.loss.d_loss, {"n": 0}
+
+    def d_loss(real_logits, fake_logits):
+        calls["n"] += 1
+        if calls["n"] in calls_to_signal:
+            os.kill(os.getpid(), sig)
+        return original(real_logits, fake_logits)
+
+    object.__setattr__(model.loss, "d_loss", d_loss)
+
+
+def optimizer_step_counts(checkpoint: dict) -> list[int]:
+    """Adam's step count of each optimizer (generator, discriminator) in a checkpoint."""
+    return [int(next(iter(state["state"].values()))["step"]) for state in checkpoint["optimizer_states"]]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_step_stops_after_that_step(tmp_path, sig):
+    """The signal lands after step 2's first discriminator update: the step still completes (its second critic
+    update and its generator update), then last.ckpt is written; before, Ctrl-C saved the half-done step and the
+    resumed run applied its discriminator update again (13 optimizer steps where 12 are right)."""
+    model = tiny_gan(critic_steps=CRITIC_STEPS)
+    signal_on_critic_loss(model, {CRITIC_STEPS + 2}, sig)
+    faults = FaultHandler("unused")
+    with pytest.raises(SystemExit):
+        faults = fit(tmp_path, 10, model)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["ganx"]["generator_steps"] == 2
+    assert last["global_step"] == 2 * (CRITIC_STEPS + 1)
+    assert optimizer_step_counts(last) == [2, 2 * CRITIC_STEPS]  # generator, discriminator
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+    del faults
+
+    resumed = tiny_gan(critic_steps=CRITIC_STEPS)
+    fit(tmp_path, 4, resumed, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["ganx"]["generator_steps"] == 4
+    assert optimizer_step_counts(final) == [4, 4 * CRITIC_STEPS]
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving_a_half_done_step(tmp_path):
+    model = tiny_gan(critic_steps=CRITIC_STEPS)
+    calls = CRITIC_STEPS + 2
+    original, seen = model.loss.d_loss, {"n": 0}
+
+    def d_loss(real_logits, fake_logits):
+        seen["n"] += 1
+        if seen["n"] == calls:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(real_logits, fake_logits)
+
+    object.__setattr__(model.loss, "d_loss", d_loss)
+    with pytest.raises(SystemExit):
+        fit(tmp_path, 10, model)
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_exit_code_names_the_signal():
+    faults = FaultHandler("unused")
+    assert faults.exit_code() is None
+    faults.stopped_by = signal.SIGTERM
+    assert faults.exit_code() == 143
+    faults.stopped_by = signal.SIGINT
+    assert faults.exit_code() == 130
+
+
+# --- one run per run directory (#19.5) ---------------------------------------------------------------------------------
+
+
+def test_a_second_run_in_a_locked_run_dir_is_refused_with_the_holders_pid(tmp_path):
+    from ganx.run_lock import RunLock, RunLockedError
+
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=rf"in use by another ganx run \(PID {os.getpid()} on .*started"):
+            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path):  # released at the end of the first run: the next one takes it
+        pass
+
+
+def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_warning(tmp_path, caplog):
+    from ganx.run_lock import RunLock
+
+    (tmp_path / RunLock.FILENAME).write_text('{"pid": 999999999, "host": "node7", "started": "2026-01-01 00:00:00"}')
+    with caplog.at_level("WARNING"), RunLock(tmp_path) as lock:
+        assert str(os.getpid()) in lock.path.read_text()
+    assert "earlier run that is gone (PID 999999999 on node7" in caplog.text
