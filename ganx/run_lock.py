@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from lightning.pytorch.utilities import rank_zero_only
+
 log = logging.getLogger(__name__)
 
 
@@ -33,8 +35,18 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if getattr(rank_zero_only, "rank", 0) != 0:  # set from the launcher's environment (RANK, SLURM_PROCID, ...)
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            from ganx.preflight import RunDirError
+
+            raise RunDirError(
+                f"Cannot write to the run directory {self.path.parent} ({err.strerror}). Choose another location "
+                "with hydra.run.dir=<dir> (sweeps: hydra.sweep.dir=<dir>), or make it writable."
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

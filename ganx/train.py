@@ -5,7 +5,8 @@ This file only composes the config, instantiates what it names, and hands it to 
 
 import logging
 import math
-import shutil
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,9 +16,22 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import GeneratorStepProgressBar, RunRecord, RunSummary
+from ganx.checkpoint import CheckpointError
 from ganx.config import check_model_data_pairing, register_resolvers
+from ganx.data.base import DataError
+from ganx.faults import FaultHandler
 from ganx.loggers import continue_run
-from ganx.metrics import build_training_metrics
+from ganx.metrics import MetricsSetupError, build_training_metrics
+from ganx.models.base import NonFiniteLossError
+from ganx.preflight import (
+    ConfigError,
+    RunDirError,
+    check_free_space,
+    check_resume_fits,
+    check_run_dir,
+    check_train_config,
+)
+from ganx.run_lock import RunLock, RunLockedError
 
 log = logging.getLogger("ganx.train")
 register_resolvers()
@@ -27,48 +41,17 @@ warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that end
 warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization and every_n_train_steps.*")
 
 
-class RunDirError(RuntimeError):
-    """The run directory already holds another run."""
-
-
-def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
-    """A new run never writes into a directory that holds another run's checkpoints, and the directory must be
-    writable now rather than at the first checkpoint, hours later."""
-    if ckpt_path is None and any((output_dir / "checkpoints").glob("*.ckpt")):
-        raise RunDirError(
-            f"{output_dir} already holds checkpoints of another run; refusing to overwrite them. "
-            f"Resume it with ckpt_path={output_dir}/checkpoints/last.ckpt, or pick a new hydra.run.dir."
-        )
-    probe = output_dir / "checkpoints" / ".write-test"
-    try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ganx")
-        probe.unlink()
-    except OSError as err:
-        raise RunDirError(
-            f"Cannot write to the run directory {output_dir} ({err.strerror}). Free some space or choose another "
-            "location with hydra.run.dir=<dir> (sweeps: hydra.sweep.dir=<dir>)."
-        ) from err
-
-
-def check_free_space(output_dir: Path, model: L.LightningModule, checkpoints: int) -> None:
-    """Refuse to start when the disk cannot hold the checkpoints this run will write (weights + Adam moments)."""
-    checkpoint_bytes = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
-    needed = (checkpoints + 1) * checkpoint_bytes + 64 * 2**20  # + logs and sample grids
-    free = shutil.disk_usage(output_dir).free
-    if free < needed:
-        raise RunDirError(
-            f"Only {free / 2**20:.0f} MiB free at {output_dir}, but this run needs about {needed / 2**20:.0f} MiB "
-            f"for its checkpoints. Free space, raise checkpoint_every, or set hydra.run.dir=<dir on another disk>."
-        )
-
-
 def train(cfg: DictConfig) -> L.Trainer:
+    """Build everything the config names and train; one run per run dir at a time (``RunLock``)."""
+    check_train_config(cfg)
     check_model_data_pairing(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    with RunLock(output_dir):
+        return _train(cfg, output_dir)
+
+
+def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     check_run_dir(output_dir, cfg.ckpt_path)
-    if cfg.steps < 1:
-        raise ValueError(f"steps must be >= 1 generator update, got {cfg.steps}.")
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
     metrics = build_training_metrics(cfg.get("metrics"), cfg.data)
     L.seed_everything(cfg.seed, workers=True)
@@ -79,6 +62,8 @@ def train(cfg: DictConfig) -> L.Trainer:
         nonfinite_policy=cfg.on_nonfinite, channels_last=cfg.channels_last, compile_networks=cfg.compile,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
+    if cfg.ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
+        check_resume_fits(model, cfg.ckpt_path)
     check_free_space(output_dir, model, checkpoints=math.ceil(cfg.steps / cfg.checkpoint_every))
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
 
@@ -103,14 +88,31 @@ def train(cfg: DictConfig) -> L.Trainer:
         logger.log_hyperparams(model.run_config)
 
     log.info("Training %s for %d generator steps; run dir %s", cfg.run_name, cfg.steps, output_dir)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        # weights_only: a checkpoint given to resume from cannot run code either (ganx writes plain data only).
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except SystemExit as stop:  # SIGTERM / Ctrl-C: last.ckpt is saved; the run is not finished, so not exit 0
+        faults = next((c for c in trainer.callbacks if isinstance(c, FaultHandler)), None)
+        code = (faults.exit_code() if faults else None) or (stop.code if stop.code else 143)
+        raise SystemExit(code) from None
     log.info("Done: %d generator steps. Checkpoints in %s", model.generator_steps, output_dir / "checkpoints")
     return trainer
 
 
+# ganx's own errors: their message says what is wrong and what to do; a traceback would bury it.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, RunLockedError, MetricsSetupError,
+               NonFiniteLossError)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    trainer = train(cfg)
+    try:
+        trainer = train(cfg)
+    except USER_ERRORS as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"ganx.train: {err}\n(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
     if cfg.get("optimized_metric") is None:
         return None
     # For Hydra sweepers (hparams_search=optuna): the run's best value of the metric, e.g. val/fid.

@@ -4,11 +4,10 @@ import os
 import signal
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-from conftest import tiny_gan
-from torch.utils.data import DataLoader, TensorDataset
+from helpers import fit, tiny_gan, training_loader
+from torch.utils.data import TensorDataset
 
 from ganx.callbacks import GeneratorStepCheckpoint
 from ganx.faults import FaultHandler
@@ -16,17 +15,12 @@ from ganx.faults import FaultHandler
 CRITIC_STEPS = 2
 
 
-def fit(run: Path, steps: int, model, ckpt_path: Path | None = None) -> FaultHandler:
-    faults = FaultHandler(str(run / "checkpoints"))
-    data = DataLoader(TensorDataset(torch.rand(64 * CRITIC_STEPS, 1, 4, 4) * 2 - 1,
-                                    torch.zeros(64 * CRITIC_STEPS, dtype=torch.long)), batch_size=8 * CRITIC_STEPS)
-    trainer = L.Trainer(
-        max_steps=steps * model.optimizer_steps_per_batch, accelerator="cpu", logger=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=run,
-        callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True, save_top_k=-1), faults],
-    )
-    trainer.fit(model, data, ckpt_path=ckpt_path)
-    return faults
+def fit_with_faults(run: Path, steps: int, model, ckpt_path: Path | None = None) -> None:
+    data = TensorDataset(torch.rand(64 * CRITIC_STEPS, 1, 4, 4) * 2 - 1, torch.zeros(64 * CRITIC_STEPS, dtype=torch.long))
+    fit(model, steps, training_loader(model, data, batch_size=8), ckpt_path=ckpt_path, enable_checkpointing=True,
+        default_root_dir=run,
+        callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True, save_top_k=-1),
+                   FaultHandler(str(run / "checkpoints"))])
 
 
 def signal_on_critic_loss(model, calls_to_signal: set[int], sig=signal.SIGINT) -> None:
@@ -54,18 +48,16 @@ def test_a_signal_during_a_step_stops_after_that_step(tmp_path, sig):
     resumed run applied its discriminator update again (13 optimizer steps where 12 are right)."""
     model = tiny_gan(critic_steps=CRITIC_STEPS)
     signal_on_critic_loss(model, {CRITIC_STEPS + 2}, sig)
-    faults = FaultHandler("unused")
     with pytest.raises(SystemExit):
-        faults = fit(tmp_path, 10, model)
+        fit_with_faults(tmp_path, 10, model)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["ganx"]["generator_steps"] == 2
     assert last["global_step"] == 2 * (CRITIC_STEPS + 1)
     assert optimizer_step_counts(last) == [2, 2 * CRITIC_STEPS]  # generator, discriminator
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
-    del faults
 
     resumed = tiny_gan(critic_steps=CRITIC_STEPS)
-    fit(tmp_path, 4, resumed, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    fit_with_faults(tmp_path, 4, resumed, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
     final = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["ganx"]["generator_steps"] == 4
     assert optimizer_step_counts(final) == [4, 4 * CRITIC_STEPS]
@@ -85,7 +77,7 @@ def test_a_second_ctrl_c_stops_at_once_without_saving_a_half_done_step(tmp_path)
 
     object.__setattr__(model.loss, "d_loss", d_loss)
     with pytest.raises(SystemExit):
-        fit(tmp_path, 10, model)
+        fit_with_faults(tmp_path, 10, model)
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -119,3 +111,45 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_warning(tmp_path, caplo
     with caplog.at_level("WARNING"), RunLock(tmp_path) as lock:
         assert str(os.getpid()) in lock.path.read_text()
     assert "earlier run that is gone (PID 999999999 on node7" in caplog.text
+
+
+@pytest.mark.e2e
+def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_changes_nothing(tmp_path):
+    """#19.5: the second run into a live run's directory is refused (before: both ran and replaced each other's
+    checkpoints). #19.4: a resume whose model does not fit the checkpoint is refused before config.yaml or
+    results.json are rewritten, naming the setting that differs."""
+    import subprocess
+    import sys
+    import time
+
+    from helpers import FAST, REPO, run_cli
+
+    run = tmp_path / "run"
+    tiny = ["model=gan", "model.generator.hidden=[16]", "model.discriminator.hidden=[16]", "model.latent_dim=8",
+            "data=gaussian_ring", "data.train_size=256", "data.val_size=64"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ganx.train", *tiny, "steps=100000", "checkpoint_every=1", f"hydra.run.dir={run}",
+         *FAST], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"})
+    try:
+        deadline = time.time() + 300
+        while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        second = run_cli(*tiny, "steps=3", f"ckpt_path={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path,
+                         check=False, env={"HYDRA_FULL_ERROR": "0"})
+        assert second.returncode == 1
+        assert f"in use by another ganx run (PID {first.pid} on" in second.stderr
+        assert "Traceback" not in second.stderr  # one message, not a wall
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=300)
+    assert first.returncode == 143
+
+    config, results = (run / "config.yaml").read_text(), (run / "results.json").read_text()
+    wider = run_cli(*[a.replace("hidden=[16]", "hidden=[32]") for a in tiny], "steps=100000",
+                    f"ckpt_path={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path, check=False,
+                    env={"HYDRA_FULL_ERROR": "0"})
+    assert wider.returncode == 1
+    assert "cannot resume from" in wider.stderr
+    assert "model.discriminator.hidden=[16] in the checkpoint, [32] now" in wider.stderr
+    assert (run / "config.yaml").read_text() == config and (run / "results.json").read_text() == results

@@ -22,7 +22,7 @@ from ganx.callbacks import BestCheckpoint, GeneratorStepCheckpoint, RunSummary
 from ganx.data.sampling import ResumableShuffleSampler
 from ganx.faults import FaultHandler
 from ganx.models import GAN, NonFiniteLossError
-from ganx.train import RunDirError, check_free_space, check_run_dir
+from ganx.preflight import RunDirError, check_free_space, check_run_dir
 
 TINY_GAN = ["model=gan", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", "model.latent_dim=8"]
 
@@ -185,6 +185,8 @@ def test_signal_saves_a_resumable_checkpoint(mnist_dir, tmp_path, sig):
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert 3 <= last["ganx"]["generator_steps"] < 100000
     assert f"Resume with: python -m ganx.train ckpt_path={run}/checkpoints/last.ckpt" in stdout + stderr
+    # Not finished, and schedulers must see it: 128 + the signal (143 SIGTERM, 130 Ctrl-C), not 0.
+    assert proc.returncode == 128 + sig
 
 
 def test_checkpoint_loading_refuses_bad_files(tmp_path):

@@ -1,0 +1,124 @@
+"""Checks of a composed ``ganx.train`` config before anything is built: each names the key, the value and the fix.
+
+Hydra already refuses unknown *group* options and keys inside groups; what it lets through are the top-level
+settings: ``+stepz=2`` adds a key nobody reads (Hydra itself suggests the ``+`` for ``stepz=2``), and ``steps=abc``,
+``steps=2.5`` or ``checkpoint_every=0`` reach Python code that fails far from the cause (a TypeError about '<', a
+ZeroDivisionError) or, worse, trains something else than asked (2.5 steps became 3).
+"""
+
+import shutil
+from functools import cache
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ganx.checkpoint import CheckpointError, load_checkpoint
+from ganx.config import CONF_DIR
+
+# Generator-step counts: whole numbers >= 1.
+STEP_COUNTS = ("steps", "sample_every", "eval_every", "checkpoint_every")
+
+
+class ConfigError(ValueError):
+    """A top-level ganx setting that is unknown or has a value ganx cannot use."""
+
+
+@cache
+def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
+    """(settings, groups): the keys ``conf/train.yaml`` defines, and the config groups it composes (model, ...)."""
+    primary = OmegaConf.load(CONF_DIR / "train.yaml")
+    groups = {next(iter(entry)).split("@")[0].lstrip("/") for entry in primary.defaults if isinstance(entry, DictConfig)}
+    return frozenset(k for k in primary if k != "defaults"), frozenset(groups)
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Refuse unknown top-level keys and step counts that are not whole numbers >= 1."""
+    settings, groups = top_level_keys()
+    unknown = sorted(set(cfg) - settings - groups)
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(unknown)} is not a ganx setting (a typo?), so it would be ignored. Top-level settings: "
+            f"{', '.join(sorted(settings))}; settings of a group are "
+            "set as group.key=value (e.g. model.critic_steps=5); python -m ganx.train --help lists the groups."
+        )
+    for key in STEP_COUNTS:
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a whole number >= 1 (generator steps), got {value!r}.")
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be a whole number, got {seed!r}.")
+
+
+class RunDirError(RuntimeError):
+    """The run directory already holds another run."""
+
+
+def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
+    """A new run never writes into a directory that holds another run's checkpoints, and the directory must be
+    writable now rather than at the first checkpoint, hours later."""
+    if ckpt_path is None and any((output_dir / "checkpoints").glob("*.ckpt")):
+        raise RunDirError(
+            f"{output_dir} already holds checkpoints of another run; refusing to overwrite them. "
+            f"Resume it with ckpt_path={output_dir}/checkpoints/last.ckpt, or pick a new hydra.run.dir."
+        )
+    probe = output_dir / "checkpoints" / ".write-test"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ganx")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(
+            f"Cannot write to the run directory {output_dir} ({err.strerror}). Free some space or choose another "
+            "location with hydra.run.dir=<dir> (sweeps: hydra.sweep.dir=<dir>)."
+        ) from err
+
+
+def check_free_space(output_dir: Path, model: L.LightningModule, checkpoints: int) -> None:
+    """Refuse to start when the disk cannot hold the checkpoints this run will write (weights + Adam moments)."""
+    checkpoint_bytes = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    needed = (checkpoints + 1) * checkpoint_bytes + 64 * 2**20  # + logs and sample grids
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        raise RunDirError(
+            f"Only {free / 2**20:.0f} MiB free at {output_dir}, but this run needs about {needed / 2**20:.0f} MiB "
+            f"for its checkpoints. Free space, raise checkpoint_every, or set hydra.run.dir=<dir on another disk>."
+        )
+
+
+def _flat(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def check_resume_fits(model: L.LightningModule, ckpt_path: str) -> None:
+    """Refuse to resume from a checkpoint whose weights do not fit the model this config builds, before the run
+    writes anything (its config.yaml, results.json and loggers would otherwise be replaced by the refused run's);
+    the message names the model settings that differ from the checkpoint's."""
+    checkpoint = load_checkpoint(ckpt_path)
+    expected = model.state_dict()
+    stored = checkpoint["state_dict"]
+    shapes = [f"{k}: {tuple(v.shape)} in the checkpoint, {tuple(expected[k].shape)} now" for k, v in stored.items()
+              if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape]
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if not (shapes or missing or unexpected):
+        return
+    before = _flat(checkpoint["ganx"]["config"].get("model", {}), "model.")
+    now = _flat((model.run_config or {}).get("model", {}), "model.")
+    differing = [f"{k}={before.get(k, '<unset>')} in the checkpoint, {now.get(k, '<unset>')} now"
+                 for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    problems = shapes[:3]
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) missing (first: {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+    weights = "; ".join(problems)
+    raise CheckpointError(
+        f"cannot resume from {ckpt_path}: its weights do not fit the model of this config ({weights}). "
+        + (f"Model settings that differ: {'; '.join(differing[:6])}. " if differing else "")
+        + "Resume with the overrides of the run that wrote it (its config.yaml), or start a new run. Nothing of the "
+        "run was changed."
+    )

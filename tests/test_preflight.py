@@ -1,0 +1,33 @@
+"""Top-level settings that Hydra lets through are refused before anything is built (#19.7, #19.11)."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from ganx.config import CONF_DIR, register_resolvers
+from ganx.preflight import ConfigError, check_train_config
+
+
+def composed(*overrides: str):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["+stepz=2"], r"stepz is not a ganx setting \(a typo\?\).*Top-level settings: .*steps"),
+    (["steps=abc"], r"steps must be a whole number >= 1 \(generator steps\), got 'abc'"),
+    (["steps=2.5"], r"steps must be a whole number >= 1 .*got 2.5"),
+    (["steps=0"], r"steps must be a whole number >= 1 .*got 0"),
+    (["checkpoint_every=0"], r"checkpoint_every must be a whole number >= 1 .*got 0"),
+    (["sample_every=true"], r"sample_every must be .*got True"),
+    (["seed=1.5"], r"seed must be a whole number, got 1.5"),
+])
+def test_bad_top_level_settings_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check_train_config(composed(*overrides))
+
+
+@pytest.mark.parametrize("overrides", [[], ["model=wgan_gp", "steps=7"], ["experiment=gan_mnist"],
+                                       ["hparams_search=optuna"], ["data=gaussian_ring", "model=gan"]])
+def test_the_shipped_configs_pass(overrides):
+    check_train_config(composed(*overrides))
