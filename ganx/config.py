@@ -1,5 +1,6 @@
 """OmegaConf resolvers used by the configs, and small config helpers shared by the CLIs."""
 
+import functools
 import hashlib
 import netrc
 import os
@@ -73,14 +74,24 @@ def parse_cli(schema: type[T], argv: list[str] | None, command: str) -> T:
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
+@functools.cache  # a composition takes ~0.3 s; the presets do not change while a process runs
 def preset_target(group: str, name: str) -> str | None:
-    """The ``_target_`` of the preset ``conf/<group>/<name>.yaml``, or of the preset it extends (its first plain
-    ``defaults`` entry: model=lsgan extends dcgan); None if it has neither."""
-    preset = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
-    if "_target_" in preset:
-        return preset._target_
-    extends = [entry for entry in preset.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
-    return preset_target(group, extends[0]) if extends else None
+    """The ``_target_`` of the preset ``conf/<group>/<name>.yaml`` as Hydra composes it (``train`` with
+    ``<group>=<name>``, so presets that extend others resolve as in a run: model=lsgan extends dcgan); None if it
+    has none."""
+    return compose_train([f"{group}={name}"])[group].get("_target_")
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The ``train`` config composed with ``overrides``, unresolved; inside a running Hydra app (``ganx.train``) with
+    the app's Hydra, else with ``conf/``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("train", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
 
 
 def _preset_classes(group: str) -> Iterator[tuple[str, type]]:
@@ -137,13 +148,11 @@ def split_group_overrides(argv: list[str], group: str) -> tuple[list[str], list[
 def compose_data_config(name: str, overrides: list[str] = ()) -> DictConfig:
     """``conf/data/<name>.yaml`` with ``data.key=value`` overrides, composed and resolved as ``ganx.train`` would,
     for commands that are not Hydra apps (evaluate, classifier). Unknown names or keys exit with Hydra's message."""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     register_resolvers()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[f"data={name}", *overrides])
+        cfg = compose_train([f"data={name}", *overrides])
     except HydraException as err:
         raise SystemExit(str(err).splitlines()[0]) from None
     return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))

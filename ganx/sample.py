@@ -25,6 +25,7 @@ from torchvision.utils import save_image
 
 from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, require_model
 from ganx.config import parse_cli
+from ganx.latent import draw_latent
 from ganx.nets.conditional import class_grid_labels
 from ganx.plots import scatter_points
 
@@ -40,12 +41,6 @@ class SampleConfig:
     seed: int = 0
     batch_size: int = 256
     label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
-
-
-def draw_latent(n: int, dim: int, distribution: str, generator: torch.Generator) -> torch.Tensor:
-    if distribution == "normal":
-        return torch.randn(n, dim, generator=generator)
-    return torch.rand(n, dim, generator=generator) * 2 - 1
 
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, kind: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ganx.models.gan as gan_module
-from ganx.config import register_resolvers
+from ganx.config import preset_target, register_resolvers
 from ganx.losses import AdversarialLoss
 from ganx.models import GAN
 from ganx.models.gan import layer_grad_norms
@@ -177,6 +177,27 @@ def test_cli_trains_wasserstein_presets_on_an_image_folder(tmp_path, model, regu
         critic = [v for k, v in weights.items() if k.startswith("discriminator.") and "running_" not in k]
         critic = [v for v in critic if v.is_floating_point()]  # parameters; BatchNorm statistics are not clipped
         assert critic and all(v.abs().max() <= 0.01 + 1e-9 for v in critic)
+
+
+def dcgan_net_presets() -> list[str]:
+    """The model presets that are the GAN algorithm on DCGAN nets: each new one is picked up here by itself."""
+    presets = sorted(path.stem for path in (REPO / "conf" / "model").glob("*.yaml"))
+    return [name for name in presets if preset_target("model", name) == "ganx.models.GAN"
+            and compose_run(f"model={name}").model.generator._target_ == "ganx.nets.DCGANGenerator"]
+
+
+@pytest.mark.e2e
+def test_cli_trains_every_dcgan_net_preset_two_steps(tmp_path):
+    presets = dcgan_net_presets()
+    assert {"dcgan", "lsgan", "wgan", "wgan_gp", "dcgan_sn"} <= set(presets)
+    folder = write_image_folder(tmp_path / "images", n=40)
+    sweep = tmp_path / "sweep"
+    run_cli("-m", f"model={','.join(presets)}", "data=anime", f"data.root={folder}", "data.image_size=32",
+            "data.batch_size=4", "data.num_workers=0", "data.val_size=4", "steps=2", "sample_every=2",
+            "checkpoint_every=2", f"hydra.sweep.dir={sweep}", *SMALL, *FAST, cwd=tmp_path)
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert {r["overrides"] for r in rows} == {f"model={name}" for name in presets}
+    assert all(r["status"] == "finished" and r["generator_steps"] == "2" for r in rows)
 
 
 @pytest.mark.e2e

@@ -44,6 +44,20 @@ def test_critic_without_batchnorm(norm):
     assert torch.allclose(d(x)[:1], d(x[:1]), atol=1e-5)
 
 
+def test_spectral_norm_critic_layers_have_unit_largest_singular_value():
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(image_size=32, channels=3, base_width=8, norm="spectral").train()
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 and all(torch.nn.utils.parametrize.is_parametrized(c, "weight") for c in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.GroupNorm | torch.nn.InstanceNorm2d) for m in d.modules())
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(10):  # each training forward pass runs one power iteration per layer
+        d(x)
+    for conv in convs:
+        # Miyato et al. 2018 normalise the weight reshaped to (out_channels, in_channels * k * k).
+        assert torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item() == pytest.approx(1, abs=0.01)
+
+
 def test_mlp_shapes_and_maxout():
     g = MLPGenerator(latent_dim=10, out_shape=(1, 28, 28), hidden=(32, 32))
     d = MLPDiscriminator(in_shape=(1, 28, 28), hidden=(16,), maxout_pieces=5, dropout=0.5)

@@ -79,6 +79,9 @@ class ShardSampler(DistributedSampler):
 class ImageDataModule(L.LightningDataModule):
     """Base class: holds the common arguments and builds the loaders from ``train_set`` / ``val_set``.
 
+    The common arguments are keyword-only: a data module lists its own arguments and passes the rest on
+    (``**options``), so each option is declared and checked here once.
+
     Args:
         batch_size: images per real batch seen by one optimizer step.
         num_workers: DataLoader worker processes.
@@ -96,6 +99,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(
         self,
+        *,
         batch_size: int = 64,
         num_workers: int = 0,
         val_size: int = 1000,

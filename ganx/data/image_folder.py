@@ -133,15 +133,10 @@ class ImageFolderDataModule(ImageDataModule):
         self,
         root: str | os.PathLike,
         image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_size: int = 1000,
-        batches_per_step: int = 1,
-        seed: int = 0,
-        channels: int | None = None,
         hint: str = "",
+        **options,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_size, batches_per_step, seed, image_size, channels)
+        super().__init__(image_size=image_size, **options)
         self.root = Path(root).expanduser().absolute()
         self.hint = hint
         self.skipped: list[Path] = []

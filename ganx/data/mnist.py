@@ -91,14 +91,9 @@ class _MNISTLike(ImageDataModule):
         data_dir: str | os.PathLike = "data",
         image_size: int = 28,
         download: bool = True,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_size: int = 1000,
-        batches_per_step: int = 1,
-        seed: int = 0,
-        channels: int | None = None,
+        **options,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_size, batches_per_step, seed, image_size, channels)
+        super().__init__(image_size=image_size, **options)
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.download = bool(download)
         self.source: str | None = None
@@ -231,16 +226,9 @@ class FashionMNISTDataModule(_MNISTLike):
         image_size: int = 28,
         download: bool = True,
         debian_dir: str | os.PathLike = "/usr/share/datasets/fashion-mnist",
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_size: int = 1000,
-        batches_per_step: int = 1,
-        seed: int = 0,
-        channels: int | None = None,
+        **options,
     ) -> None:
-        super().__init__(
-            data_dir, image_size, download, batch_size, num_workers, val_size, batches_per_step, seed, channels
-        )
+        super().__init__(data_dir, image_size, download, **options)
         self.debian_dir = Path(debian_dir).expanduser().absolute()
 
     def _prepare_fallback(self) -> bool:

@@ -190,11 +190,9 @@ class PairedDataModule(ImageDataModule):
         input_channels: int = 3,
         channels: int = 3,
         batch_size: int = 1,
-        num_workers: int = 0,
         val_size: int = 100,
-        batches_per_step: int = 1,
-        seed: int = 0,
         hint: str = "",
+        **options,
     ) -> None:
         for name, value, choices in (("layout", layout, LAYOUTS), ("direction", direction, DIRECTIONS),
                                      ("derive", derive, DERIVATIONS)):
@@ -204,7 +202,7 @@ class PairedDataModule(ImageDataModule):
             if value not in (1, 3):
                 raise DataError(f"data.{name}={value!r}; images are 1 (grayscale) or 3 (RGB) channels")
         self.channels = channels  # the target's channels: what the generator outputs (${data.channels})
-        super().__init__(batch_size, num_workers, val_size, batches_per_step, seed, image_size, channels)
+        super().__init__(batch_size=batch_size, val_size=val_size, image_size=image_size, channels=channels, **options)
         self.load_size = _check_int("load_size", load_size, 1)
         if load_size < image_size:
             raise DataError(f"data.load_size={load_size} is smaller than data.image_size={image_size}, the random crop "

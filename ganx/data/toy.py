@@ -69,11 +69,9 @@ class GaussianMixtureDataModule(ImageDataModule):
         train_size: int = 100_000,
         val_size: int = 2500,
         batch_size: int = 256,
-        num_workers: int = 0,
-        batches_per_step: int = 1,
-        seed: int = 0,
+        **options,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_size, batches_per_step, seed, image_size=1)
+        super().__init__(batch_size=batch_size, val_size=val_size, image_size=1, **options)
         if layout not in LAYOUTS:
             raise DataError(f"data.layout must be one of {LAYOUTS}, got {layout!r}")
         if not scale > 0 or not std > 0:

@@ -93,21 +93,10 @@ class UnpairedDataModule(ImageDataModule):
         image_size: int = 256,
         flip: bool = True,
         batch_size: int = 1,
-        num_workers: int = 0,
-        batches_per_step: int = 1,
-        seed: int = 0,
-        channels: int | None = None,
         hint: str = "",
+        **options,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_size=0,
-            batches_per_step=batches_per_step,
-            seed=seed,
-            image_size=image_size,
-            channels=channels,
-        )
+        super().__init__(batch_size=batch_size, val_size=0, image_size=image_size, **options)
         self.load_size = _check_int("load_size", load_size, 1)
         if load_size < image_size:
             raise DataError(

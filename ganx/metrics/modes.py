@@ -67,7 +67,7 @@ def mode_stats(points: Tensor, modes: Tensor, std: float, threshold: float = 3.0
 class ModeCoverage(L.Callback):
     """Every ``every_n_steps`` generator steps (and at the end), log ``mode_stats`` of ``num_samples`` samples as
     ``val/modes_covered``, ``val/high_quality`` and ``val/reverse_kl``. The samples come from the same latent codes at
-    every evaluation (``metrics_noise``), as FID's do, and leave the training run's random stream alone.
+    every evaluation (``metrics_rng``), as FID's do, and leave the training run's random stream alone.
 
     Does nothing unless the data module describes a mixture (``modes`` and ``std`` attributes, as
     ``GaussianMixtureDataModule`` does), so it can stay in the default callbacks for every run.
@@ -94,7 +94,7 @@ class ModeCoverage(L.Callback):
             return None
         # Codes from their own generator, the same at every evaluation: drawn from the global RNG, they would shift
         # the training noise that follows, so sample_every would change the run.
-        points = pl_module.generate(pl_module.sample_latent(self.num_samples, pl_module.metrics_noise(0)))
+        points = pl_module.generate(pl_module.sample_latent(self.num_samples, pl_module.metrics_rng(0)))
         stats = mode_stats(points.cpu(), datamodule.modes, datamodule.std, self.threshold)
         step = pl_module.generator_steps
         for logger in trainer.loggers:

@@ -53,6 +53,8 @@ class AdversarialModule(L.LightningModule):
     Subclasses define ``trains_on``, the networks, ``generator_parameters``/``discriminator_parameters``,
     ``optimizer_steps_per_batch``, ``training_step`` and ``visualize``. A ``training_step`` ends with one generator
     update and ``self.generator_steps += 1`` (before callbacks see the batch end, so checkpoints hold the right count).
+    Every model names the roles alike: ``critic_step`` updates the discriminator(s), ``generator_step`` the
+    generator(s), ``critic(...)`` returns the discriminator's logits where a model conditions it.
 
     The keyword-only arguments are run-level options, which every model accepts and passes on here (``ganx.train``
     sets them from the top-level config keys):
@@ -127,7 +129,7 @@ class AdversarialModule(L.LightningModule):
 
         The single model-specific part of FID/IS/KID (``ganx.metrics``, during training and in ``ganx.evaluate``):
         a GAN pairs the batch's real images with as many samples; CycleGAN returns the target-domain test images
-        and the source-domain test images translated into that domain. Draw noise from ``metrics_noise(batch_idx)``
+        and the source-domain test images translated into that domain. Draw noise from ``metrics_rng(batch_idx)``
         so every evaluation sees the same latent codes and the training run's random stream is left alone.
         """
         raise NotImplementedError(
@@ -135,7 +137,7 @@ class AdversarialModule(L.LightningModule):
             "FID/IS/KID need; train with metrics=none, or implement it (see AdversarialModule)."
         )
 
-    def metrics_noise(self, batch_idx: int) -> torch.Generator:
+    def metrics_rng(self, batch_idx: int) -> torch.Generator:
         """A random generator seeded by (rank, batch index): the same codes at every evaluation of a run."""
         return torch.Generator(device=self.device).manual_seed(1_000_003 * self.global_rank + batch_idx)
 

@@ -16,12 +16,11 @@ critic D(., y) at interpolates of a real and a fake image of the same class y.
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.utils import make_grid
 
 from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import OptimizerFactory
-from ganx.models.cyclegan import evaluating
+from ganx.models.common import evaluating, image_grid
 from ganx.models.gan import GAN
 from ganx.nets.conditional import class_grid_labels
 
@@ -100,14 +99,14 @@ class ConditionalGAN(GAN):
     @torch.no_grad()
     def visualize(self) -> Tensor:
         images = self.class_grid(self.fixed_noise)
-        return make_grid((images.float() + 1) / 2, nrow=len(self.fixed_noise), padding=2).clamp(0, 1)
+        return image_grid(images, nrow=len(self.fixed_noise))
 
     @torch.no_grad()
     def generate_for_metrics(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
         """The batch's real images and one sample for each of their labels, in order: fake i has class labels[i]
         (the class-aware metrics of ``ganx.metrics.conditional`` rely on it)."""
         real, labels = batch
-        z = self._draw_latent(len(real), self.metrics_noise(batch_idx), self.device)
+        z = self.sample_latent(len(real), self.metrics_rng(batch_idx))
         return real, self.generate(z, labels)
 
     def configure_callbacks(self):

@@ -13,19 +13,17 @@ discriminators take one step on real images and on generated images drawn throug
 
 import itertools
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
-from torchvision.utils import make_grid
 
 from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, frozen
+from ganx.models.common import evaluating, image_grid, refuse_critic_regularizers
 from ganx.models.replay_buffer import ReplayBuffer
 from ganx.trainer import generator_steps_in
 
@@ -47,19 +45,6 @@ class ConstantThenLinearDecay:
 
     def __call__(self, epoch: int) -> float:
         return 1.0 - max(0, epoch + 1 - self.n_epochs) / (self.n_epochs_decay + 1)
-
-
-@contextmanager
-def evaluating(*modules: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block (BatchNorm running statistics, no dropout), the previous mode afterwards."""
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
 
 
 class CycleGAN(AdversarialModule):
@@ -104,12 +89,7 @@ class CycleGAN(AdversarialModule):
     ):
         schedule = partial(LambdaLR, lr_lambda=ConstantThenLinearDecay(n_epochs, n_epochs_decay))
         super().__init__(g_optimizer, d_optimizer, schedule, schedule, scheduler_interval="epoch", **run_options)
-        if loss.gp_weight > 0 or loss.r1_weight > 0 or loss.clip_value is not None:
-            raise ValueError(
-                f"CycleGAN does not apply critic regularisers, but the loss sets gp_weight={loss.gp_weight}, "
-                f"r1_weight={loss.r1_weight}, clip_value={loss.clip_value}; use loss=lsgan (the paper's) or set them to "
-                "0 / null."
-            )
+        refuse_critic_regularizers("CycleGAN", loss, "use loss=lsgan (the paper's) or set them to 0 / null")
         for name, value in (("lambda_cycle", lambda_cycle), ("lambda_identity", lambda_identity),
                             ("adversarial_weight", adversarial_weight)):
             if value < 0:
@@ -128,9 +108,9 @@ class CycleGAN(AdversarialModule):
         real_a, real_b = batch
         g_opt, d_opt = self.optimizers()
         generator_stats, fake_a, fake_b = self.generator_step(real_a, real_b, g_opt)
-        discriminator_stats = self.discriminator_step(real_a, real_b, fake_a, fake_b, d_opt)
+        critic_stats = self.critic_step(real_a, real_b, fake_a, fake_b, d_opt)
         self.generator_steps += 1
-        self.log_step({**generator_stats, **discriminator_stats}, prog_bar=("g_loss", "d_a_loss", "d_b_loss"))
+        self.log_step({**generator_stats, **critic_stats}, prog_bar=("g_loss", "d_a_loss", "d_b_loss"))
 
     def generator_step(self, real_a: Tensor, real_b: Tensor, g_opt) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """One update of both generators (paper Eq. 3 plus the identity loss of Sec. 5.2); returns the fakes."""
@@ -154,7 +134,7 @@ class CycleGAN(AdversarialModule):
         self.update(g_opt, g_loss, "g_loss")
         return {**stats, "g_loss": g_loss}, fake_a.detach(), fake_b.detach()
 
-    def discriminator_step(self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor, d_opt) -> dict[str, Tensor]:
+    def critic_step(self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor, d_opt) -> dict[str, Tensor]:
         """One update of both discriminators on real images and on fakes drawn through the replay buffers."""
         d_a_loss = self.loss.d_loss(self.discriminator_a(real_a), self.discriminator_a(self.fake_a_buffer(fake_a)))
         d_b_loss = self.loss.d_loss(self.discriminator_b(real_b), self.discriminator_b(self.fake_b_buffer(fake_b)))
@@ -195,8 +175,7 @@ class CycleGAN(AdversarialModule):
         out = self.translate(self.visual_a, self.visual_b)
 
         def rows(*columns: Tensor) -> Tensor:
-            images = torch.stack(columns, dim=1).flatten(0, 1).float()
-            return make_grid((images + 1) / 2, nrow=len(columns), padding=2).clamp(0, 1)
+            return image_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns))
 
         left = rows(self.visual_a, out["fake_b"], out["rec_a"])
         right = rows(self.visual_b, out["fake_a"], out["rec_b"])

@@ -11,11 +11,12 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torchvision.utils import make_grid
 
 from ganx.data.base import BatchKind
+from ganx.latent import draw_latent
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
+from ganx.models.common import evaluating, image_grid
 from ganx.plots import scatter_points
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ class GAN(AdversarialModule):
         self.critic_steps, self.latent_dim, self.latent_distribution = critic_steps, latent_dim, latent_distribution
         # A fixed noise batch, part of the state dict, so sample grids over training (and after resume) are comparable.
         seeded = torch.Generator().manual_seed(fixed_noise_seed)
-        self.register_buffer("fixed_noise", self._draw_latent(num_fixed_samples, seeded), persistent=True)
+        self.register_buffer("fixed_noise", draw_latent(num_fixed_samples, latent_dim, latent_distribution, seeded),
+                             persistent=True)
 
     # --- the algorithm --------------------------------------------------------------------------------------------
 
@@ -161,24 +163,15 @@ class GAN(AdversarialModule):
 
     # --- sampling -------------------------------------------------------------------------------------------------
 
-    def _draw_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-        if self.latent_distribution == "normal":
-            return torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return torch.rand(n, self.latent_dim, generator=generator, device=device) * 2 - 1
-
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n latent codes on the model's device, from ``generator`` (default: the global RNG, the training stream)."""
-        return self._draw_latent(n, generator, self.device)
+        return draw_latent(n, self.latent_dim, self.latent_distribution, generator, self.device)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
         """Generator outputs for latent codes ``z`` in eval mode (BatchNorm uses running statistics: deterministic)."""
-        was_training = self.generator.training
-        self.generator.eval()
-        try:
+        with evaluating(self.generator):
             return self.generator(z.to(self.device))
-        finally:
-            self.generator.train(was_training)
 
     @torch.no_grad()
     def visualize(self) -> Tensor:
@@ -187,13 +180,13 @@ class GAN(AdversarialModule):
             datamodule = getattr(self._trainer, "datamodule", None)
             real = next(iter(datamodule.real_dataloader(batch_size=len(images))))[0] if datamodule else None
             return scatter_points(images, real)
-        return make_grid((images.float() + 1) / 2, nrow=math.ceil(math.sqrt(len(images))), padding=2).clamp(0, 1)
+        return image_grid(images, nrow=math.ceil(math.sqrt(len(images))))
 
     @torch.no_grad()
     def generate_for_metrics(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
         """The batch's real images and as many samples (eval mode, as ``ganx.sample`` draws them)."""
         real, _ = batch
-        return real, self.generate(self._draw_latent(len(real), self.metrics_noise(batch_idx), self.device))
+        return real, self.generate(self.sample_latent(len(real), self.metrics_rng(batch_idx)))
 
     # --- plumbing -------------------------------------------------------------------------------------------------
 

@@ -14,12 +14,11 @@ adversarial loss through the frozen D plus lambda * L1. Batches are ``(x, y)`` p
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.utils import make_grid
 
 from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
-from ganx.models.cyclegan import evaluating
+from ganx.models.common import evaluating, image_grid, refuse_critic_regularizers
 
 
 def as_rgb(images: Tensor) -> Tensor:
@@ -56,12 +55,7 @@ class Pix2Pix(AdversarialModule):
         **run_options,
     ):
         super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler, **run_options)
-        if loss.gp_weight > 0 or loss.r1_weight > 0 or loss.clip_value is not None:
-            raise ValueError(
-                f"pix2pix does not apply critic regularisers, but the loss sets gp_weight={loss.gp_weight}, "
-                f"r1_weight={loss.r1_weight}, clip_value={loss.clip_value}; use loss=non_saturating (the paper's), "
-                "loss=lsgan or loss=hinge."
-            )
+        refuse_critic_regularizers("pix2pix", loss, "use loss=non_saturating (the paper's), loss=lsgan or loss=hinge")
         if lambda_l1 < 0:
             raise ValueError(f"model.lambda_l1 must be >= 0, got {lambda_l1}")
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
@@ -74,17 +68,17 @@ class Pix2Pix(AdversarialModule):
         source, target = batch
         g_opt, d_opt = self.optimizers()
         fake = self.generator(source)
-        discriminator_stats = self.discriminator_step(source, target, fake.detach(), d_opt)
+        critic_stats = self.critic_step(source, target, fake.detach(), d_opt)
         generator_stats = self.generator_step(source, target, fake, g_opt)
         self.generator_steps += 1
-        self.log_step({**discriminator_stats, **generator_stats}, prog_bar=("d_loss", "g_loss", "l1"))
+        self.log_step({**critic_stats, **generator_stats}, prog_bar=("d_loss", "g_loss", "l1"))
 
-    def judge(self, source: Tensor, output: Tensor) -> Tensor:
+    def critic(self, source: Tensor, output: Tensor) -> Tensor:
         """D's patch logits for (input, output) pairs: the conditional discriminator D(x, y)."""
         return self.discriminator(torch.cat([source, output], dim=1))
 
-    def discriminator_step(self, source: Tensor, target: Tensor, fake: Tensor, d_opt) -> dict[str, Tensor]:
-        real_logits, fake_logits = self.judge(source, target), self.judge(source, fake)
+    def critic_step(self, source: Tensor, target: Tensor, fake: Tensor, d_opt) -> dict[str, Tensor]:
+        real_logits, fake_logits = self.critic(source, target), self.critic(source, fake)
         d_loss = 0.5 * self.loss.d_loss(real_logits, fake_logits)
         self.update(d_opt, d_loss, "d_loss")
         return {
@@ -95,7 +89,7 @@ class Pix2Pix(AdversarialModule):
 
     def generator_step(self, source: Tensor, target: Tensor, fake: Tensor, g_opt) -> dict[str, Tensor]:
         with frozen(self.discriminator):
-            adversarial = self.loss.g_loss(self.judge(source, fake))
+            adversarial = self.loss.g_loss(self.critic(source, fake))
         l1 = F.l1_loss(fake, target)
         g_loss = adversarial + self.lambda_l1 * l1
         self.update(g_opt, g_loss, "g_loss")
@@ -116,8 +110,7 @@ class Pix2Pix(AdversarialModule):
             raise RuntimeError("Pix2Pix.visualize() needs held-out pairs: call it during or after fit.")
         output = self.translate(self.visual_input)
         columns = [as_rgb(self.visual_input), as_rgb(output), as_rgb(self.visual_target)]
-        images = torch.stack(columns, dim=1).flatten(0, 1).float()
-        return make_grid((images + 1) / 2, nrow=len(columns), padding=2).clamp(0, 1)
+        return image_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns))
 
     @torch.no_grad()
     def generate_for_metrics(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:

@@ -7,10 +7,11 @@ mirrors it with 4x4 stride-2 convs (BatchNorm+LeakyReLU(0.2), none on the first)
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from ganx.nets.init import init_dcgan_weights
 
-NORMS = ("batch", "instance", "layer", "none")
+NORMS = ("batch", "instance", "layer", "spectral", "none")
 
 
 def dcgan_layout(image_size: int) -> tuple[int, int]:
@@ -33,7 +34,7 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
         return nn.InstanceNorm2d(channels, affine=True)
     if kind == "layer":  # LayerNorm over (C, H, W): the per-sample norm Gulrajani et al. 2017 use for WGAN-GP critics
         return nn.GroupNorm(1, channels)
-    if kind == "none":
+    if kind in ("spectral", "none"):  # spectral normalises the conv weights instead (DCGANDiscriminator)
         return nn.Identity()
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
@@ -73,7 +74,9 @@ class DCGANDiscriminator(nn.Module):
     """images (N, channels, image_size, image_size) -> logits (N,). No sigmoid: the loss applies the link function.
 
     ``norm`` is "batch" for DCGAN, and "layer"/"instance"/"none" for critics with a gradient penalty, whose
-    per-sample input gradients BatchNorm would couple across the batch.
+    per-sample input gradients BatchNorm would couple across the batch. "spectral" (SN-GAN, Miyato et al. 2018) uses
+    no normalisation layer but divides every conv weight by its largest singular value, estimated by one power
+    iteration per training forward pass, which bounds the critic's Lipschitz constant by 1.
     """
 
     def __init__(self, image_size: int = 64, channels: int = 3, base_width: int = 64, norm: str = "batch"):
@@ -83,7 +86,7 @@ class DCGANDiscriminator(nn.Module):
         width = base_width
         for _ in range(doublings - 1):
             layers += [
-                nn.Conv2d(width, width * 2, 4, stride=2, padding=1, bias=norm == "none"),
+                nn.Conv2d(width, width * 2, 4, stride=2, padding=1, bias=norm in ("spectral", "none")),
                 _norm2d(norm, width * 2),
                 nn.LeakyReLU(0.2),
             ]
@@ -91,6 +94,10 @@ class DCGANDiscriminator(nn.Module):
         layers += [nn.Conv2d(width, 1, start_size)]
         self.net = nn.Sequential(*layers)
         self.apply(init_dcgan_weights)
+        if norm == "spectral":
+            for layer in self.net:
+                if isinstance(layer, nn.Conv2d):
+                    spectral_norm(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()

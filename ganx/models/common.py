@@ -1,0 +1,38 @@
+"""Small pieces the models share: eval-mode switching, image grids, refusing critic regularisers.
+
+The latent prior is ``ganx.latent`` (the sampling CLI draws from it without importing Lightning)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import Tensor, nn
+from torchvision.utils import make_grid
+
+from ganx.losses import AdversarialLoss
+
+
+@contextmanager
+def evaluating(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block (BatchNorm running statistics, no dropout), the previous mode afterwards."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
+
+
+def image_grid(images: Tensor, nrow: int) -> Tensor:
+    """Images in [-1, 1] (N, C, H, W) -> one (3, H', W') grid in [0, 1], ``nrow`` images per row, 2 px padding."""
+    return make_grid((images.float() + 1) / 2, nrow=nrow, padding=2).clamp(0, 1)
+
+
+def refuse_critic_regularizers(model: str, loss: AdversarialLoss, fix: str) -> None:
+    """Raise if ``loss`` sets a regulariser only the GAN algorithm applies (gradient penalty, R1, weight clipping)."""
+    if loss.gp_weight > 0 or loss.r1_weight > 0 or loss.clip_value is not None:
+        raise ValueError(
+            f"{model} does not apply critic regularisers, but the loss sets gp_weight={loss.gp_weight}, "
+            f"r1_weight={loss.r1_weight}, clip_value={loss.clip_value}; {fix}."
+        )
