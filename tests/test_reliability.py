@@ -31,7 +31,7 @@ def trainer(tmp_path: Path, steps: int, model: GAN, every: int = 1) -> L.Trainer
     return L.Trainer(
         max_steps=steps * model.optimizer_steps_per_batch, accelerator="cpu", logger=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path,
-        callbacks=[GeneratorStepCheckpoint(every, dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=-1),
+        callbacks=[GeneratorStepCheckpoint(every, dirpath=tmp_path / "checkpoints", save_last=True),
                    FaultHandler(str(tmp_path / "checkpoints"))],
     )
 
@@ -279,7 +279,7 @@ def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks
     torch.manual_seed(0)
     model = tiny_gan()
     callbacks = [ScriptedFID(fid_by_step), *callbacks,
-                 GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True, save_top_k=-1)]
+                 GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True)]
     L.Trainer(max_steps=steps * model.optimizer_steps_per_batch, val_check_interval=2, check_val_every_n_epoch=None,
               num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu", logger=False, enable_progress_bar=False,
               enable_model_summary=False, callbacks=callbacks).fit(model, loader(), loader(), ckpt_path=ckpt_path)
@@ -330,8 +330,10 @@ def test_results_cover_the_whole_run_after_a_resume(tmp_path):
     stopped = tmp_path / "stopped"
     slow = SlowSteps(step_seconds, stopped)
     fit_scripted(stopped, 5, fid, [slow, RunSummary(str(stopped))])
-    # Killed during step 5: results.json is as written after step 4's evaluation, which came after last.ckpt.
+    # Killed during step 5: results.json is as written after step 4's evaluation, which came after last.ckpt;
+    # last.ckpt is the one of step 4 (a finished run rewrites it at its last step).
     (stopped / "results.json").write_text(slow.results_at_step[4])
+    shutil.copy(stopped / "checkpoints" / "step_0000004.ckpt", stopped / "checkpoints" / "last.ckpt")
     assert json.loads(slow.results_at_step[4])["status"] == "running"
     assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 4
     other = tmp_path / "other"
