@@ -4,8 +4,8 @@
   wherever it lands (Ctrl-C); we then save a resumable ``checkpoints/last.ckpt``.
 * A NaN/Inf loss (``NonFiniteLossError``, raised before the update): the weights are still the last good ones; we
   save them as ``checkpoints/nonfinite_step_NNNNNNN.ckpt`` for diagnosis and leave ``last.ckpt`` alone.
-Lightning writes checkpoints atomically (a temporary file moved into place), so a crash while saving leaves the
-previous file intact.
+Checkpoints are written atomically (``ganx.checkpoint.AtomicCheckpointIO``: a temporary file in the checkpoint folder
+renamed into place), so a crash while saving leaves the previous file intact.
 """
 
 import logging
