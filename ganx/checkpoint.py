@@ -8,10 +8,14 @@ Two doors are closed: the file is read with ``torch.load(weights_only=True)`` (n
 config is checked against an allow-list *before* anything is instantiated (``check_buildable``): Hydra's
 ``instantiate`` calls whatever ``_target_`` names, so a file that loads as plain data could otherwise still call
 ``os.system`` or ``torch.load(weights_only=False)`` on a pickle of its choice.
+
+Training writes them through ``AtomicCheckpointIO`` (the Trainer's ``plugins``, conf/trainer/default.yaml).
 """
 
 import importlib
+import os
 import pickle
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -26,6 +31,53 @@ from torch.optim.lr_scheduler import LRScheduler
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or not what the command needs."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on the run's own file system: a checkpoint file is either the old
+    one or the complete new one, whatever happens while saving (a kill, a full disk, a crash).
+
+    Lightning writes through an fsspec transaction, whose temporary file lives under $TMPDIR and is then moved: a
+    copy when the run dir is on another file system, so a kill during the copy left a 0-byte last.ckpt, a full disk
+    a truncated step file, and crashes left orphan files in $TMPDIR. Here the temporary file is written next to the
+    target, flushed to disk (fsync) and renamed over it (``os.replace``, atomic within one file system); it is
+    removed when saving fails. Remote paths (``s3://`` etc.) keep Lightning's own writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if "://" in str(path) and not str(path).startswith("file://"):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
+        path = Path(str(path).removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A hidden name no checkpoint glob matches, unique per writer.
+        partial = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(partial, "xb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a power loss right after it could otherwise undo it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform or file system without directory handles (Windows): the rename is all there is
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class UnsafeCheckpointError(CheckpointError):

@@ -8,6 +8,8 @@
   The process exits with 128 + the signal number (143, 130), so schedulers and ``&&`` chains see an unfinished run.
 * A NaN/Inf loss (``NonFiniteLossError``, raised before the update): the weights are still the last good ones; we
   save them as ``checkpoints/nonfinite_step_NNNNNNN.ckpt`` for diagnosis and leave ``last.ckpt`` alone.
+Checkpoints are written atomically (``ganx.checkpoint.AtomicCheckpointIO``: a temporary file in the checkpoint folder
+renamed into place), so a crash while saving leaves the previous file intact.
 """
 
 import logging

@@ -7,12 +7,17 @@ still starts a new ``version_N`` directory.
 """
 
 import csv
+import os
+import warnings
 from typing import Any
 
 from hydra.utils import get_class
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from ganx._compat import csv_logger_writer
 
 
 class ContinuedMetricsWriter(ExperimentWriter):
@@ -23,18 +28,31 @@ class ContinuedMetricsWriter(ExperimentWriter):
     uninterrupted run.
     """
 
-    def _check_log_dir_exists(self) -> None:
-        self._drop_rows_from_first_step = self._fs.isfile(self.metrics_file_path)
-        if self._drop_rows_from_first_step:
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+    def __init__(self, log_dir: str) -> None:
+        self.filesystem = get_filesystem(log_dir)
+        metrics_file = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        self._drop_rows_from_first_step = self.filesystem.isfile(metrics_file)
+        if not self._drop_rows_from_first_step:
+            super().__init__(log_dir)
+            return
+        # Lightning's writer deletes an existing metrics.csv (and warns about it) when created: keep it aside meanwhile.
+        aside = f"{metrics_file}.continued"
+        self.filesystem.mv(metrics_file, aside)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+                super().__init__(log_dir)
+        finally:
+            self.filesystem.mv(aside, metrics_file)
+        with self.filesystem.open(metrics_file, "r", newline="") as file:
+            self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
 
     def save(self) -> None:
         if self.metrics and self._drop_rows_from_first_step:
             first_step = min(float(row["step"]) for row in self.metrics)
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            with self.filesystem.open(self.metrics_file_path, "r", newline="") as file:
                 kept = [row for row in csv.DictReader(file) if float(row["step"]) < first_step]
-            with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+            with self.filesystem.open(self.metrics_file_path, "w", newline="") as file:
                 writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
                 writer.writeheader()
                 writer.writerows(kept)
@@ -49,10 +67,7 @@ class ResumableCSVLogger(CSVLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = ContinuedMetricsWriter(log_dir=self.log_dir)
-        return self._experiment
+        return csv_logger_writer(self, ContinuedMetricsWriter)
 
 
 def logger_versions(loggers: list[Logger]) -> dict[str, Any]:

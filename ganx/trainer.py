@@ -7,6 +7,9 @@ converts a step count asks the functions here rather than multiplying by hand.
 """
 
 import lightning as L
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from ganx.checkpoint import AtomicCheckpointIO
 
 
 def optimizer_steps(model: L.LightningModule, generator_steps: int) -> int:
@@ -29,10 +32,14 @@ def build_trainer(model: L.LightningModule, generator_steps: int, **trainer_kwar
     """A Lightning Trainer that stops after ``generator_steps`` generator updates of ``model``.
 
     ``trainer_kwargs`` are Lightning's (``conf/trainer/`` holds them; ``ganx.train`` instantiates this function).
+    Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer.
     """
     if "max_steps" in trainer_kwargs:
         raise ValueError(
             f"trainer.max_steps={trainer_kwargs['max_steps']} is set by ganx from the number of generator steps "
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
-    return L.Trainer(max_steps=optimizer_steps(model, generator_steps), **trainer_kwargs)
+    plugins = list(trainer_kwargs.pop("plugins", None) or [])
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return L.Trainer(max_steps=optimizer_steps(model, generator_steps), plugins=plugins, **trainer_kwargs)

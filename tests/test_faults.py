@@ -19,7 +19,7 @@ def fit_with_faults(run: Path, steps: int, model, ckpt_path: Path | None = None)
     data = TensorDataset(torch.rand(64 * CRITIC_STEPS, 1, 4, 4) * 2 - 1, torch.zeros(64 * CRITIC_STEPS, dtype=torch.long))
     fit(model, steps, training_loader(model, data, batch_size=8), ckpt_path=ckpt_path, enable_checkpointing=True,
         default_root_dir=run,
-        callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True, save_top_k=-1),
+        callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True),
                    FaultHandler(str(run / "checkpoints"))])
 
 

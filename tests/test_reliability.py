@@ -2,11 +2,14 @@
 
 import errno
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -14,11 +17,13 @@ import lightning as L
 import pytest
 import torch
 from helpers import FAST, REPO, fit, run_cli, tiny_gan
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.callbacks import BestCheckpoint, GeneratorStepCheckpoint, RunSummary
+from ganx.checkpoint import AtomicCheckpointIO
 from ganx.data.sampling import ResumableShuffleSampler
 from ganx.faults import FaultHandler
 from ganx.models import GAN, NonFiniteLossError
@@ -31,7 +36,7 @@ def checkpointing(tmp_path: Path, every: int = 1) -> dict:
     """Trainer arguments for checkpoints every ``every`` generator steps and on faults, in tmp_path/checkpoints."""
     return dict(
         enable_checkpointing=True, default_root_dir=tmp_path,
-        callbacks=[GeneratorStepCheckpoint(every, dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=-1),
+        callbacks=[GeneratorStepCheckpoint(every, dirpath=tmp_path / "checkpoints", save_last=True),
                    FaultHandler(str(tmp_path / "checkpoints"))],
     )
 
@@ -89,16 +94,19 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     model = tiny_gan()
     t = fit(model, 2, loader(), **checkpointing(tmp_path))
     last = tmp_path / "checkpoints" / "last.ckpt"
-    before = last.read_bytes()
+    before, files = last.read_bytes(), sorted(last.parent.iterdir())
 
-    def crash(*args, **kwargs):
+    def crash_halfway(obj, f, *args, **kwargs):  # half the file written, then the disk is full
+        with open(f, "wb") if isinstance(f, str | Path) else nullcontext(f) as file:
+            file.write(before[: len(before) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", crash)
+    monkeypatch.setattr(torch, "save", crash_halfway)
     with pytest.raises(OSError):
         t.save_checkpoint(last)
     assert last.read_bytes() == before
     assert torch.load(last, weights_only=True)["ganx"]["generator_steps"] == 2
+    assert sorted(last.parent.iterdir()) == files  # no partial file left behind
 
 
 def test_unwritable_or_full_run_dir_fails_early(tmp_path, monkeypatch):
@@ -283,7 +291,7 @@ def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks
     torch.manual_seed(0)
     model = tiny_gan()
     callbacks = [ScriptedFID(fid_by_step), *callbacks,
-                 GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True, save_top_k=-1)]
+                 GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True)]
     fit(model, steps, loader(), loader(), ckpt_path=ckpt_path, **EVALUATE_EVERY_2, enable_checkpointing=True,
         callbacks=callbacks)
 
@@ -333,8 +341,10 @@ def test_results_cover_the_whole_run_after_a_resume(tmp_path):
     stopped = tmp_path / "stopped"
     slow = SlowSteps(step_seconds, stopped)
     fit_scripted(stopped, 5, fid, [slow, RunSummary(str(stopped))])
-    # Killed during step 5: results.json is as written after step 4's evaluation, which came after last.ckpt.
+    # Killed during step 5: results.json is as written after step 4's evaluation, which came after last.ckpt;
+    # last.ckpt is the one of step 4 (a finished run rewrites it at its last step).
     (stopped / "results.json").write_text(slow.results_at_step[4])
+    shutil.copy(stopped / "checkpoints" / "step_0000004.ckpt", stopped / "checkpoints" / "last.ckpt")
     assert json.loads(slow.results_at_step[4])["status"] == "running"
     assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 4
     other = tmp_path / "other"
@@ -459,3 +469,46 @@ def test_seeded_draws_depend_on_seed_epoch_and_index_only_and_leave_the_callers_
     resumed = ResumableShuffleSampler(5, batch_size=1, seed=1, keyed=True)
     resumed.resume_at(7)  # epoch 1 after 2 batches: keys 5..9
     assert all(5 <= key < 10 for key in resumed) and len(list(resumed)) == 5  # then epoch 2 in full
+
+
+# --- checkpoint files: atomic in their own folder, and the final step always in last.ckpt ------------------------------
+
+
+def test_checkpoints_are_written_atomically_in_their_own_folder(tmp_path, monkeypatch):
+    """Not through $TMPDIR (a copy across file systems, which a kill could cut short): a temporary file next to the
+    target, synced to disk, renamed over it."""
+    elsewhere = tmp_path / "tmp"
+    elsewhere.mkdir()
+    monkeypatch.setenv("TMPDIR", str(elsewhere))
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+    renames, synced = [], []
+    real_replace, real_fsync = os.replace, os.fsync
+    monkeypatch.setattr(os, "replace", lambda src, dst: renames.append((Path(src), Path(dst))) or real_replace(src, dst))
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    model = tiny_gan()
+    fit(model, 2, loader(), **checkpointing(tmp_path / "run"))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert list(elsewhere.iterdir()) == []
+    assert {dst.name for _, dst in renames} == {"step_0000001.ckpt", "step_0000002.ckpt", "last.ckpt"}
+    assert all(src.parent == dst.parent == checkpoints and src.name.startswith(".") for src, dst in renames)
+    assert len(synced) >= len(renames)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt", "step_0000001.ckpt", "step_0000002.ckpt"]
+
+
+def test_the_trainer_config_writes_checkpoints_atomically_also_with_ddp(tmp_path):
+    from test_experiments import compose_train
+
+    for trainer_config in ("default", "cpu", "ddp_cpu"):
+        cfg = compose_train(f"trainer={trainer_config}")
+        built = instantiate(cfg.trainer, model=tiny_gan(), generator_steps=1, default_root_dir=str(tmp_path),
+                            logger=False, enable_progress_bar=False)
+        assert isinstance(built.strategy.checkpoint_io, AtomicCheckpointIO), trainer_config
+
+
+def test_last_checkpoint_holds_the_final_step_between_periodic_ones(tmp_path):
+    model = tiny_gan()
+    fit(model, 7, loader(), **checkpointing(tmp_path, every=5))
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["last.ckpt", "step_0000005.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 7
+    assert torch.load(checkpoints / "step_0000005.ckpt", weights_only=True)["ganx"]["generator_steps"] == 5

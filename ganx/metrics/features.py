@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganx._compat import inception_features
 from ganx.classifier import ClassifierError, load_classifier
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class InceptionFeatures(FeatureExtractor):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         # NoTrainInceptionV3.forward returns only the first requested feature; this returns both from one pass.
-        pool, logits = self.net._torch_fidelity_forward(x)
+        pool, logits = inception_features(self.net, x)
         return torch.cat([pool, logits], dim=1).float()
 
 

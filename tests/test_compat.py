@@ -1,0 +1,49 @@
+"""The library internals ganx relies on (ganx._compat) are still there and still do what ganx needs.
+
+A failure here after upgrading lightning, torchmetrics or torch-fidelity names the internal that changed; fix
+ganx/_compat.py (or pin the version back: pyproject.toml bounds the versions these were checked against).
+"""
+
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from test_metrics import random_inception_weights  # noqa: F401 (a fixture)
+
+from ganx import _compat
+
+
+def test_torchmetrics_inception_forward_returns_every_feature_from_one_pass(random_inception_weights):  # noqa: F811
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    name = _compat.TORCHMETRICS_INCEPTION_FORWARD
+    if not callable(getattr(NoTrainInceptionV3, name, None)):
+        pytest.fail(f"torchmetrics' NoTrainInceptionV3 no longer has {name}(x), which ganx._compat.inception_features "
+                    "calls to get pool3 features and logits from one Inception pass; adapt ganx/_compat.py.")
+    net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048", "logits_unbiased"],
+                             feature_extractor_weights_path=str(random_inception_weights))
+    images = (torch.rand(2, 3, 32, 32) * 255).to(torch.uint8)
+    features = _compat.inception_features(net, images)
+    assert isinstance(features, tuple) and [tuple(f.shape) for f in features] == [(2, 2048), (2, 1008)], (
+        f"NoTrainInceptionV3.{name} no longer returns one tensor per requested feature; adapt ganx/_compat.py.")
+    # The same computation as torchmetrics' public forward (its first feature): the antialiased resize included.
+    assert torch.allclose(features[0], net(images).reshape(2, -1), atol=1e-5), (
+        f"NoTrainInceptionV3.{name} no longer computes what its forward does; FID would change. Adapt ganx/_compat.py.")
+
+
+def test_csv_logger_reads_its_writer_from_the_experiment_attribute(tmp_path):
+    logger = CSVLogger(tmp_path, name="csv")
+    if not hasattr(logger, "_experiment"):
+        pytest.fail("Lightning's CSVLogger no longer keeps its writer in _experiment, which ganx._compat."
+                    "csv_logger_writer sets to continue a resumed run's metrics.csv; adapt ganx/_compat.py.")
+
+    class Writer(ExperimentWriter):
+        pass
+
+    writer = _compat.csv_logger_writer(logger, Writer)
+    assert isinstance(writer, Writer) and _compat.csv_logger_writer(logger, Writer) is writer
+    assert CSVLogger.experiment.fget(logger) is writer, (
+        "Lightning's CSVLogger.experiment no longer returns _experiment; adapt ganx._compat.csv_logger_writer.")
+    logger.log_metrics({"x": 1.0}, step=0)
+    logger.save()
+    assert (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines() == ["step,x", "0,1.0"]
