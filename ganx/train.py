@@ -59,7 +59,8 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     # The run-level options go to the constructor after Hydra has built the networks: passed through instantiate,
     # the run config's own `_target_`s (model, trainer, ...) would be instantiated too.
     model = instantiate(cfg.model, _partial_=True)(
-        nonfinite_policy=cfg.on_nonfinite, channels_last=cfg.channels_last, compile_networks=cfg.compile,
+        nonfinite_policy=cfg.on_nonfinite, max_nonfinite_skips=cfg.on_nonfinite_max_skips,
+        channels_last=cfg.channels_last, compile_networks=cfg.compile,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     if cfg.ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)

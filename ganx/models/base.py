@@ -62,6 +62,8 @@ class AdversarialModule(L.LightningModule):
     Args:
         nonfinite_policy: what a NaN/Inf loss does (``on_nonfinite``): "stop" raises before the update, "skip" drops
             the update and counts it.
+        max_nonfinite_skips: with "skip", stop after this many consecutive skipped updates
+            (``on_nonfinite_max_skips``): a run that skips every update does not recover, it only burns time.
         channels_last: keep the weights in NHWC memory layout (``channels_last``; applied in ``setup``).
         compile_networks: ``torch.compile`` the ``networks_to_compile()`` (``compile``; applied in ``setup``).
         run_config: the resolved run config, stored in every checkpoint so inference commands can rebuild the
@@ -80,6 +82,7 @@ class AdversarialModule(L.LightningModule):
         scheduler_interval: str = "step",
         *,
         nonfinite_policy: str = "stop",
+        max_nonfinite_skips: int = 10,
         channels_last: bool = False,
         compile_networks: bool = False,
         run_config: dict | None = None,
@@ -89,13 +92,17 @@ class AdversarialModule(L.LightningModule):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}.")
         if nonfinite_policy not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {nonfinite_policy!r}.")
+        if isinstance(max_nonfinite_skips, bool) or not isinstance(max_nonfinite_skips, int) or max_nonfinite_skips < 1:
+            raise ValueError(f"on_nonfinite_max_skips must be a whole number >= 1, got {max_nonfinite_skips!r}.")
         self.automatic_optimization = False
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
         self.g_scheduler_factory, self.d_scheduler_factory = g_scheduler, d_scheduler
         self.scheduler_interval = scheduler_interval
         self.generator_steps = 0
-        self.nonfinite_policy = nonfinite_policy
+        self.nonfinite_policy, self.max_nonfinite_skips = nonfinite_policy, max_nonfinite_skips
         self.skipped_updates = 0
+        self._consecutive_skips: dict[str, int] = {}  # per loss term: G's can fail while D's does not
+        self._norm_stats: list[tuple[Tensor, Tensor]] | None = None  # see _snapshot_norm_stats
         self.run_config = run_config
         self.channels_last, self.compile_networks = channels_last, compile_networks
         self._visual_pair_names: tuple[str, str] | None = None  # see register_visual_pairs
@@ -170,6 +177,8 @@ class AdversarialModule(L.LightningModule):
             self._set_visual_pairs(torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs]))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._norm_stats = None  # re-taken from the live buffers: moving the model (.to) replaces them
+        self._snapshot_norm_stats()
         names = self._visual_pair_names
         if names is not None and not len(getattr(self, names[0])):  # trained without a data module
             self._set_visual_pairs(batch[0][: self.num_visual].detach().clone(),
@@ -207,22 +216,52 @@ class AdversarialModule(L.LightningModule):
     def update(self, optimizer, loss: Tensor, name: str = "loss") -> None:
         """One optimizer step on ``loss``: clear gradients, backpropagate, step.
 
-        A non-finite loss never reaches the weights: with ``nonfinite_policy="stop"`` it raises; with "skip" the
-        step is taken with no gradients (a no-op that keeps Lightning's step accounting) and counted.
+        A non-finite loss never reaches the model: with ``nonfinite_policy="stop"`` it raises; with "skip" the
+        step is taken with no gradients (a no-op that keeps Lightning's step accounting) and counted. Either way the
+        normalization statistics that this update's forward passes wrote are rolled back (``_snapshot_norm_stats``).
         """
         optimizer.zero_grad(set_to_none=True)
         if self.check_finite(**{name: loss}):
             self.manual_backward(loss)
         optimizer.step()
+        self._snapshot_norm_stats()
+
+    # BatchNorm's running statistics are written by the forward pass, before the loss can be checked: a NaN batch
+    # leaves NaN statistics behind even when its update is refused, and eval-mode samples are then NaN for good. So the
+    # statistics are saved at the start of each step and after each applied update, and restored on a refused one.
+    def _running_stats(self) -> list[Tensor]:
+        return [buffer for module in self.modules() if getattr(module, "track_running_stats", False)
+                for buffer in (module.running_mean, module.running_var) if buffer is not None]
+
+    def _snapshot_norm_stats(self) -> None:
+        if self._norm_stats is None:
+            self._norm_stats = [(live, live.detach().clone()) for live in self._running_stats()]
+            return
+        for live, saved in self._norm_stats:
+            saved.copy_(live)
+
+    def _restore_norm_stats(self) -> None:
+        for live, saved in self._norm_stats or ():
+            live.data.copy_(saved)
 
     def check_finite(self, **terms: Tensor) -> bool:
-        """True if every term is finite; otherwise raise (policy "stop") or count and warn (policy "skip")."""
+        """True if every term is finite; otherwise raise (policy "stop") or count and warn (policy "skip"), after
+        rolling back the normalization statistics the refused update's forward passes wrote."""
         for name, value in terms.items():
             if torch.isfinite(value).all():
+                self._consecutive_skips[name] = 0
                 continue
+            self._restore_norm_stats()
             where = f"at generator step {self.generator_steps} (global step {self.global_step})"
             if self.nonfinite_policy == "skip":
                 self.skipped_updates += 1
+                in_a_row = self._consecutive_skips[name] = self._consecutive_skips.get(name, 0) + 1
+                if in_a_row >= self.max_nonfinite_skips:
+                    raise NonFiniteLossError(
+                        f"{name} is {value.item()} {where}: {in_a_row} of its updates in a row were skipped "
+                        f"(on_nonfinite_max_skips={self.max_nonfinite_skips}), so the run is not recovering. Stopped; "
+                        "the last good weights are saved. Lower the learning rates or check the data for NaNs."
+                    )
                 log.warning("%s is %s %s: update skipped (%d so far)", name, value.item(), where, self.skipped_updates)
                 return False
             raise NonFiniteLossError(
