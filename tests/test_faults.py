@@ -159,21 +159,21 @@ def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_chan
 
 
 def tiny_dcgan(**kwargs):
-    """DCGAN nets on 1x8x8 images: BatchNorm in G and D, whose running statistics the forward pass writes."""
+    """DCGAN nets on 1x16x16 images: BatchNorm in G and D, whose running statistics the forward pass writes."""
     from functools import partial
 
     from ganx.losses import AdversarialLoss
     from ganx.models import GAN
     from ganx.nets import DCGANDiscriminator, DCGANGenerator
 
-    return GAN(generator=DCGANGenerator(latent_dim=4, image_size=8, channels=1, base_width=4),
-               discriminator=DCGANDiscriminator(image_size=8, channels=1, base_width=4, norm="batch"),
+    return GAN(generator=DCGANGenerator(latent_dim=4, image_size=16, channels=1, base_width=4),
+               discriminator=DCGANDiscriminator(image_size=16, channels=1, base_width=4, norm="batch"),
                loss=AdversarialLoss("non_saturating"), g_optimizer=partial(torch.optim.Adam, lr=1e-3),
                d_optimizer=partial(torch.optim.Adam, lr=1e-3), latent_dim=4, num_fixed_samples=4, **kwargs)
 
 
 def images_with_a_nan_batch(nan_batch: int, batches: int = 6, batch_size: int = 8) -> TensorDataset:
-    images = torch.rand(batches * batch_size, 1, 8, 8) * 2 - 1
+    images = torch.rand(batches * batch_size, 1, 16, 16) * 2 - 1
     images[nan_batch * batch_size:(nan_batch + 1) * batch_size] = float("nan")
     return TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
 
