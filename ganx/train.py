@@ -14,10 +14,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.callbacks import GeneratorStepProgressBar, RunRecord, RunSummary
+from ganx.callbacks import RunRecord, RunSummary
 from ganx.config import check_model_data_pairing, register_resolvers
+from ganx.instantiators import instantiate_callbacks
 from ganx.loggers import continue_run
-from ganx.metrics import build_training_metrics
 
 log = logging.getLogger("ganx.train")
 register_resolvers()
@@ -70,7 +70,8 @@ def train(cfg: DictConfig) -> L.Trainer:
     if cfg.steps < 1:
         raise ValueError(f"steps must be >= 1 generator update, got {cfg.steps}.")
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
-    metrics = build_training_metrics(cfg.get("metrics"), cfg.data)
+    callbacks = instantiate_callbacks(cfg)
+    metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
     L.seed_everything(cfg.seed, workers=True)
 
     if cfg.on_nonfinite not in ("stop", "skip"):
@@ -85,9 +86,6 @@ def train(cfg: DictConfig) -> L.Trainer:
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
     resumed = RunRecord.logger_versions_in(cfg.ckpt_path) if cfg.ckpt_path else {}
     loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + ([metrics] if metrics else [])
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(GeneratorStepProgressBar())
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         max_steps=cfg.steps * model.optimizer_steps_per_batch,
