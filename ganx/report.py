@@ -76,7 +76,7 @@ def plot_run(series: dict[str, list[tuple[float, float]]], out: Path, title: str
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "csv").is_dir() or (path / "samples").is_dir() or (path / "results.json").is_file()
+    return any((path / name).exists() for name in ("csv", "samples", "results.json", EVALUATIONS_FILE))
 
 
 def run_page(run_dir: Path) -> Path:
