@@ -15,6 +15,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
 from ganx.loggers import logger_versions
+from ganx.metrics.evaluations import (
+    EVALUATIONS_FILE,
+    best_values,
+    evaluations,
+    protocols,
+    read_evaluations,
+    read_rows,
+    write_rows,
+)
 from ganx.trainer import generator_steps_in
 
 log = logging.getLogger(__name__)
@@ -231,79 +240,64 @@ class RunRecord(L.Callback):
 
 
 class RunSummary(L.Callback):
-    """Write ``results.json`` when a run ends (finished or stopped), and after every evaluation while it runs: the
-    numbers a sweep summary or a report needs — final and best metrics, every evaluation, steps, wall time,
-    overrides — without parsing logger files.
+    """Keep the run's evaluation log (``evaluations.jsonl``, ``ganx.metrics.evaluations``) true across resumes, and
+    write ``results.json`` from it when a run ends (finished or stopped) and after every evaluation while it runs:
+    the numbers a report needs — final and best metrics, every evaluation, the protocol of each metric, steps, wall
+    time, overrides — without parsing logger files.
 
-    The evaluations and the wall time so far are this callback's state, so a resumed run (in its run dir or in a
-    new one) reports the whole run: best values over all evaluations, wall time including the training before the
-    checkpoint (the interrupted run's time after its checkpoint is not counted: the resumed run redoes that work).
+    When the fit starts, the log is set to what this run has evaluated so far: empty for a new run; for a run resumed
+    from a checkpoint at generator step s, the rows up to and including s of the log of the run that wrote the
+    checkpoint (this run dir's, else the run dir stored in the checkpoint or the one it sits in), and rows beyond s
+    are dropped: the resumed run evaluates those steps itself. The evaluation at s ran after the checkpoint was
+    written, so only the log holds it. The log's rows at the time of each checkpoint are also this callback's state:
+    a run resumed into a new directory reports the whole run even when the old one is gone (less an evaluation at
+    s). The wall time so far is state too (the interrupted run's time after its checkpoint is not counted: the
+    resumed run redoes that work).
     """
-
-    LOWER_IS_BETTER = ("fid", "kid", "reverse_kl")
 
     def __init__(self, dirpath: str, overrides: list[str] | None = None):
         self.dirpath, self.overrides = Path(dirpath), list(overrides or [])
-        self.history: list[dict[str, float]] = []
-        self._seen: dict = {}
+        self.log_path = self.dirpath / EVALUATIONS_FILE
+        self._checkpoint_rows: list[dict] = []  # the log as the checkpoint this run resumed from stored it
         self._start = 0.0
+        self._log_size = -1  # size of the log when results.json was last written
         self._resumed_wall_time = 0.0  # seconds spent before the checkpoint this run resumed from
         self._resumed_dirpath: Path | None = None  # the run dir that wrote that checkpoint
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
-        if trainer.ckpt_path is not None and self._resumed_dirpath is not None:
-            # The run dir that wrote the checkpoint, or where it sits now if that dir was moved (run/checkpoints/).
-            run_dirs = [self._resumed_dirpath, Path(trainer.ckpt_path).resolve().parent.parent]
-            self._add_evaluations_after_checkpoint(pl_module.generator_steps, run_dirs)
+        if trainer.is_global_zero:
+            write_rows(self.log_path, self._rows_so_far(trainer.ckpt_path, pl_module.generator_steps))
 
-    def _add_evaluations_after_checkpoint(self, step: int, run_dirs: list[Path]) -> None:
-        """Add the evaluations at the checkpoint's own step, which its state cannot hold, from the results.json of
-        the run that wrote it (the first of ``run_dirs`` that holds one).
+    def _rows_so_far(self, ckpt_path: str | Path | None, step: int) -> list[dict]:
+        """The evaluation rows up to generator step ``step`` of the run resumed from ``ckpt_path`` ([] for a new run):
+        per step, the log's rows when it still exists, else those stored in the checkpoint."""
+        if ckpt_path is None:
+            return []
+        run_dirs = [self.dirpath, self._resumed_dirpath, Path(ckpt_path).resolve().parent.parent]
+        log_path = next((d / EVALUATIONS_FILE for d in run_dirs if d and (d / EVALUATIONS_FILE).is_file()), None)
+        logged = [row for row in read_rows(log_path) if row["generator_steps"] <= step] if log_path else []
+        logged_steps = {row["generator_steps"] for row in logged}
+        stored = [row for row in self._checkpoint_rows if row["generator_steps"] not in logged_steps]
+        if not logged and self._checkpoint_rows:
+            log.warning("No evaluation log of the run that wrote %s: results come from the checkpoint, which cannot "
+                        "hold an evaluation at its own step %d.", ckpt_path, step)
+        return sorted(stored + logged, key=lambda row: row["generator_steps"])
 
-        Checkpoints are written at the end of their training step, before the validation loop evaluates that step
-        (FID, KID, IS), and Lightning does not evaluate it again on resume; so without this the best value of a run
-        resumed from last.ckpt would miss the evaluation at its step, which may be the best one (see also
-        BestCheckpoint). Evaluating again would cost an evaluation per resume and need Lightning's loop internals;
-        the interrupted run wrote that evaluation to its results.json already (after every evaluation, so also when
-        it was killed later), with the values the resumed model would get: it is the model in the checkpoint. An
-        evaluation that never finished is in neither (nor in best.ckpt), as for any run stopped mid-evaluation.
-        """
-        path = next((d / "results.json" for d in run_dirs if (d / "results.json").is_file()), None)
-        try:
-            recorded = json.loads(path.read_text()).get("history", []) if path else []
-        except (OSError, ValueError) as err:
-            log.warning("Cannot read %s (%s): results.json will miss an evaluation at generator step %d, if there "
-                        "was one after the checkpoint was written.", path, err, step)
-            return
-        known = {json.dumps(row, sort_keys=True) for row in self.history}
-        self.history += [row for row in recorded if isinstance(row, dict) and row.get("generator_steps") == step
-                         and json.dumps(row, sort_keys=True) not in known]
-
-    def _collect(self, trainer, pl_module, evaluated: bool = False) -> None:
-        """Record the val/* values after an evaluation: the validation loop (``evaluated``), or a training-time
-        evaluator (ModeCoverage) that wrote new values into callback_metrics.
-
-        New values are told by value, not by tensor identity: Lightning rebuilds the tensors in callback_metrics
-        when it recomputes its results, which made one evaluation look like several (steps 2, 3, 4, 5, 6, 6 for
-        evaluations at 2, 4, 6). A training-time evaluation that repeats every value exactly is not recorded again.
-        """
-        if trainer.sanity_checking:
-            return
-        current = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
-        if current and (evaluated or current != self._seen):
-            self._seen = current
-            self.history.append({"generator_steps": pl_module.generator_steps, **current})
+    def _refresh(self, trainer, pl_module) -> None:
+        """Rewrite results.json when an evaluator has appended to the log since the last write."""
+        size = self.log_path.stat().st_size if self.log_path.is_file() else 0
+        if size != self._log_size and not trainer.sanity_checking:
+            self._log_size = size
             self._write(trainer, pl_module, "running")
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        self._collect(trainer, pl_module, evaluated=True)
+        self._refresh(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._collect(trainer, pl_module)
+        self._refresh(trainer, pl_module)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self._collect(trainer, pl_module)
         self._write(trainer, pl_module, "finished")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -314,38 +308,39 @@ class RunSummary(L.Callback):
         return self._resumed_wall_time + time.perf_counter() - self._start
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "wall_time_s": self.wall_time(), "dirpath": str(self.dirpath.resolve())}
+        return {"evaluations": read_rows(self.log_path), "wall_time_s": self.wall_time(),
+                "dirpath": str(self.dirpath.resolve())}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.history = [dict(row) for row in state_dict.get("history", [])]
+        # "history": the merged rows that checkpoints of earlier ganx versions store.
+        rows = state_dict.get("evaluations", state_dict.get("history", []))
+        self._checkpoint_rows = [dict(row) for row in rows if isinstance(row, dict) and "generator_steps" in row]
         self._resumed_wall_time = float(state_dict.get("wall_time_s", 0.0))
         self._resumed_dirpath = Path(state_dict["dirpath"]) if state_dict.get("dirpath") else None
 
     def best(self) -> dict[str, float]:
-        keys = {k for row in self.history for k in row if k.startswith("val/") and not k.endswith("_std")}
-        best = {}
-        for key in sorted(keys):
-            values = [row[key] for row in self.history if key in row]
-            lower = any(key.endswith(f"/{name}") for name in self.LOWER_IS_BETTER)
-            best[key] = min(values) if lower else max(values)
-        return best
+        """The best value of each metric over the whole run, from the evaluation log."""
+        return best_values(read_evaluations(self.log_path))
 
     @rank_zero_only
     def _write(self, trainer, pl_module, status: str) -> None:
         config = pl_module.run_config or {}
+        rows = read_rows(self.log_path)
+        history = evaluations(rows)
         results = {
             "run_name": config.get("run_name"),
             "overrides": self.overrides,
             "status": status,
             "generator_steps": pl_module.generator_steps,
             "wall_time_s": round(self.wall_time(), 1),
-            "final": self.history[-1] if self.history else {},
-            "best": self.best(),
+            "final": history[-1] if history else {},
+            "best": best_values(history),
             "metrics_protocol": config.get("metrics"),
-            "history": self.history,
+            "protocols": protocols(rows),
+            "history": history,
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        # Written while training: a kill mid-write must not leave a truncated file (resume reads it).
+        # Written while training: a kill mid-write must not leave a truncated file.
         partial = self.dirpath / "results.json.tmp"
         partial.write_text(json.dumps(results, indent=2) + "\n")
         partial.replace(self.dirpath / "results.json")

@@ -3,7 +3,8 @@
     python -m ganx.report RUN_DIR            # writes RUN_DIR/report/index.html and curves.png
     python -m ganx.report SWEEP_DIR          # a page per run, plus SWEEP_DIR/report/index.html comparing them
 
-A run dir is what ``python -m ganx.train`` writes (csv/ logs, samples/, results.json); a sweep dir holds run dirs.
+A run dir is what ``python -m ganx.train`` writes (csv/ logs, samples/, evaluations.jsonl, results.json); a sweep dir
+holds run dirs.
 """
 
 import argparse
@@ -14,6 +15,8 @@ import math
 from pathlib import Path
 
 from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
+
+from ganx.metrics.evaluations import EVALUATIONS_FILE, read_evaluations
 
 # Panels of the per-run figure: a title and the logged keys it overlays (those present are drawn).
 PANELS = [
@@ -27,15 +30,21 @@ PANELS = [
 
 
 def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """{key: [(generator step, value), ...]} from every csv/version_*/metrics.csv (a resumed run continues its
-    version; runs resumed by older ganx versions have several)."""
+    """{key: [(generator step, value), ...]}: the evaluations (val/*) from the run's evaluation log, the training
+    curves from every csv/version_*/metrics.csv (a resumed run continues its version; runs resumed by older ganx
+    versions have several)."""
     series: dict[str, list[tuple[float, float]]] = {}
+    evaluated = read_evaluations(run_dir / EVALUATIONS_FILE)
+    for row in evaluated:
+        for key, value in row.items():
+            if key.startswith("val/"):
+                series.setdefault(key, []).append((float(row["generator_steps"]), value))
     for path in sorted(run_dir.glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])):
         with path.open() as f:
             for row in csv.DictReader(f):
                 step = float(row["step"])
                 for key, value in row.items():
-                    if key != "step" and value not in ("", None):
+                    if key != "step" and value not in ("", None) and not (evaluated and key.startswith("val/")):
                         series.setdefault(key, []).append((step, float(value)))
     return series
 
@@ -67,7 +76,7 @@ def plot_run(series: dict[str, list[tuple[float, float]]], out: Path, title: str
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "csv").is_dir() or (path / "samples").is_dir() or (path / "results.json").is_file()
+    return any((path / name).exists() for name in ("csv", "samples", "results.json", EVALUATIONS_FILE))
 
 
 def run_page(run_dir: Path) -> Path:

@@ -1,8 +1,9 @@
 """Sweep summary: when a Hydra multirun ends, one table of its runs (``summary.csv`` and ``summary.md``).
 
 Registered in ``conf/hydra/default.yaml`` as a Hydra callback, so every ``python -m ganx.train -m ...`` writes it.
-Each row is one run's ``results.json`` (written by ``ganx.callbacks.RunSummary``): overrides, status, final and
-best metrics, generator steps and wall time.
+Each row is one run: overrides, status, generator steps and wall time from its ``results.json`` (written by
+``ganx.callbacks.RunSummary``), final and best metrics from its evaluation log (``evaluations.jsonl``,
+``ganx.metrics.evaluations``).
 """
 
 import csv
@@ -13,6 +14,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, read_evaluations
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,10 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
         shown = varying if len(results) > 1 else list(given)
         row = {"run": path.parent.name, "overrides": " ".join(f"{k}={given.get(k, '')}" for k in shown),
                "status": result["status"]}
-        row |= {f"final {k.removeprefix('val/')}": v for k, v in result.get("final", {}).items() if k.startswith("val/")}
-        row |= {f"best {k.removeprefix('val/')}": v for k, v in result.get("best", {}).items()}
+        history = read_evaluations(path.parent / EVALUATIONS_FILE)
+        final, best = (history[-1], best_values(history)) if history else (result.get("final", {}), result.get("best", {}))
+        row |= {f"final {k.removeprefix('val/')}": v for k, v in final.items() if k.startswith("val/")}
+        row |= {f"best {k.removeprefix('val/')}": v for k, v in best.items()}
         row |= {"generator_steps": result["generator_steps"], "wall_time_s": result["wall_time_s"]}
         rows.append(row)
     return rows

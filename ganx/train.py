@@ -15,13 +15,14 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.callbacks import GeneratorStepProgressBar, RunRecord, RunSummary
+from ganx.callbacks import RunRecord, RunSummary
 from ganx.checkpoint import CheckpointError
 from ganx.config import check_model_data_pairing, register_resolvers
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
+from ganx.instantiators import instantiate_callbacks
 from ganx.loggers import continue_run
-from ganx.metrics import MetricsSetupError, build_training_metrics
+from ganx.metrics import MetricsSetupError
 from ganx.models.base import NonFiniteLossError
 from ganx.preflight import (
     ConfigError,
@@ -53,7 +54,8 @@ def train(cfg: DictConfig) -> L.Trainer:
 def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     check_run_dir(output_dir, cfg.ckpt_path)
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
-    metrics = build_training_metrics(cfg.get("metrics"), cfg.data)
+    callbacks = instantiate_callbacks(cfg)
+    metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
     L.seed_everything(cfg.seed, workers=True)
 
     # The run-level options go to the constructor after Hydra has built the networks: passed through instantiate,
@@ -71,9 +73,6 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
     resumed = RunRecord.logger_versions_in(cfg.ckpt_path) if cfg.ckpt_path else {}
     loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + ([metrics] if metrics else [])
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(GeneratorStepProgressBar())
     trainer: L.Trainer = instantiate(  # ganx.trainer.build_trainer
         cfg.trainer,
         model=model,

@@ -309,9 +309,10 @@ def test_train_cgan_with_class_metrics_then_sample_a_class_and_a_class_grid(mnis
             "metrics=default", "metrics.names=[fid]", f"metrics.classifier_ckpt={classifier}", "metrics.allow_small_fid=true",
             "steps=3", "eval_every=3", "sample_every=3",
             "checkpoint_every=3", f"hydra.run.dir={run}", cwd=tmp_path)
-    rows = [json.loads(line) for line in (run / "class_metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 1 and rows[0]["generator_step"] == 3
-    assert 0.0 <= rows[0]["class_accuracy"] <= 1.0 and {f"class_accuracy/{c}" for c in range(K)} <= rows[0].keys()
+    rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["generator_steps"] == 3 and "val/fid" in rows[0]
+    assert 0.0 <= rows[0]["val/class_accuracy"] <= 1.0
+    assert {f"val/class_accuracy/{c}" for c in range(K)} <= rows[0].keys()
     grid = Image.open(run / "samples" / "step_0000003.png")
     assert grid.size == (2 + 10 * 30, 2 + K * 30)  # 10 fixed codes per row, one row per class
 

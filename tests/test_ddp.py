@@ -32,8 +32,8 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-5000:]
     two = json.loads((tmp_path / "ddp.jsonl").read_text().splitlines()[-1])
     one = run(str(data), str(tmp_path / "single.jsonl"), devices=1)
-    assert two["num_real"] == two["num_fake"] == one["num_real"] == VAL_SIZE  # every image once: no padding
-    for key in ("fid", "is", "kid"):
+    assert two["val/num_real"] == two["val/num_fake"] == one["val/num_real"] == VAL_SIZE  # every image once: no padding
+    for key in ("val/fid", "val/is", "val/kid"):
         assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-7), key
 
 
@@ -51,9 +51,9 @@ def test_trainer_ddp_cpu_trains_and_evaluates(tmp_path: Path):
     assert json.loads((run / "run.json").read_text())["world_size"] == 2
     # Each rank trained on its own batches; averaged gradients keep the replicas equal, for D and G updates alike.
     assert json.loads((tmp_path / "weights.json").read_text()) == {"generator": 0.0, "discriminator": 0.0}
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["generator_step"] for r in rows] == [2, 4]
-    assert all(r["num_real"] == r["num_fake"] == 37 for r in rows)  # both ranks' shares, each image once
+    rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert [r["generator_steps"] for r in rows] == [2, 4]
+    assert all(r["val/num_real"] == r["val/num_fake"] == 37 for r in rows)  # both ranks' shares, each image once
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["ganx"]["generator_steps"] == 4
     assert (run / "checkpoints" / "best.ckpt").is_file()

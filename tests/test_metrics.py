@@ -199,7 +199,7 @@ def image_data_cfg(folder: Path):
 
 def metrics_cfg(**overrides):
     cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "metrics" / "default.yaml")
-    cfg.record = "unused.jsonl"
+    del cfg["defaults"]  # the callbacks entry it adds to a training config
     return OmegaConf.merge(cfg, overrides)
 
 
@@ -334,12 +334,12 @@ def fit_tiny_gan(data_dir: Path, steps: int, callbacks: list) -> GAN:
 
 
 def test_evaluations_run_every_eval_every_steps_and_at_the_end_without_changing_training(tiny_mnist, tmp_path):
-    record = tmp_path / "metrics.jsonl"
+    record = tmp_path / "evaluations.jsonl"
     metrics = ImageMetrics(ProjectionFeatures(784), names=["fid", "is", "kid"], kid_subset_size=10)
     with_metrics = fit_tiny_gan(tiny_mnist, steps=5, callbacks=[ImageMetricsCallback(metrics, record)])
     rows = [json.loads(line) for line in record.read_text().splitlines()]
-    assert [r["generator_step"] for r in rows] == [2, 4, 5]
-    assert all(r["num_real"] == r["num_fake"] == 24 and r["features"] == "projection" for r in rows)
+    assert [r["generator_steps"] for r in rows] == [2, 4, 5]
+    assert all(r["val/num_real"] == r["val/num_fake"] == 24 and r["protocol"]["features"] == "projection" for r in rows)
     without = fit_tiny_gan(tiny_mnist, steps=5, callbacks=[])
     # The metrics draw their noise from their own generator and seed their loaders: training is unaffected.
     for a, b in zip(with_metrics.generator.parameters(), without.generator.parameters(), strict=True):
@@ -355,13 +355,16 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
             "eval_every=2", "checkpoint_every=100", "sample_every=100", "model.generator.hidden=[32]",
             "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", "metrics.allow_small_fid=true",
             f"hydra.run.dir={run}", *flags, cwd=tmp_path)  # 40 images, 128-d classifier features: allowed here
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["generator_step"] for r in rows] == [2, 4, 6, 7]
-    assert all(r["num_real"] == r["num_fake"] == 40 and r["features"].startswith("classifier:mnist-") for r in rows)
-    best_row = min(rows, key=lambda r: r["fid"])
+    rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert [r["generator_steps"] for r in rows] == [2, 4, 6, 7]
+    assert all(r["val/num_real"] == r["val/num_fake"] == 40 and r["protocol"]["features"].startswith("classifier:mnist-")
+               for r in rows)
+    best_row = min(rows, key=lambda r: r["val/fid"])
     best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    assert best["ganx"]["generator_steps"] == best_row["generator_step"]
-    assert best["ganx"]["config"]["metrics_protocol"]["features"] == best_row["features"]
+    assert best["ganx"]["generator_steps"] == best_row["generator_steps"]
+    assert best["ganx"]["config"]["metrics_protocol"]["features"] == best_row["protocol"]["features"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["best"]["val/fid"] == best_row["val/fid"] and results["final"]["generator_steps"] == 7
     logged = (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "val/fid" in logged and "val/num_fake" in logged
 
@@ -369,10 +372,10 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
                      "kid_subset_size=20", "parzen_val_size=10", "allow_small_fid=true",
                      module="ganx.evaluate", cwd=tmp_path)
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert report["values"]["fid"] == pytest.approx(best_row["fid"], rel=1e-5)
-    assert report["values"]["kid"] == pytest.approx(best_row["kid"], rel=1e-5)
-    assert report["generator_step"] == best_row["generator_step"] and report["num_samples"] == 40
-    assert report["protocol"]["features"] == best_row["features"] and report["real_split"] == "val"
+    assert report["values"]["fid"] == pytest.approx(best_row["val/fid"], rel=1e-5)
+    assert report["values"]["kid"] == pytest.approx(best_row["val/kid"], rel=1e-5)
+    assert report["generator_step"] == best_row["generator_steps"] and report["num_samples"] == 40
+    assert report["protocol"]["features"] == best_row["protocol"]["features"] and report["real_split"] == "val"
     assert report["parzen"]["num_val"] == 10 and report["parzen"]["num_test"] == 30
     written = list((run / "checkpoints").glob("best.eval-fid-kid-parzen-40*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text()) == report

@@ -119,9 +119,10 @@ def test_mode_coverage_is_logged_during_training_and_samples_are_scatter_plots(t
     assert image.shape[0] == 3 and image.shape[1] > 100 and 0 <= image.min() and image.max() <= 1
 
 
-def test_mode_coverage_ignores_image_data():
+def test_mode_coverage_on_image_data_is_refused_before_training():
     class Images(L.LightningDataModule):
         pass
 
     trainer = type("T", (), {"datamodule": Images(), "loggers": []})()
-    assert ModeCoverage(every_n_steps=1).evaluate(trainer, toy_gan()) is None
+    with pytest.raises(ValueError, match=r"Gaussian-mixture data .* got Images; remove it with ~callbacks.mode_coverage"):
+        ModeCoverage(every_n_steps=1).setup(trainer, toy_gan(), "fit")

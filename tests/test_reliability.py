@@ -2,6 +2,7 @@
 
 import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from ganx.callbacks import BestCheckpoint, GeneratorStepCheckpoint, RunSummary
 from ganx.checkpoint import AtomicCheckpointIO
 from ganx.data.sampling import ResumableShuffleSampler
 from ganx.faults import FaultHandler
+from ganx.metrics.evaluations import EVALUATIONS_FILE, append_evaluation
 from ganx.models import GAN, NonFiniteLossError
 from ganx.preflight import RunDirError, check_free_space, check_run_dir
 
@@ -275,14 +277,18 @@ EVALUATE_EVERY_2 = dict(val_check_interval=2, check_val_every_n_epoch=None, num_
 
 
 class ScriptedFID(L.Callback):
-    """Logs val/fid from a table by generator step: the course of a run's FID, without computing one."""
+    """Logs val/fid from a table by generator step, and appends it to the evaluation log ``log_path`` as the FID
+    callback does: the course of a run's FID, without computing one."""
 
-    def __init__(self, fid_by_step: dict[int, float]):
-        self.fid_by_step = fid_by_step
+    def __init__(self, fid_by_step: dict[int, float], log_path: Path | None = None):
+        self.fid_by_step, self.log_path = fid_by_step, log_path
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if not trainer.sanity_checking:
-            pl_module.log("val/fid", self.fid_by_step[pl_module.generator_steps])
+            fid = self.fid_by_step[pl_module.generator_steps]
+            pl_module.log("val/fid", fid)
+            if self.log_path is not None:
+                append_evaluation(self.log_path, pl_module.generator_steps, {"val/fid": fid})
 
 
 def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks: list[L.Callback],
@@ -290,7 +296,7 @@ def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks
     """Train as ganx.train does: checkpoint (run/checkpoints) and evaluation every 2 steps, the FID from a table."""
     torch.manual_seed(0)
     model = tiny_gan()
-    callbacks = [ScriptedFID(fid_by_step), *callbacks,
+    callbacks = [ScriptedFID(fid_by_step, run / EVALUATIONS_FILE), *callbacks,
                  GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True)]
     fit(model, steps, loader(), loader(), ckpt_path=ckpt_path, **EVALUATE_EVERY_2, enable_checkpointing=True,
         callbacks=callbacks)
@@ -323,14 +329,14 @@ def test_best_checkpoint_is_replaced_only_by_a_better_model_after_a_resume(tmp_p
 
 
 class SlowSteps(L.Callback):
-    """Each training step takes ``seconds`` longer, and the results.json of every step's start is kept."""
+    """Each training step takes ``seconds`` longer, and the evaluation log of every step's start is kept."""
 
     def __init__(self, seconds: float, run: Path):
-        self.seconds, self.results, self.results_at_step = seconds, run / "results.json", {}
+        self.seconds, self.log_path, self.log_at_step = seconds, run / EVALUATIONS_FILE, {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.results.is_file():
-            self.results_at_step[pl_module.generator_steps] = self.results.read_text()
+        if self.log_path.is_file():
+            self.log_at_step[pl_module.generator_steps] = self.log_path.read_text()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         time.sleep(self.seconds)
@@ -341,11 +347,12 @@ def test_results_cover_the_whole_run_after_a_resume(tmp_path):
     stopped = tmp_path / "stopped"
     slow = SlowSteps(step_seconds, stopped)
     fit_scripted(stopped, 5, fid, [slow, RunSummary(str(stopped))])
-    # Killed during step 5: results.json is as written after step 4's evaluation, which came after last.ckpt;
-    # last.ckpt is the one of step 4 (a finished run rewrites it at its last step).
-    (stopped / "results.json").write_text(slow.results_at_step[4])
-    shutil.copy(stopped / "checkpoints" / "step_0000004.ckpt", stopped / "checkpoints" / "last.ckpt")
-    assert json.loads(slow.results_at_step[4])["status"] == "running"
+    # Killed during step 5: the log is as written after step 4's evaluation, which came after last.ckpt; and an
+    # evaluation at step 6 of another course of the run (say, killed later) must give way to the resumed run's.
+    assert [json.loads(line)["generator_steps"] for line in slow.log_at_step[4].splitlines()] == [2, 4]
+    (stopped / EVALUATIONS_FILE).write_text(slow.log_at_step[4] + json.dumps({"generator_steps": 6, "val/fid": 0.1})
+                                            + "\n")
+    shutil.copy(stopped / "checkpoints" / "step_0000004.ckpt", stopped / "checkpoints" / "last.ckpt")  # a finished run rewrites it at its last step
     assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 4
     other = tmp_path / "other"
     (other / "checkpoints").mkdir(parents=True)
@@ -358,6 +365,8 @@ def test_results_cover_the_whole_run_after_a_resume(tmp_path):
         results = json.loads((run / "results.json").read_text())
         assert [(row["generator_steps"], row["val/fid"]) for row in results["history"]] == sorted(fid.items())
         assert results["best"] == summary.best() == {"val/fid": 1.0}  # step 4's, evaluated after the checkpoint
+        assert [json.loads(line)["generator_steps"] for line in (run / EVALUATIONS_FILE).read_text().splitlines()] == [
+            2, 4, 6]
         assert results["final"]["val/fid"] == 3.0 and results["status"] == "finished"
         # Steps 1-4 before the checkpoint and 5-6 after it (rounded to 0.1 s); the lost step 5 is not counted.
         assert results["wall_time_s"] >= 6 * step_seconds - 0.05
@@ -370,9 +379,35 @@ def test_results_history_has_one_row_per_evaluation(tmp_path):
     model = tiny_gan()
     fid = {2: 5.0, 4: 1.0, 6: 3.0}
     fit(model, 6, loader(), loader(), **EVALUATE_EVERY_2, logger=CSVLogger(tmp_path), log_every_n_steps=1,
-        callbacks=[ScriptedFID(fid), RunSummary(str(tmp_path))])
+        callbacks=[ScriptedFID(fid, tmp_path / EVALUATIONS_FILE), RunSummary(str(tmp_path))])
     history = json.loads((tmp_path / "results.json").read_text())["history"]
     assert [(row["generator_steps"], row["val/fid"]) for row in history] == sorted(fid.items())
+
+
+def test_results_with_nan_values_have_one_row_per_evaluation_also_after_a_resume(tmp_path):
+    """Evaluations are told apart by step, not by value: NaN != NaN made a NaN metric (e.g. reverse KL without
+    high-quality points) look like a new evaluation at every comparison."""
+    fid = {2: 5.0, 4: math.nan, 6: 3.0}
+    fit_scripted(tmp_path, 4, fid, [RunSummary(str(tmp_path))])
+    summary = RunSummary(str(tmp_path))
+    fit_scripted(tmp_path, 6, fid, [summary], ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [row["generator_steps"] for row in results["history"]] == [2, 4, 6]
+    assert math.isnan(results["history"][1]["val/fid"])
+    assert results["best"] == summary.best() == {"val/fid": 3.0}  # NaN is no best value
+
+
+def test_a_run_resumed_into_a_new_dir_reports_the_evaluations_its_checkpoint_stored(tmp_path):
+    """Without the old run dir, the evaluations stored in the checkpoint (all before its step) are the record."""
+    fid = {2: 5.0, 4: 1.0, 6: 3.0}
+    fit_scripted(tmp_path / "old", 4, fid, [RunSummary(str(tmp_path / "old"))])
+    new = tmp_path / "new"
+    (new / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "old" / "checkpoints" / "step_0000004.ckpt", new / "checkpoints")
+    shutil.rmtree(tmp_path / "old")
+    fit_scripted(new, 6, fid, [RunSummary(str(new))], ckpt_path=new / "checkpoints" / "step_0000004.ckpt")
+    history = json.loads((new / "results.json").read_text())["history"]
+    assert [(row["generator_steps"], row["val/fid"]) for row in history] == [(2, 5.0), (6, 3.0)]
 
 
 @pytest.mark.e2e
@@ -418,7 +453,7 @@ def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_
     def fit_with_fid(allow_small_fid: bool) -> GAN:
         model = tiny_gan_28()
         metrics = ImageMetrics(ProjectionFeatures(784, pool_dim=32), names=["fid"])
-        callback = ImageMetricsCallback(metrics, tmp_path / "metrics.jsonl", allow_small_fid=allow_small_fid)
+        callback = ImageMetricsCallback(metrics, tmp_path / EVALUATIONS_FILE, allow_small_fid=allow_small_fid)
         fit(model, 1, datamodule=MNISTDataModule(data_dir=mnist_dir, batch_size=16, val_size=16), callbacks=[callback])
         return model
 
@@ -426,9 +461,9 @@ def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_
                                                 r"and as many generated images, but the held-out split holds 16 .*"
                                                 r"metrics.allow_small_fid=true"):
         fit_with_fid(allow_small_fid=False)
-    assert not (tmp_path / "metrics.jsonl").exists()
+    assert not (tmp_path / EVALUATIONS_FILE).exists()
     assert fit_with_fid(allow_small_fid=True).generator_steps == 1
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len((tmp_path / EVALUATIONS_FILE).read_text().splitlines()) == 1
 
 
 def test_evaluate_refuses_fid_on_fewer_samples_than_feature_dimensions(mnist_dir, tmp_path):

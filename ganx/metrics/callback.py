@@ -1,14 +1,15 @@
-"""Training-time FID / IS / KID, run in Lightning's validation loop, and the set-up checks that run before training.
+"""Training-time FID / IS / KID (and a conditional model's class metrics), run in Lightning's validation loop, and the
+set-up checks that run before training.
 
 Every ``eval_every`` generator steps (``trainer.val_check_interval`` counts training batches, which are generator
 steps in ganx) and at the last step, Lightning runs the validation loop over the held-out real split, sharded across
 DDP ranks without duplicates (``ImageDataModule.val_dataloader``). The model's ``validation_step`` returns
 ``(real, fake)`` for each batch (``AdversarialModule.generate_for_metrics``); this callback feeds them to
-``ImageMetrics``, computes on every rank, logs ``val/fid``, ``val/is``, ``val/kid`` (+ ``_std``) with
-``val/num_real`` and ``val/num_fake``, and appends a row with the full protocol to ``metrics.jsonl``.
+``ImageMetrics`` (and ``ClassConditionalMetrics``), computes on every rank, logs ``val/fid``, ``val/is``, ``val/kid``
+(+ ``_std``) with ``val/num_real`` and ``val/num_fake``, and appends a row with the full protocol to the evaluation log
+(``ganx.metrics.evaluations``). ``conf/metrics/default.yaml`` adds it to the run's callbacks.
 """
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from ganx.classifier import ClassifierError, ensure_classifier, is_labeled_grayscale
+from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
+from ganx.metrics.evaluations import append_evaluation
 from ganx.metrics.features import (
     ClassifierFeatures,
     FeatureExtractor,
@@ -40,18 +43,30 @@ class ImageMetricsCallback(L.Callback):
 
     Args:
         metrics: the metrics and their feature extractor.
-        record_path: ``metrics.jsonl``: one JSON row per evaluation with values, counts and protocol.
+        log_path: the evaluation log (``<run dir>/evaluations.jsonl``, see ``ganx.metrics.evaluations``): one JSON
+            row per evaluation with values, counts and protocol; None: not recorded.
         allow_small_fid: compute FID even on fewer held-out images than feature dimensions (biased; refused
             before training otherwise, see ``require_fid_sample_size``).
+        class_metrics: class accuracy and intra-FID of a class-conditional model, on the same features (the
+            validation batches' labels are the classes of both the real and the generated images).
     """
 
-    def __init__(self, metrics: ImageMetrics, record_path: str | Path, allow_small_fid: bool = False):
+    needs_validation_loop = True  # ganx.train turns Lightning's validation loop off when no callback needs it
+
+    def __init__(self, metrics: ImageMetrics, log_path: str | Path | None, allow_small_fid: bool = False,
+                 class_metrics: ClassConditionalMetrics | None = None):
         self.metrics = metrics
-        self.record_path = Path(record_path)
+        self.log_path = Path(log_path) if log_path else None
         self.allow_small_fid = allow_small_fid
+        self.class_metrics = class_metrics
 
     def protocol(self) -> dict[str, Any]:
-        return {**self.metrics.protocol(), "real_split": "val"}
+        protocol = {**self.metrics.protocol(), "real_split": "val"}
+        if self.metrics.kid is not None:
+            protocol["kid_subset_size"] = self.metrics.kid.subset_size
+        if self.class_metrics is not None:
+            protocol["class_metrics"] = f"class_accuracy and intra_fid over {self.class_metrics.num_classes} classes"
+        return protocol
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         held_out = getattr(getattr(trainer, "datamodule", None), "val_set", None)
@@ -61,9 +76,10 @@ class ImageMetricsCallback(L.Callback):
                 "test folders of paired and unpaired data)", "Raise data.val_size (or add test images), leave FID out "
                 "(metrics.names=[kid,is] metrics.best_by=kid: KID is unbiased for small sets), or accept the bias "
                 "with metrics.allow_small_fid=true.")
-        self.metrics.to(pl_module.device)
         # A process may inherit metric states (ddp_spawn shares them; a second fit reuses the callback): start clean.
-        self.metrics.reset_all()
+        for metrics in filter(None, (self.metrics, self.class_metrics)):
+            metrics.to(pl_module.device)
+            metrics.reset_all()
         if isinstance(self.metrics.extractor, InceptionFeatures) and pl_module.device.type == "cpu":
             held_out = len(getattr(getattr(trainer, "datamodule", None), "val_set", None) or ())
             rank_zero_warn(
@@ -100,25 +116,33 @@ class ImageMetricsCallback(L.Callback):
             self.metrics.extractor(fake[:2])
             return
         self.metrics.update(real, fake)
+        if self.class_metrics is not None:
+            self.class_metrics.update(real, fake, batch[1])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         values = self.metrics.compute()  # on every rank: torchmetrics all-gathers the states here
         self.metrics.reset()
+        class_values = {}
+        if self.class_metrics is not None:
+            class_values = self.class_metrics.compute()
+            self.class_metrics.reset()
+        logged = {f"val/{k}": float(v) for k, v in {**values, **class_values}.items()}
         # Every rank holds the same values; sync_dist only keeps Lightning's distributed logging consistent.
-        pl_module.log_dict({f"val/{k}": float(v) for k, v in values.items()}, sync_dist=True)
+        pl_module.log_dict(logged, sync_dist=True)
         if trainer.is_global_zero:
-            row = {"generator_step": getattr(pl_module, "generator_steps", None), "optimizer_step": trainer.global_step,
-                   **values, **self.protocol(), "seconds": round(time.perf_counter() - self._started, 2)}
-            if self.metrics.kid is not None:
-                row["kid_subset_size"] = self.metrics.kid.subset_size
-            self.record_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.record_path, "a") as f:  # appended: a resumed run continues the same file
-                f.write(json.dumps(row) + "\n")
+            step, seconds = pl_module.generator_steps, round(time.perf_counter() - self._started, 2)
+            protocol = self.protocol()
+            if self.log_path is not None:
+                append_evaluation(self.log_path, step, logged, protocol, seconds=seconds)
             shown = ", ".join(f"{k} {values[k]:.4g}" for k in ("fid", "is", "kid") if k in values)
-            log.info("step %s: %s (%d generated vs %d real, %s; %.1f s)", row["generator_step"], shown,
-                     values["num_fake"], values["num_real"], row["features"], row["seconds"])
+            log.info("step %s: %s (%d generated vs %d real, %s; %.1f s)", step, shown,
+                     values["num_fake"], values["num_real"], protocol["features"], seconds)
+            if class_values:
+                log.info("step %s: class accuracy %.3f, intra-FID %.4g (>= %d images per class and side)", step,
+                         class_values["class_accuracy"], class_values["intra_fid"],
+                         class_values["intra_fid_min_images"])
 
     @staticmethod
     def _unpack(outputs: Any, pl_module: L.LightningModule) -> tuple[Tensor, Tensor]:
@@ -164,10 +188,14 @@ def build_extractor(kind: str, data_cfg: DictConfig, inception_weights: str | No
     return extractor
 
 
-def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig) -> ImageMetricsCallback | None:
-    """The metrics callback for ``ganx.train``, or None for ``metrics=none`` / non-image data.
+def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_path: str | Path | None = None,
+                           num_classes: int | None = None) -> ImageMetricsCallback | None:
+    """The metrics callback for ``ganx.train`` (``callbacks.image_metrics`` of ``conf/metrics/default.yaml``), or
+    None for ``metrics=none`` / non-image data. ``num_classes`` (a class-conditional model's ``model.num_classes``)
+    adds class accuracy and intra-FID when the features are a classifier of those classes.
 
-    Called before the trainer is built, so a missing extractor stops the run before any training step.
+    Instantiated with the other callbacks before the trainer is built, so a missing extractor stops the run before
+    any training step.
     """
     if not cfg:
         return None
@@ -181,4 +209,5 @@ def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig) -> Imag
                                 f"be fid or kid and among metrics.names={names}.")
     extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
     metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size)
-    return ImageMetricsCallback(metrics, cfg.record, cfg.get("allow_small_fid", False))
+    class_metrics = class_metrics_for(extractor, num_classes) if num_classes else None
+    return ImageMetricsCallback(metrics, log_path, cfg.get("allow_small_fid", False), class_metrics)

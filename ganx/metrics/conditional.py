@@ -8,27 +8,23 @@
   classifier's features, and its mean over the classes. Each class has about val_size / num_classes images on each
   side, so the values are biased upward (FID's bias grows as N shrinks); compare runs only at equal N (logged).
 
-They run in the same validation loop as FID/IS/KID (``ganx.metrics.callback``), on the same feature extractor, when that
-is a classifier of the data's classes (``metrics.features=classifier``, the default for MNIST-like data); the
-model's ``generate_for_metrics`` returns one sample for each real image's label, in order, so the batch's labels are
-the classes of both the real and the generated images. ``ganx.models.conditional`` adds the callback itself;
-``ganx.evaluate`` reports them for conditional checkpoints under ``class_metrics``.
+During training the FID/IS/KID callback (``ganx.metrics.callback``) computes them in the same validation loop, on the
+same feature extractor, when the model is class-conditional (``model.num_classes``, passed by
+``conf/callbacks/image_metrics.yaml``) and the extractor is a classifier of the data's classes
+(``metrics.features=classifier``, the default for MNIST-like data); the model's ``generate_for_metrics`` returns one
+sample for each real image's label, in order, so the batch's labels are the classes of both the real and the
+generated images. ``ganx.evaluate`` reports them for conditional checkpoints under ``class_metrics``.
 """
 
-import json
 import logging
 import math
 import warnings
-from pathlib import Path
-from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.image import FrechetInceptionDistance
 
-from ganx.metrics.callback import ImageMetricsCallback
 from ganx.metrics.features import ClassifierFeatures, FeatureExtractor
 from ganx.metrics.image_metrics import ColumnSlice
 
@@ -117,43 +113,6 @@ class ClassConditionalMetrics(nn.Module):
         self.real_complete = False
 
 
-class ClassConditionalMetricsCallback(L.Callback):
-    """Feeds the validation loop's ``(real, fake)`` outputs and the batch labels to ``ClassConditionalMetrics``; logs
-    ``val/class_accuracy``, ``val/intra_fid`` and their per-class values, and appends a row to ``record_path``."""
-
-    def __init__(self, metrics: ClassConditionalMetrics, record_path: str | Path):
-        self.metrics, self.record_path = metrics, Path(record_path)
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.metrics.to(pl_module.device)
-        self.metrics.reset_all()
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0) -> None:
-        if trainer.sanity_checking:
-            return
-        real, fake = outputs
-        self.metrics.update(real, fake, batch[1])
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        values = self.metrics.compute()
-        self.metrics.reset()
-        pl_module.log_dict({f"val/{k}": float(v) for k, v in values.items()}, sync_dist=True)
-        if trainer.is_global_zero:
-            row = {"generator_step": getattr(pl_module, "generator_steps", None), **values,
-                   "features": self.metrics.extractor.name}
-            self.record_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.record_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            log.info("step %s: class accuracy %.3f, intra-FID %.4g (>= %d images per class and side)",
-                     row["generator_step"], values["class_accuracy"], values["intra_fid"],
-                     values["intra_fid_min_images"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-
 def class_metrics_for(extractor: FeatureExtractor, num_classes: int) -> ClassConditionalMetrics | None:
     """Class accuracy and intra-FID on ``extractor``, or None (with a note) when it is not a classifier of the
     ``num_classes`` classes (e.g. Inception)."""
@@ -162,15 +121,3 @@ def class_metrics_for(extractor: FeatureExtractor, num_classes: int) -> ClassCon
                  "FID/IS/KID are measured on %s only.", num_classes, extractor.name)
         return None
     return ClassConditionalMetrics(extractor, num_classes)
-
-
-def conditional_metrics_for(trainer: L.Trainer, num_classes: int) -> ClassConditionalMetricsCallback | None:
-    """The class-aware metrics for a conditional model's training run, on the features of its
-    ``ImageMetricsCallback``; None when no image metrics run or their extractor is not a classifier."""
-    image_metrics = next((c for c in trainer.callbacks if isinstance(c, ImageMetricsCallback)), None)
-    if image_metrics is None:
-        return None
-    metrics = class_metrics_for(image_metrics.metrics.extractor, num_classes)
-    if metrics is None:
-        return None
-    return ClassConditionalMetricsCallback(metrics, image_metrics.record_path.with_name("class_metrics.jsonl"))

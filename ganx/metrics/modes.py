@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
+
+from ganx.metrics.evaluations import append_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +69,28 @@ def mode_stats(points: Tensor, modes: Tensor, std: float, threshold: float = 3.0
 
 class ModeCoverage(L.Callback):
     """Every ``every_n_steps`` generator steps (and at the end), log ``mode_stats`` of ``num_samples`` samples as
-    ``val/modes_covered``, ``val/high_quality`` and ``val/reverse_kl``. The samples come from the same latent codes at
-    every evaluation (``metrics_rng``), as FID's do, and leave the training run's random stream alone.
+    ``val/modes_covered``, ``val/high_quality`` and ``val/reverse_kl``, and append them to the evaluation log
+    ``log_path`` (``ganx.metrics.evaluations``; None: not recorded). The samples come from the same latent codes at every evaluation (``metrics_rng``), as FID's do,
+    and leave the training run's random stream alone.
 
-    Does nothing unless the data module describes a mixture (``modes`` and ``std`` attributes, as
-    ``GaussianMixtureDataModule`` does), so it can stay in the default callbacks for every run.
+    Needs a data module that describes a mixture (``modes`` and ``std`` attributes, as ``GaussianMixtureDataModule``
+    does): the 2-D toy data configs add it (``conf/callbacks/mode_coverage.yaml``).
     """
 
-    def __init__(self, every_n_steps: int, num_samples: int = 2500, threshold: float = 3.0):
+    def __init__(self, every_n_steps: int, num_samples: int = 2500, threshold: float = 3.0,
+                 log_path: str | Path | None = None):
         if every_n_steps < 1 or num_samples < 1:
             raise ValueError(f"every_n_steps and num_samples must be >= 1, got {every_n_steps}, {num_samples}")
         self.every_n_steps, self.num_samples, self.threshold = every_n_steps, num_samples, threshold
+        self.log_path = Path(log_path) if log_path else None
         self._last_logged = -1
         self.last_stats: ModeStats | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        if getattr(datamodule, "modes", None) is None:
+            raise ValueError(f"Mode coverage needs Gaussian-mixture data (data=gaussian_ring or gaussian_grid), got "
+                             f"{type(datamodule).__name__}; remove it with ~callbacks.mode_coverage.")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.generator_steps % self.every_n_steps == 0:
@@ -88,10 +100,8 @@ class ModeCoverage(L.Callback):
         if pl_module.generator_steps != self._last_logged:
             self.evaluate(trainer, pl_module)
 
-    def evaluate(self, trainer: L.Trainer, pl_module) -> ModeStats | None:
+    def evaluate(self, trainer: L.Trainer, pl_module) -> ModeStats:
         datamodule = trainer.datamodule
-        if getattr(datamodule, "modes", None) is None:
-            return None
         # Codes from their own generator, the same at every evaluation: drawn from the global RNG, they would shift
         # the training noise that follows, so sample_every would change the run.
         points = pl_module.generate(pl_module.sample_latent(self.num_samples, pl_module.metrics_rng(0)))
@@ -99,9 +109,12 @@ class ModeCoverage(L.Callback):
         step = pl_module.generator_steps
         for logger in trainer.loggers:
             logger.log_metrics(stats.as_metrics(), step=step)
-        # Also into callback_metrics (not the loggers again), where results.json, checkpoint monitors and sweepers read
+        # Also into callback_metrics (not the loggers again), where checkpoint monitors and the progress bar read
         # metrics; `self.log` is not allowed in on_train_end, so set them directly.
         trainer.callback_metrics.update({k: torch.tensor(float(v)) for k, v in stats.as_metrics().items()})
+        if trainer.is_global_zero and self.log_path is not None:
+            protocol = {"num_samples": self.num_samples, "threshold_std": self.threshold, "modes": len(datamodule.modes)}
+            append_evaluation(self.log_path, step, stats.as_metrics(), protocol)
         log.info("step %d: %d/%d modes covered, %.1f%% high quality, reverse KL %.3f", step, stats.modes_covered,
                  len(datamodule.modes), 100 * stats.high_quality, stats.reverse_kl)
         self._last_logged, self.last_stats = step, stats

@@ -109,13 +109,6 @@ class ConditionalGAN(GAN):
         z = self.sample_latent(len(real), self.metrics_rng(batch_idx))
         return real, self.generate(z, labels)
 
-    def configure_callbacks(self):
-        """With FID/IS/KID on (an ``ImageMetricsCallback``), also measure class accuracy and intra-FID on its features."""
-        from ganx.metrics.conditional import conditional_metrics_for
-
-        callback = conditional_metrics_for(self.trainer, self.num_classes)
-        return [callback] if callback is not None else []
-
 
 class ACGAN(ConditionalGAN):
     """Auxiliary-classifier GAN (Odena et al. 2017): D(x) plus a class head, G(z, y).

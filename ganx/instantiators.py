@@ -1,0 +1,18 @@
+"""Build a run's callbacks from its config: the one way callbacks enter a ganx training run."""
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from omegaconf import DictConfig
+
+
+def instantiate_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Instantiate every entry of ``cfg.callbacks`` (conf/callbacks/default.yaml plus what the metrics, data and model
+    configs add), in order. An entry may build nothing (None: e.g. FID/IS/KID for data that are not images); the
+    progress bar is left out when ``trainer.enable_progress_bar`` is false, which Lightning requires.
+
+    Run before training: an evaluator that cannot work (missing Inception weights, no classifier) raises here.
+    """
+    callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry is not None]
+    show_progress = cfg.trainer.get("enable_progress_bar", True)
+    return [c for c in callbacks if c is not None and (show_progress or not isinstance(c, ProgressBar))]
