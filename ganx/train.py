@@ -3,6 +3,7 @@
 This file only composes the config, instantiates what it names, and hands it to Lightning.
 """
 
+import errno
 import logging
 import math
 import os
@@ -104,14 +105,24 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, RunLockedEr
                NonFiniteLossError)
 
 
+def user_error_message(err: BaseException, output_dir: Path) -> str | None:
+    """The one message a user needs for ganx's own errors and a full disk; None for anything else (a bug: Hydra
+    prints its traceback)."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return (f"the disk is full ({err.filename or output_dir}). Checkpoints are written atomically, so the newest "
+                f"complete one is intact: free space, then resume with ckpt_path={output_dir / 'checkpoints' / 'last.ckpt'}.")
+    return str(err) if isinstance(err, USER_ERRORS) else None
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         trainer = train(cfg)
-    except USER_ERRORS as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except (*USER_ERRORS, OSError) as err:
+        message = user_error_message(err, Path(cfg.paths.output_dir))
+        if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"ganx.train: {err}\n(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+        print(f"ganx.train: {message}\n(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
     if cfg.get("optimized_metric") is None:
         return None

@@ -320,3 +320,15 @@ def test_pin_memory_follows_trainer_accelerator(tmp_path):
     assert not dm.train_dataloader().pin_memory
     dm.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     assert not dm.train_dataloader().pin_memory and not dm.real_dataloader("train").pin_memory
+
+
+@pytest.mark.parametrize("data_class", ["ImageFolderDataModule", "UnpairedDataModule", "PairedDataModule"])
+def test_a_file_given_as_data_root_is_named_as_a_file_not_as_missing(tmp_path, data_class):
+    import ganx.data
+
+    image = tmp_path / "face.png"
+    image.write_bytes(b"")
+    datamodule = getattr(ganx.data, data_class)(root=str(image))
+    with pytest.raises(DataError, match=rf"data.root={image} is a file, but it must be a folder; did you mean "
+                                        rf"data.root={tmp_path}\?"):
+        datamodule.setup("fit")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -42,6 +43,15 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise DataError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def require_folder(root: Path, not_found: str) -> None:
+    """Raise ``DataError(not_found)`` unless ``root`` is a folder; a file given as data.root gets its own message
+    (it exists, so "not found" would mislead)."""
+    if root.is_file():
+        raise DataError(f"data.root={root} is a file, but it must be a folder; did you mean data.root={root.parent}?")
+    if not root.is_dir():
+        raise DataError(not_found)
 
 
 def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

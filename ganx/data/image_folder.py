@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from .base import BatchKind, DataError, ImageDataModule, capped_val_size, split_indices
+from .base import BatchKind, DataError, ImageDataModule, capped_val_size, require_folder, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,10 @@ class ImageFolderDataModule(ImageDataModule):
         self.skipped: list[Path] = []
 
     def _build_sets(self) -> tuple[Dataset, Dataset]:
-        if not self.root.is_dir():
-            raise DataError(
-                f"image folder not found: {self.root}. Point data.root=<folder> at a folder of images. {self.hint}"
-            )
+        require_folder(
+            self.root,
+            f"image folder not found: {self.root}. Point data.root=<folder> at a folder of images. {self.hint}"
+        )
         files, self.skipped = scan_images(self.root)
         if self.skipped:
             names = ", ".join(str(p.relative_to(self.root)) for p in self.skipped[:5])

@@ -33,7 +33,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 
-from .base import BatchKind, DataError, ImageDataModule, _check_int, capped_val_size, split_indices
+from .base import BatchKind, DataError, ImageDataModule, _check_int, capped_val_size, require_folder, split_indices
 from .image_folder import ImageFileDataset, scan_images, to_rgb
 
 log = logging.getLogger(__name__)
@@ -224,11 +224,11 @@ class PairedDataModule(ImageDataModule):
         return files
 
     def _build_sets(self) -> tuple[Dataset, Dataset]:
-        if not self.root.is_dir():
-            raise DataError(
-                f"paired data set not found: {self.root}. Point data.root=<folder> at one (layout={self.layout}), or "
-                f"fetch an official one: python -m ganx.data.download pix2pix facades. {self.hint}"
-            )
+        require_folder(
+            self.root,
+            f"paired data set not found: {self.root}. Point data.root=<folder> at one (layout={self.layout}), or "
+            f"fetch an official one: python -m ganx.data.download pix2pix facades. {self.hint}"
+        )
         if self.layout == "folders":
             for name in ("A", "B"):
                 if not (self.root / name).is_dir():

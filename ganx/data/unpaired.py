@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from .base import BatchKind, DataError, ImageDataModule, _check_int
+from .base import BatchKind, DataError, ImageDataModule, _check_int, require_folder
 from .image_folder import ImageFileDataset, scan_images
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,11 @@ class UnpairedDataModule(ImageDataModule):
         return files
 
     def _build_sets(self) -> tuple[Dataset, Dataset]:
-        if not self.root.is_dir():
-            raise DataError(
-                f"unpaired data set not found: {self.root}. Point data.root=<folder> at a folder with trainA/ trainB/ "
-                f"testA/ testB/, or fetch an official one: python -m ganx.data.download cyclegan horse2zebra. {self.hint}"
-            )
+        require_folder(
+            self.root,
+            f"unpaired data set not found: {self.root}. Point data.root=<folder> at a folder with trainA/ trainB/ "
+            f"testA/ testB/, or fetch an official one: python -m ganx.data.download cyclegan horse2zebra. {self.hint}"
+        )
         self.files = {name: self._domain_files(name) for name in DOMAINS}
         log.info("%s: %s images", self.root, ", ".join(f"{name} {len(f)}" for name, f in self.files.items()))
 
