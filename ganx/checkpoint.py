@@ -185,9 +185,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a ganx checkpoint (no 'ganx' entry); train one with python -m ganx.train.")
     ganx_entry = checkpoint["ganx"]
     if not (isinstance(ganx_entry, dict) and isinstance(ganx_entry.get("model_class"), str)
-            and isinstance(ganx_entry.get("config"), dict) and isinstance(ganx_entry["config"].get("model"), dict)
-            and isinstance(checkpoint["state_dict"], dict)):
-        raise CheckpointError(f"{path} has a damaged 'ganx' entry (model_class, config.model and state_dict are "
+            and isinstance(ganx_entry.get("config"), dict) and isinstance(checkpoint["state_dict"], dict)):
+        raise CheckpointError(f"{path} has a damaged 'ganx' entry (model_class, config and state_dict are "
                               "required); it was edited or written by something else than ganx.train.")
     return checkpoint
 
@@ -207,7 +206,11 @@ def require_model(checkpoint: dict[str, Any], allowed: tuple[str, ...], command:
 
 def build_submodule(checkpoint: dict[str, Any], name: str) -> nn.Module:
     """Rebuild ``model.<name>`` (e.g. "generator") from the stored config and load its weights; eval mode."""
-    module = build_from_config(checkpoint["ganx"]["config"]["model"][name], f"model.{name}")
+    model_config = checkpoint["ganx"]["config"].get("model")
+    if not isinstance(model_config, dict) or not isinstance(model_config.get(name), dict):
+        raise CheckpointError(f"this checkpoint's stored config has no model.{name} to rebuild; it was edited or "
+                              "written by something else than ganx.train.")
+    module = build_from_config(model_config[name], f"model.{name}")
     prefix = f"{name}."
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     load_weights(module, state, f"model.{name}")
