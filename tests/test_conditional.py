@@ -15,10 +15,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ganx.classifier import SmallCNN, save_classifier
 from ganx.data import ImageFolderDataModule
 from ganx.evaluate import EvaluateConfig, evaluate
 from ganx.losses import AdversarialLoss
+from ganx.metrics.classifier import SmallCNN, save_classifier
 from ganx.metrics.conditional import ClassConditionalMetrics
 from ganx.metrics.features import ClassifierFeatures
 from ganx.models.conditional import ACGAN, ConditionalGAN
@@ -247,7 +247,7 @@ def test_unlabeled_data_is_refused_before_training(image_folder: Path):
 
 
 def untrained_classifier(path: Path) -> Path:
-    """A ganx.classifier file with random weights: the metrics' code path without training a classifier."""
+    """A ganx.metrics.classifier file with random weights: the metrics' code path without training a classifier."""
     torch.manual_seed(0)
     save_classifier(SmallCNN(1, K), {"test_accuracy": 0.0, "test_images": 0},
                     {"data": "ganx.data.mnist.MNISTDataModule", "source": "random"}, path)

@@ -15,7 +15,6 @@ from helpers import FAST, fit, run_cli, write_image_folder, write_mnist_raw
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ganx.classifier import ClassifierError, SmallCNN, ensure_classifier, load_classifier
 from ganx.config import compose_data_config
 from ganx.data import MNISTDataModule
 from ganx.data.base import ShardSampler
@@ -29,6 +28,7 @@ from ganx.metrics import (
     MetricsSetupError,
     build_training_metrics,
 )
+from ganx.metrics.classifier import ClassifierError, SmallCNN, ensure_classifier, load_classifier
 from ganx.metrics.features import INCEPTION_WEIGHTS_FILE, to_uint8
 from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
 from ganx.models import GAN

@@ -21,7 +21,6 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig
 from torch import Tensor
 
-from ganx.classifier import ClassifierError, ensure_classifier, is_labeled_grayscale
 from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
 from ganx.metrics.evaluations import append_evaluation
 from ganx.metrics.features import (
@@ -166,6 +165,8 @@ def resolve_features(features: str, data_cfg: DictConfig) -> str | None:
         return features
     if getattr(get_class(data_cfg._target_), "channels", None) not in (1, 3):
         return None
+    from ganx.metrics.classifier import is_labeled_grayscale  # imported where used: `python -m` runs that module
+
     return "classifier" if is_labeled_grayscale(data_cfg) else "inception"
 
 
@@ -177,6 +178,8 @@ def build_extractor(kind: str, data_cfg: DictConfig, inception_weights: str | No
     """
     if kind == "inception":
         return InceptionFeatures(inception_weights_path(inception_weights))
+    from ganx.metrics.classifier import ClassifierError, ensure_classifier
+
     try:
         path = classifier_ckpt or ensure_classifier(data_cfg)
     except ClassifierError as err:

@@ -1,4 +1,4 @@
-"""Class-aware metrics of class-conditional generators, on the domain classifier of ``ganx.classifier``.
+"""Class-aware metrics of class-conditional generators, on the domain classifier of ``ganx.metrics.classifier``.
 
 * Class accuracy: the share of samples generated for class y that the classifier assigns to y ("does class 3 look like
   class 3?"; the classification accuracy of Odena et al. 2017, Sec. 4.1, and of Miyato & Koyama 2018). Reported

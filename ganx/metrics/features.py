@@ -6,7 +6,7 @@ which matters on a CPU where Inception-v3 dominates the cost of an evaluation.
 
 * ``InceptionFeatures``: torch-fidelity's Inception-v3 port of the TF FID network, as used by torchmetrics
   (pool3 2048-d for FID/KID, the 1008 unbiased logits for IS): the standard protocol for RGB images.
-* ``ClassifierFeatures``: a ``ganx.classifier`` CNN (penultimate layer / logits): the "MNIST FID / IS".
+* ``ClassifierFeatures``: a ``ganx.metrics.classifier`` CNN (penultimate layer / logits): the "MNIST FID / IS".
 """
 
 import hashlib
@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganx._compat import inception_features
-from ganx.classifier import ClassifierError, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +133,12 @@ class InceptionFeatures(FeatureExtractor):
 
 
 class ClassifierFeatures(FeatureExtractor):
-    """A ``ganx.classifier`` CNN: its ReLU feature layer for FID/KID and its class logits for IS."""
+    """A ``ganx.metrics.classifier`` CNN: its ReLU feature layer for FID/KID and its class logits for IS."""
 
     def __init__(self, checkpoint_path: str | Path):
         super().__init__()
+        from ganx.metrics.classifier import ClassifierError, load_classifier  # see metrics/callback.py
+
         try:
             self.net, meta = load_classifier(checkpoint_path)
         except ClassifierError as err:
@@ -147,7 +148,7 @@ class ClassifierFeatures(FeatureExtractor):
         self.pool_dim, self.num_logits = arch["feature_dim"], arch["num_classes"]
         path = Path(checkpoint_path).expanduser()
         self.name = f"classifier:{path.stem}:{file_digest(path)}"
-        self.info = {"network": "ganx.classifier SmallCNN", "checkpoint": str(path), "data": meta["facts"]["data"],
+        self.info = {"network": "ganx.metrics.classifier SmallCNN", "checkpoint": str(path), "data": meta["facts"]["data"],
                      "data_source": meta["facts"]["source"], "test_accuracy": meta["test_accuracy"],
                      "fid_features": f"penultimate ReLU ({self.pool_dim})", "is_logits": f"classes ({self.num_logits})"}
         self.freeze()

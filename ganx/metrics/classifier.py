@@ -1,6 +1,6 @@
 """A small CNN classifier for labeled grayscale data: the feature extractor of the "MNIST FID / IS".
 
-    python -m ganx.classifier data=fashion_mnist [data.key=value ...] [out=PATH]
+    python -m ganx.metrics.classifier data=fashion_mnist [data.key=value ...] [out=PATH]
 
 Many GAN papers on MNIST-like data compute FID on the penultimate activations of a classifier trained on the data
 set and the Inception Score on its logits, because ImageNet's Inception-v3 knows nothing about digits or clothes.
@@ -42,7 +42,7 @@ INPUT_SIZE = 28
 # the 4,000 training images of the offline MNIST subset, where 2 epochs (63 steps) leave the classifier undertrained.
 RECIPE = {"version": 1, "width": 16, "feature_dim": 128, "epochs": 2, "min_steps": 600, "batch_size": 128, "lr": 1e-3,
           "seed": 0}
-FORMAT = "ganx.classifier/1"
+FORMAT = "ganx.metrics.classifier/1"
 
 
 class ClassifierError(ValueError):
@@ -165,16 +165,16 @@ def save_classifier(model: SmallCNN, info: dict[str, Any], facts: dict[str, Any]
 
 
 def load_classifier(path: str | Path) -> tuple[SmallCNN, dict[str, Any]]:
-    """(model in eval mode, metadata) from a ``ganx.classifier`` file, loaded with ``weights_only=True``."""
+    """(model in eval mode, metadata) from a ``ganx.metrics.classifier`` file, loaded with ``weights_only=True``."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ClassifierError(f"no classifier file at {path}; train one with `python -m ganx.classifier data=NAME`.")
+        raise ClassifierError(f"no classifier file at {path}; train one with `python -m ganx.metrics.classifier data=NAME`.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types; the file is unusable either way
         raise ClassifierError(f"{path} is not a loadable ganx classifier ({type(err).__name__}: {err})") from err
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ClassifierError(f"{path} is not a ganx classifier (format {FORMAT}); make one with python -m ganx.classifier.")
+        raise ClassifierError(f"{path} is not a ganx classifier (format {FORMAT}); make one with python -m ganx.metrics.classifier.")
     model = SmallCNN(**checkpoint["arch"])
     model.load_state_dict(checkpoint["state_dict"])
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
@@ -222,7 +222,7 @@ class ClassifierConfig:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data_overrides, rest = split_group_overrides(sys.argv[1:] if argv is None else argv, "data")
-    cfg = parse_cli(ClassifierConfig, rest, "ganx.classifier")
+    cfg = parse_cli(ClassifierConfig, rest, "ganx.metrics.classifier")
     try:
         data_cfg = compose_data_config(cfg.data, data_overrides)
         if cfg.out is None:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
             save_classifier(model, info, facts, path)
         _, meta = load_classifier(path)
     except (ClassifierError, DataError) as err:
-        raise SystemExit(f"ganx.classifier: {err}") from None
+        raise SystemExit(f"ganx.metrics.classifier: {err}") from None
     print(json.dumps({"path": str(path), "test_accuracy": meta["test_accuracy"], "test_images": meta["test_images"],
                       "data": meta["facts"]["data"], "source": meta["facts"]["source"]}, indent=2))
 
