@@ -259,7 +259,9 @@ class RunSummary(L.Callback):
         self.dirpath, self.overrides = Path(dirpath), list(overrides or [])
         self.log_path = self.dirpath / EVALUATIONS_FILE
         self._checkpoint_rows: list[dict] = []  # the log as the checkpoint this run resumed from stored it
-        self._start = 0.0
+        # From construction (before the model and data are built), so a run that fails at start reports its real
+        # duration; on_fit_start restarts it for a run that trains.
+        self._start = time.perf_counter()
         self._log_size = -1  # size of the log when results.json was last written
         self._resumed_wall_time = 0.0  # seconds spent before the checkpoint this run resumed from
         self._resumed_dirpath: Path | None = None  # the run dir that wrote that checkpoint

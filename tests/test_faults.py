@@ -218,3 +218,10 @@ def fit_with_faults_on(run: Path, model, data: TensorDataset, steps: int = 6) ->
     fit(model, steps, training_loader(model, data, batch_size=8), enable_checkpointing=True, default_root_dir=run,
         callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True),
                    FaultHandler(str(run / "checkpoints"))])
+
+
+def test_a_run_that_fails_at_start_reports_its_real_wall_time(tmp_path):
+    """Before, results.json of a run that failed before training said wall_time_s = the machine's uptime."""
+    from ganx.callbacks import RunSummary
+
+    assert 0 <= RunSummary(str(tmp_path)).wall_time() < 5
