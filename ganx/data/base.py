@@ -163,16 +163,19 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
         n, need = len(self.train_set), self.loader_batch_size
-        if n < need:
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if n // world < need:
             # drop_last=True would silently yield zero batches and Lightning would "train" for nothing.
+            per_process = f" per process ({n // world} of {n} for each of {world})" if world > 1 else ""
             raise DataError(
-                f"training set has {n} images but one loader batch needs {need} "
+                f"training set has {n // world} images{per_process} but one loader batch needs {need} "
                 f"(batch_size={self.batch_size} x batches_per_step={self.batches_per_step}); "
-                f"lower data.batch_size to at most {n // self.batches_per_step} or add images"
+                f"lower data.batch_size to at most {n // world // self.batches_per_step} or add images"
             )
         # Random crops, flips and the like are drawn per item from (seed, epoch, index): see ganx.data.sampling.
         keyed = getattr(self.train_set, "draws_randomly", False)
-        sampler = ResumableShuffleSampler(n, need, self.seed, keyed=keyed)
+        sampler = ResumableShuffleSampler(n, need, self.seed, keyed=keyed, num_replicas=world, rank=rank)
         # A resumed run continues where its checkpoint stopped: one training batch per generator step.
         sampler.resume_at(getattr(getattr(self.trainer, "lightning_module", None), "generator_steps", 0))
         return DataLoader(

@@ -15,31 +15,46 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 
-class ResumableShuffleSampler(Sampler[int]):
-    """Indices in a seeded per-epoch order; ``keyed=True`` yields draw keys ``epoch * num_samples + index`` for
-    ``SeededDraws``."""
+class ResumableShuffleSampler(DistributedSampler):
+    """Indices in a seeded per-epoch order, this process's shard of it under DDP; ``keyed=True`` yields draw keys
+    ``epoch * num_samples + index`` for ``SeededDraws``.
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, keyed: bool = False):
-        self.num_samples, self.batch_size, self.seed, self.keyed = num_samples, batch_size, seed, keyed
-        self.batches_per_epoch = num_samples // batch_size  # the loader drops the last partial batch
+    Epoch e is one permutation of all ``num_samples`` items for every process; process r of W takes its items
+    r, r + W, r + 2W, ... (the last ``num_samples % W`` dropped, so every process makes the same number of steps), so
+    the processes train on disjoint data. A ``DistributedSampler`` subclass, so Lightning uses it as it is instead of
+    wrapping it in its own distributed sampler (whose wrapper assumes the full ``len`` and fails after a mid-epoch
+    resume).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, keyed: bool = False, num_replicas: int = 1,
+                 rank: int = 0):
+        super().__init__(range(num_samples), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=True)
+        self.batch_size, self.seed, self.keyed = batch_size, seed, keyed
+        self.items = num_samples
+        self.shard_size = num_samples // num_replicas
+        self.batches_per_epoch = self.shard_size // batch_size  # the loader drops the last partial batch
         self.epoch, self.start_batch = 0, 0
 
     def resume_at(self, batches_done: int) -> None:
-        """Continue after ``batches_done`` training batches (counted since the start of the run)."""
+        """Continue after ``batches_done`` training batches of this process (one per step: the same on every rank)."""
         self.epoch, self.start_batch = divmod(batches_done, max(self.batches_per_epoch, 1))
 
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning's epoch counter is not ours (ours continues mid-epoch across a resume): ignored."""
+
     def __len__(self) -> int:
-        return self.num_samples
+        return self.shard_size
 
     def __iter__(self) -> Iterator[int]:
-        order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
+        order = torch.randperm(self.items, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
+        shard = order[self.rank: self.shard_size * self.num_replicas: self.num_replicas]
+        offset = self.epoch * self.items if self.keyed else 0
         start = self.start_batch * self.batch_size
-        offset = self.epoch * self.num_samples if self.keyed else 0
         self.epoch, self.start_batch = self.epoch + 1, 0
-        yield from (order[start:] + offset).tolist()
+        yield from (shard[start:] + offset).tolist()
 
 
 class SeededDraws(Dataset):
