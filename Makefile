@@ -27,12 +27,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e" $(ARGS)
 
-## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, switches, profile, data loading, FID timing (about 4 min)
+## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, switches, profile, data loading, FID timing (about 4 min;
+## a line per measurement with the time left; ARGS="--budget-minutes 10" bounds it on a slow machine)
 bench: $(STAMP)
-	$(PY) -m ganx.bench $(ARGS)
+	$(PY) -m benchmarks.bench $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check ganx tests
+	$(PY) -m ruff check ganx tests benchmarks
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -16,9 +16,11 @@ from torch.utils.data import DataLoader, Dataset
 from ganx.trainer import build_trainer, training_batch_size
 
 REPO = Path(__file__).resolve().parents[1]
+# Time limits on subprocesses and waits only guard against hangs: far above any run's time, so a slow machine never fails.
+HANG_GUARD_S = 1800
 
 
-def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = True, timeout: int = 300,
+def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = True, timeout: int = HANG_GUARD_S,
             env: dict[str, str] | None = None):
     """Run ``python -m <module> args...`` in a subprocess as a user would; fail with its output if it fails.
     ``env`` adds or replaces environment variables."""

@@ -9,7 +9,9 @@ from helpers import fit, run_cli
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from ganx import bench
+from benchmarks.bench import Progress, fit_to_budget, main
+from benchmarks.cases import CASES, FP32, Case, Variant, compose_config, synthetic_loader
+from benchmarks.plain_loop import PlainLoop
 
 TINY = {
     "gan": ("model=gan", "data=mnist"),
@@ -20,7 +22,7 @@ TINY = {
 }
 
 
-def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32, sgd: bool = False):
+def one_step(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False):
     """The weights after one training step from ``state`` on the same batch and random stream, by ``arm``.
     ``sgd``: plain SGD instead of the preset's Adam, whose first step (lr * g / |g|) turns float noise in a
     near-zero gradient into a full +-lr change."""
@@ -30,14 +32,14 @@ def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32, sgd: boo
     if sgd:
         model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)
     torch.manual_seed(1)
-    loader = bench.synthetic_loader(cfg, model)
+    loader = synthetic_loader(cfg, model)
     batch = next(iter(loader))
     single = DataLoader(list(zip(*batch, strict=True)), batch_size=len(batch[0]))
     torch.manual_seed(2)
     if arm == "ganx":
         fit(model, 1, single, precision=variant.precision)
     else:
-        loop = bench.PlainLoop(model, variant)
+        loop = PlainLoop(model, variant)
         loop.step(next(iter(single)))
     return model.state_dict()
 
@@ -46,7 +48,7 @@ def one_step(cfg, state, arm: str, variant: bench.Variant = bench.FP32, sgd: boo
 def test_plain_loop_is_the_same_algorithm_as_ganx(name, tmp_path):
     """Same start, batch and random stream -> the same weights after a step: the benchmark times equal work.
     (A plain loop that skipped the penalty, a critic step or a cycle term would end elsewhere.)"""
-    cfg = bench.compose_config(bench.Case(name, TINY[name], steps=1), str(tmp_path))
+    cfg = compose_config(Case(name, TINY[name], steps=1), str(tmp_path))
     torch.manual_seed(0)
     state = instantiate(cfg.model).state_dict()
     ganx_state, plain_state = one_step(cfg, state, "ganx"), one_step(cfg, state, "plain")
@@ -60,12 +62,12 @@ def test_channels_last_switch_keeps_the_math(tmp_path):
     """channels_last changes the memory layout, not the result: after one step, the weights differ from the default
     layout's by float reassociation only (measured: <= 1% of the step's change; a misread layout would differ by
     about as much as the weights themselves)."""
-    cfg = bench.compose_config(bench.Case("dcgan", ("model=dcgan", "data=mnist", "model.generator.base_width=8",
-                                                    "model.discriminator.base_width=8"), steps=1), str(tmp_path))
+    cfg = compose_config(Case("dcgan", ("model=dcgan", "data=mnist", "model.generator.base_width=8",
+                                        "model.discriminator.base_width=8"), steps=1), str(tmp_path))
     torch.manual_seed(0)
     state = instantiate(cfg.model).state_dict()
     default = one_step(cfg, state, "ganx", sgd=True)
-    switched = one_step(cfg, state, "ganx", bench.Variant("cl", channels_last=True), sgd=True)
+    switched = one_step(cfg, state, "ganx", Variant("cl", channels_last=True), sgd=True)
     nhwc = [k for k, v in switched.items() if v.dim() == 4 and min(v.shape[1:]) > 1
             and v.is_contiguous(memory_format=torch.channels_last) and not v.is_contiguous()]
     assert nhwc, "no conv weight is in channels_last layout"
@@ -76,13 +78,69 @@ def test_channels_last_switch_keeps_the_math(tmp_path):
             assert difference <= 0.05 * step + 1e-7, f"{key}: {difference:.2e} apart after a step of {step:.2e}"
 
 
+# The least work that shows the CLI's outputs: one model, one step, a small matmul, no data loading or FID.
+SMALLEST = ("--switches", "", "--steps", "1", "--repeats", "2", "--peak-size", "256", "--no-data-loading", "--no-fid")
+
+
 @pytest.mark.e2e
 def test_bench_cli_writes_table_and_json(tmp_path):
-    run_cli("--models", "gan", "--switches", "", "--profile", "gan", "--steps", "2", "--repeats", "2", "--no-fid",
-            "--out", str(tmp_path), cwd=tmp_path, module="ganx.bench")
+    result = run_cli("--models", "gan", "--profile", "gan", *SMALLEST, "--out", str(tmp_path), cwd=tmp_path,
+                     module="benchmarks.bench")
     report = json.loads((tmp_path / "bench.json").read_text())
     (row,) = report["models"][0]["rows"]
     assert row["ganx_step_s"] > 0 and row["plain_step_s"] > 0 and len(row["per_repeat_ratios"]) == 2
-    assert row["step_gflop"] > 0 and report["matmul_peak_gflops"] > 0
+    assert row["step_gflop"] > 0 and report["matmul_peak_gflops"] > 0 and report["status"] == "complete"
     table = (tmp_path / "bench.md").read_text()
     assert "| gan (MLP, 28x28) | fp32 |" in table and "aten::" in table  # the row and the profiler table
+    assert "gan fp32 repeat 2/2" in result.stdout and " left] " in result.stdout  # a progress line per measurement
+
+
+def test_a_stopped_run_keeps_the_models_it_measured(tmp_path, monkeypatch):
+    """bench.json and bench.md are rewritten after each model: Ctrl-C in the second model keeps the first."""
+    import benchmarks.bench
+
+    measure_model = benchmarks.bench.bench_model
+
+    def stopped_in_dcgan28(key, *args):
+        if key == "dcgan28":
+            raise KeyboardInterrupt
+        return measure_model(key, *args)
+
+    monkeypatch.setattr(benchmarks.bench, "bench_model", stopped_in_dcgan28)
+    with pytest.raises(SystemExit) as stop:
+        main(["--models", "gan,dcgan28", "--profile", "", *SMALLEST, "--out", str(tmp_path)])
+    assert stop.value.code == 130
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [m["key"] for m in report["models"]] == ["gan"] and report["status"].startswith("stopped")
+    table = (tmp_path / "bench.md").read_text()
+    assert "Partial results" in table and "| gan (MLP, 28x28) | fp32 |" in table
+
+
+def test_budget_cuts_repeats_then_steps_then_skips():
+    """A model gets its share of the time left: fewer repeats first (down to 2), then fewer steps; none if even one
+    step does not fit."""
+    gan = CASES["gan"]  # 40 steps x 5 repeats
+    assert fit_to_budget(gan, 1, 40, 5, seconds_left=1e6, slowdown=1.0, later_reference_s=0) == (40, 5)
+    steps, repeats = fit_to_budget(gan, 1, 40, 5, seconds_left=12.0, slowdown=3.0, later_reference_s=0)
+    assert repeats == 2 and 1 <= steps < 40
+    assert fit_to_budget(gan, 1, 40, 5, seconds_left=0.1, slowdown=3.0, later_reference_s=0) is None
+    # The same time left, shared with later work: a smaller share.
+    shared = fit_to_budget(gan, 1, 40, 5, seconds_left=12.0, slowdown=3.0, later_reference_s=100.0)
+    assert shared is not None and shared[0] < steps
+
+
+def test_budget_skips_what_does_not_fit_and_says_so(tmp_path, capsys):
+    main(["--models", "gan,dcgan28", "--budget-minutes", "0.0001", *SMALLEST, "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["models"] == [] and len(report["budget_notes"]) == 2
+    table = (tmp_path / "bench.md").read_text()
+    assert "gan (MLP, 28x28): skipped, not measured (time budget spent)" in table
+    assert "dcgan 28x28: skipped" in capsys.readouterr().out
+
+
+def test_progress_estimates_the_time_left_from_the_speed_so_far():
+    progress = Progress(planned_reference_s=10.0, budget_s=None)
+    progress.start -= 6.0  # 6 s spent on 2 reference seconds: 3x slower than the reference machine
+    progress.measured("first", 2.0)
+    assert progress.slowdown() == pytest.approx(3.0, rel=0.01)
+    assert progress.remaining_s() == pytest.approx(24.0, rel=0.01) and not progress.out_of_time()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, REPO, run_cli, write_mnist_raw
+from helpers import FAST, HANG_GUARD_S, REPO, run_cli, write_mnist_raw
 
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("ddp_metrics_script.py")
@@ -28,7 +28,7 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path: Path):
     data = write_mnist_raw(tmp_path / "data", n_train=64, n_test=VAL_SIZE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": free_port()}
     result = subprocess.run([sys.executable, str(SCRIPT), str(data), str(tmp_path / "ddp.jsonl"), "2"], env=env,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr[-5000:]
     two = json.loads((tmp_path / "ddp.jsonl").read_text().splitlines()[-1])
     one = run(str(data), str(tmp_path / "single.jsonl"), devices=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, REPO, run_cli, write_image_folder, write_mnist_raw
+from helpers import FAST, HANG_GUARD_S, REPO, run_cli, write_image_folder, write_mnist_raw
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -120,7 +120,7 @@ def test_quickstart_notebook_executes(tmp_path: Path):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+        nbclient.NotebookClient(notebook, timeout=HANG_GUARD_S, kernel_name="python3",
                                 resources={"metadata": {"path": str(tmp_path)}}).execute()
     finally:
         for k, v in old.items():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import fit, tiny_gan, training_loader
+from helpers import HANG_GUARD_S, fit, tiny_gan, training_loader
 from torch.utils.data import TensorDataset
 
 from ganx.callbacks import GeneratorStepCheckpoint
@@ -132,7 +132,7 @@ def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_chan
          *FAST], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"})
     try:
-        deadline = time.time() + 300
+        deadline = time.time() + HANG_GUARD_S
         while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and first.poll() is None:
             time.sleep(0.2)
         second = run_cli(*tiny, "steps=3", f"ckpt_path={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path,
@@ -142,7 +142,7 @@ def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_chan
         assert "Traceback" not in second.stderr  # one message, not a wall
     finally:
         first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=300)
+        first.communicate(timeout=HANG_GUARD_S)
     assert first.returncode == 143
 
     config, results = (run / "config.yaml").read_text(), (run / "results.json").read_text()

@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import FAST, REPO, fit, run_cli, tiny_gan
+from helpers import FAST, HANG_GUARD_S, REPO, fit, run_cli, tiny_gan
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
@@ -187,11 +187,11 @@ def test_signal_saves_a_resumable_checkpoint(mnist_dir, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "ganx.train", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1",
                                                                      "PYTHONPATH": str(REPO)})
-    deadline = time.time() + 120
+    deadline = time.time() + HANG_GUARD_S
     while not list((run / "samples").glob("step_0000003.png")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=HANG_GUARD_S)
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert 3 <= last["ganx"]["generator_steps"] < 100000
     assert f"Resume with: python -m ganx.train ckpt_path={run}/checkpoints/last.ckpt" in stdout + stderr

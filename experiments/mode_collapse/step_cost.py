@@ -1,8 +1,8 @@
 """Per-step cost of WGAN-GP relative to DCGAN at 64x64, measured interleaved in one process.
 
-    OMP_NUM_THREADS=1 python experiments/mode_collapse/step_cost.py [--repeats 3] [--steps 3]
+    OMP_NUM_THREADS=1 python -m experiments.mode_collapse.step_cost [--repeats 3] [--steps 3]   (from the repo root)
 
-Both presets run through ganx's real training path (``ganx.bench.time_ganx``: the configured LightningModule in a
+Both presets run through ganx's real training path (``benchmarks.measure.time_ganx``: the configured LightningModule in a
 Lightning Trainer, synthetic 64x64 RGB batches of data.batch_size=64 real images per critic step, so loading is not
 timed). The arms alternate DCGAN, WGAN-GP, DCGAN, ... so load from other processes on the machine hits both alike;
 the number to quote is the median over rounds of (median WGAN-GP step / median DCGAN step) within the round.
@@ -18,7 +18,8 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from ganx.bench import CASES, compose_config, time_ganx
+from benchmarks.cases import CASES, FP32, compose_config, synthetic_data
+from benchmarks.measure import time_ganx
 
 
 def main() -> None:
@@ -33,11 +34,13 @@ def main() -> None:
         configs = {name: compose_config(case, log_dir) for name, case in arms.items()}
         L.seed_everything(0)
         models = {name: instantiate(cfg.model) for name, cfg in configs.items()}
+        data = {name: synthetic_data(configs[name], models[name], n_batches=args.steps) for name in arms}
         for name in arms:  # warm-up: allocator, oneDNN kernel selection
-            time_ganx(configs[name], copy.deepcopy(models[name]), 1, log_dir)
+            time_ganx(configs[name], copy.deepcopy(models[name]), FP32, 1, log_dir, data[name])
         for round_ in range(args.repeats):
             for name in arms:
-                times[name] += time_ganx(configs[name], copy.deepcopy(models[name]), args.steps, log_dir)
+                times[name] += time_ganx(configs[name], copy.deepcopy(models[name]), FP32, args.steps, log_dir,
+                                         data[name])
                 print(f"round {round_}: {name} {[f'{t:.2f}' for t in times[name][-args.steps:]]} s", flush=True)
             ratios.append(statistics.median(times["wgan_gp"][-args.steps:]) / statistics.median(times["dcgan"][-args.steps:]))
     median = {name: statistics.median(t) for name, t in times.items()}

@@ -1,0 +1,1 @@
+"""Tools that measure ganx; not part of the installed package. ``python -m benchmarks.bench`` (``make bench``)."""

@@ -1,0 +1,275 @@
+"""Benchmark: ganx's real training path against a plain PyTorch loop of the same nets, and the machine's peak.
+
+    python -m benchmarks.bench [--models gan,dcgan28,dcgan64,wgan_gp64,cyclegan128] [--switches dcgan64] [--out DIR]
+                               [--budget-minutes N]
+
+For each model, after a warm-up step, it alternates (A B A B ...) a ganx run (the configured LightningModule in a
+Lightning Trainer, CSV logging at the default interval, no checkpointing) and a plain loop in the style of the
+PyTorch-GAN scripts with the same nets, optimizers, losses, batch and critic steps, and reports medians of the
+per-step times and their ratio. On a noisy machine only ratios taken in one run mean anything.
+For the ``--switches`` models the same is done for each speed switch (bf16 autocast, channels_last, torch.compile, and
+channels_last with compile), interleaved with the float32 default, so each switch's speed-up is a ratio taken in one run.
+Also: FLOP/s of the training step (``FlopCounterMode``) against a large float32 matmul measured in the same run, a
+``torch.profiler`` table of the top ops, peak resident memory, the image-folder data module's throughput on
+../shared/data/anime-faces when present, and the time FID on 10,000 samples takes.
+Prints a line per finished measurement (elapsed, estimated time left) and rewrites ``bench.json`` and ``bench.md`` in
+--out (default: outputs/bench/<time>) after each model, so a stopped run keeps what it measured. ``--budget-minutes``
+bounds the wall time: models get fewer repeats, then fewer steps, and what no longer fits is skipped, as the table says.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from benchmarks.cases import CASES, FP32, SWITCHES, Case
+from benchmarks.measure import (
+    REFERENCE_DATA_LOADING_S,
+    REFERENCE_FID_S,
+    REFERENCE_MATMUL_PEAK_GFLOPS,
+    bench_data_loading,
+    bench_fid,
+    bench_model,
+    matmul_peak,
+    reference_seconds,
+)
+
+MIN_REPEATS = 2  # a budget cuts repeats down to this, then steps down to 1
+
+
+class Progress:
+    """Prints a line per finished measurement with the elapsed time and an estimate of the time left: the remaining
+    work's cost on the reference machine (``benchmarks.measure.reference_seconds``) times how much slower this
+    machine has been so far. Also keeps the time budget and the notes on what it cut."""
+
+    def __init__(self, planned_reference_s: float, budget_s: float | None):
+        self.start = time.perf_counter()
+        self.planned_reference_s, self.done_reference_s = planned_reference_s, 0.0
+        self.budget_s = budget_s
+        self.notes: list[str] = []
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def slowdown(self) -> float:
+        """This machine's seconds per reference second so far (1 before anything was measured)."""
+        return self.elapsed() / self.done_reference_s if self.done_reference_s > 0 else 1.0
+
+    def remaining_s(self) -> float:
+        return max(self.planned_reference_s - self.done_reference_s, 0.0) * self.slowdown()
+
+    def seconds_left(self) -> float:
+        return float("inf") if self.budget_s is None else self.budget_s - self.elapsed()
+
+    def out_of_time(self) -> bool:
+        return self.seconds_left() <= 0
+
+    def replan(self, reference_s_change: float) -> None:
+        self.planned_reference_s += reference_s_change
+
+    def measured(self, what: str, reference_s: float) -> None:
+        self.done_reference_s += reference_s
+        print(f"[bench {_minutes(self.elapsed())} elapsed, ~{_minutes(self.remaining_s())} left] {what}", flush=True)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"[bench] {text}", flush=True)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def fit_to_budget(case: Case, n_variants: int, steps: int, repeats: int, seconds_left: float, slowdown: float,
+                  later_reference_s: float) -> tuple[int, int] | None:
+    """The (steps, repeats) a model gets under a time budget: its share of the time left, in proportion to its planned
+    cost against the work planned after it, by fewer repeats (down to MIN_REPEATS) and then fewer steps (down to 1).
+    None when even the least measurement does not fit in all the time left."""
+    def cost(steps_: int, repeats_: int) -> float:
+        return reference_seconds(case, n_variants, steps_, repeats_) * slowdown
+
+    least = min(repeats, MIN_REPEATS)
+    if cost(1, least) > seconds_left:
+        return None
+    planned = reference_seconds(case, n_variants, steps, repeats)
+    share = seconds_left * planned / (planned + later_reference_s)
+    while cost(steps, repeats) > share and (repeats > least or steps > 1):
+        if repeats > least:
+            repeats -= 1
+        else:
+            steps -= 1
+    return steps, repeats
+
+
+def markdown(report: dict) -> str:
+    peak = report["matmul_peak_gflops"]
+    n = report["matmul_peak_size"]
+    lines = [
+        f"# ganx benchmark, {report['date']}",
+        "",
+        f"Machine: {report['machine']}. torch {report['torch']}, {report['threads']} threads. "
+        f"Command: `{report['command']}` ({report['wall_s'] / 60:.1f} min).",
+        f"Peak {n}x{n} matmul in this run: {peak:.0f} GFLOP/s float32, {report['matmul_peak_bf16_gflops']:.0f} "
+        "GFLOP/s bfloat16.",
+    ]
+    if report["status"] != "complete":
+        lines.append(f"**Partial results: {report['status']}.**")
+    if report["budget_notes"]:
+        lines += ["", f"Time budget {report['budget_minutes']:g} min:", *(f"- {note}" for note in report["budget_notes"])]
+    lines += [
+        "",
+        "| model | switch | batch x critic steps | steps x repeats | ganx step (s) | plain step (s) | ganx/plain speed "
+        "| speed-up vs fp32 | ganx real img/s | GFLOP/step | % of fp32 matmul peak | first step ganx/plain (s) "
+        "| peak RSS so far (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in report["models"]:
+        for r in model["rows"]:
+            lines.append(
+                f"| {r['model']} | {r['variant']} | {r['batch_size']} x {r['critic_steps']} | {r['steps_x_repeats']} "
+                f"| {r['ganx_step_s']:.4f} | {r['plain_step_s']:.4f} | {r['speed_ratio_ganx_over_plain']:.3f} "
+                f"| {r['speedup_vs_fp32']:.2f} | {r['ganx_images_per_s']:.0f} "
+                f"| {'' if r['flops_exact'] else '>= '}{r['step_gflop']:.2f} "
+                f"| {100 * r['ganx_gflops_per_s'] / peak:.1f} "
+                f"| {r['first_step_s']['ganx']:.2f} / {r['first_step_s']['plain']:.2f} | {r['peak_rss_mib_so_far']:.0f} |"
+            )
+    lines += ["", "ganx/plain speed = median plain step time / median ganx step time (> 1: ganx faster), the median of "
+              "the per-repeat ratios; ganx and plain runs alternate after a warm-up step, and the switches of a model "
+              "alternate with its fp32 runs. Speed-up vs fp32 = median fp32 ganx step / median ganx step with the "
+              "switch. The first step (warm-up) includes compile time with `compile`. `>=`: FLOPs counted without the "
+              "gradient penalty (FlopCounterMode cannot trace its double backward).", ""]
+    for model in report["models"]:
+        if "top_ops" in model["rows"][0]:
+            lines += [f"## Top ops of one {model['rows'][0]['model']} training step (fp32, torch.profiler)", "",
+                      "```", model["rows"][0]["top_ops"].strip(), "```", ""]
+    if "data_loading" in report:
+        lines += ["## Data loading (ImageFolderDataModule, anime faces 96x96 -> 64x64, batch 64)", ""]
+        for r in report["data_loading"]:
+            lines.append(f"- {r['skipped']}" if "skipped" in r else f"- num_workers={r['num_workers']}: "
+                         f"{r['images_per_s']:.0f} images/s")
+        demand = [r for m in report["models"] for r in m["rows"] if r["key"] == "dcgan64" and r["variant"] == "fp32"]
+        if demand:
+            lines.append(f"- demand of the DCGAN-64 training step: {demand[0]['ganx_images_per_s']:.0f} images/s")
+    if "fid" in report:
+        fid = report["fid"]
+        lines += ["", f"## FID on {fid['num_samples']:,} samples", "",
+                  f"- classifier features (MNIST-like data, 28x28; generate + extract 2 x {fid['num_samples']:,} "
+                  f"images + Frechet distance), measured: {fid['classifier_fid_s']:.1f} s",
+                  f"- Inception-v3 (299x299): {fid['inception_images_per_s']:.1f} images/s measured on 64 images, so "
+                  f"~{fid['inception_fid_s_extrapolated'] / 60:.0f} min for 2 x {fid['num_samples']:,} images "
+                  "(extrapolated; the real statistics are computed once per run and reused)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: Path, progress: Progress) -> None:
+    """bench.json and bench.md as measured so far (rewritten after each model, so a stopped run keeps its results)."""
+    report["wall_s"] = progress.elapsed()
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "bench.md").write_text(markdown(report))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument("--switches", default="dcgan64",
+                        help="models whose speed switches are measured too (comma-separated; '' for none)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per arm (default: per model)")
+    parser.add_argument("--steps", type=int, default=None, help="timed generator steps per repeat and arm")
+    parser.add_argument("--profile", default="dcgan64", help="models to profile with torch.profiler ('' for none)")
+    parser.add_argument("--no-fid", action="store_true", help="skip the FID timing")
+    parser.add_argument("--no-data-loading", action="store_true", help="skip the data-loading throughput")
+    parser.add_argument("--peak-size", type=int, default=4096,
+                        help="matrix size of the matmul peak (smaller: quicker, a lower peak; 4096 for real numbers)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="bound the wall time: fewer repeats, then steps, then skip what does not fit (in the table)")
+    parser.add_argument("--out", default=None, help="output dir (default outputs/bench/<time>)")
+    args = parser.parse_args(argv)
+    models, switched = args.models.split(","), [m for m in args.switches.split(",") if m]
+    unknown = set(models + switched) - set(CASES)
+    if unknown:
+        parser.error(f"unknown model(s) {sorted(unknown)}; choose from {', '.join(CASES)}")
+    if args.budget_minutes is not None and args.budget_minutes <= 0:
+        parser.error(f"--budget-minutes {args.budget_minutes:g}: give a positive number of minutes")
+    out = Path(args.out or f"outputs/bench/{datetime.now():%Y-%m-%d_%H-%M-%S}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    plan = []  # (key, variants, steps, repeats), the sizes as asked
+    for key in models:
+        case = CASES[key]
+        plan.append((key, [FP32, *SWITCHES] if key in switched else [FP32], args.steps or case.steps,
+                     args.repeats or case.repeats))
+    extras = {"data loading": None if args.no_data_loading else REFERENCE_DATA_LOADING_S,
+              "FID timing": None if args.no_fid else REFERENCE_FID_S}
+    extras_reference_s = sum(s for s in extras.values() if s is not None)
+    peak_reference_s = 2 * 5 * 2 * args.peak_size**3 / (REFERENCE_MATMUL_PEAK_GFLOPS * 1e9)  # fp32 (bf16 is quicker)
+    progress = Progress(peak_reference_s + extras_reference_s
+                        + sum(reference_seconds(CASES[k], len(v), s, r) for k, v, s, r in plan),
+                        None if args.budget_minutes is None else 60 * args.budget_minutes)
+    report = {
+        "date": f"{datetime.now():%Y-%m-%d}", "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or 'cpu'}", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "command": "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "status": f"0 of {len(plan)} models measured, the run was stopped or is still running",
+        "budget_minutes": args.budget_minutes, "budget_notes": progress.notes, "matmul_peak_size": args.peak_size,
+        "matmul_peak_gflops": matmul_peak(n=args.peak_size) / 1e9,
+        "matmul_peak_bf16_gflops": matmul_peak(torch.bfloat16, n=args.peak_size) / 1e9,
+        "models": [],
+    }
+    progress.measured(f"matmul peak: {report['matmul_peak_gflops']:.0f} GFLOP/s float32, "
+                      f"{report['matmul_peak_bf16_gflops']:.0f} bfloat16", peak_reference_s)
+    write_report(report, out, progress)
+    try:
+        with tempfile.TemporaryDirectory() as log_dir:
+            for i, (key, variants, steps, repeats) in enumerate(plan):
+                planned_s = reference_seconds(CASES[key], len(variants), steps, repeats)
+                if args.budget_minutes is not None:
+                    later_s = extras_reference_s + sum(reference_seconds(CASES[k], len(v), s, r)
+                                                       for k, v, s, r in plan[i + 1:])
+                    fitted = fit_to_budget(CASES[key], len(variants), steps, repeats, progress.seconds_left(),
+                                           progress.slowdown(), later_s)
+                    if fitted is None:
+                        progress.note(f"{CASES[key].name}: skipped, not measured (time budget spent)")
+                        progress.replan(-planned_s)
+                        continue
+                    if fitted != (steps, repeats):
+                        progress.note(f"{CASES[key].name}: {fitted[0]} x {fitted[1]} steps x repeats instead of "
+                                      f"{steps} x {repeats} (time budget)")
+                        progress.replan(reference_seconds(CASES[key], len(variants), *fitted) - planned_s)
+                        steps, repeats = fitted
+                print(f"[bench] {key}: {', '.join(v.name for v in variants)}, {steps} steps x {repeats} repeats ...",
+                      flush=True)
+                report["models"].append(bench_model(key, variants, log_dir, steps, repeats,
+                                                    key in args.profile.split(","), progress))
+                report["status"] = (f"{i + 1} of {len(plan)} models done, the run was stopped or is still running")
+                write_report(report, out, progress)
+        for name, reference_s in extras.items():
+            if reference_s is None:
+                continue
+            if reference_s * progress.slowdown() > progress.seconds_left():
+                progress.note(f"{name}: skipped, not measured (time budget spent)")
+                continue
+            if name == "data loading":
+                report["data_loading"] = bench_data_loading()
+            else:
+                report["fid"] = bench_fid()
+            progress.measured(name, reference_s)
+            write_report(report, out, progress)
+    except KeyboardInterrupt:
+        report["status"] = f"stopped (Ctrl-C) after {len(report['models'])} of {len(plan)} models"
+        write_report(report, out, progress)
+        print(f"[bench] stopped: wrote what was measured to {out}/bench.json and {out}/bench.md", flush=True)
+        raise SystemExit(130) from None
+    report["status"] = "complete"
+    write_report(report, out, progress)
+    print(markdown(report))
+    print(f"wrote {out}/bench.json and {out}/bench.md")
+
+
+if __name__ == "__main__":
+    main()

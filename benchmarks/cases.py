@@ -1,0 +1,87 @@
+"""What the benchmark measures: the models (ganx presets), the speed switches, and synthetic batches shaped like
+each model's data (loading cost is measured separately)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader, TensorDataset
+
+from ganx.config import register_resolvers
+from ganx.models import CycleGAN
+from ganx.trainer import training_batch_size
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    overrides: tuple[str, ...]
+    steps: int  # timed generator steps per repeat and arm: sized so each model takes about a minute here
+    repeats: int = 3
+    # ganx's float32 step on the machine of experiments/benchmarks.json: only for the progress and budget estimates.
+    reference_step_s: float = 0.1
+
+
+CASES = {
+    "gan": Case("gan (MLP, 28x28)", ("model=gan", "data=mnist"), steps=40, repeats=5, reference_step_s=0.023),
+    "dcgan28": Case("dcgan 28x28", ("model=dcgan", "data=mnist"), steps=10, repeats=5, reference_step_s=0.078),
+    "dcgan64": Case("dcgan 64x64", ("model=dcgan", "data=anime"), steps=2, reference_step_s=0.95),
+    "wgan_gp64": Case("wgan_gp 64x64 (5 critic steps)", ("model=wgan_gp", "data=anime"), steps=1, repeats=4,
+                      reference_step_s=5.3),
+    # The paper's 128x128 setting: 6 residual blocks, batch 1.
+    "cyclegan128": Case("cyclegan 128x128", ("model=cyclegan", "data=unpaired", "data.image_size=128",
+                                             "model.generator_ab.n_blocks=6"), steps=3, repeats=4,
+                        reference_step_s=1.8),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A speed switch setting, as ganx.train exposes it: trainer.precision, channels_last, compile."""
+
+    name: str
+    precision: str = "32-true"
+    channels_last: bool = False
+    compile: bool = False
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision.startswith("bf16")
+
+
+FP32 = Variant("fp32")
+SWITCHES = (
+    Variant("bf16-mixed", precision="bf16-mixed"),
+    Variant("channels_last", channels_last=True),
+    Variant("compile", compile=True),
+    Variant("channels_last+compile", channels_last=True, compile=True),
+)
+
+
+def compose_config(case: Case, output_dir: str):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[*case.overrides, f"paths.output_dir={output_dir}", "logger=csv"])
+
+
+def synthetic_data(cfg, model, n_batches: int) -> TensorDataset:
+    """``n_batches`` training batches of random images in [-1, 1] shaped like the configured data (loading cost is
+    measured separately): (images, labels) for a GAN, (real_a, real_b) for CycleGAN."""
+    shape = (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+    images = torch.rand(batch_images(cfg, model) * n_batches, *shape) * 2 - 1
+    second = torch.rand_like(images) * 2 - 1 if isinstance(model, CycleGAN) else torch.zeros(len(images), dtype=torch.long)
+    return TensorDataset(images, second)
+
+
+def batch_images(cfg, model) -> int:
+    """Real images per training batch: batch_size x critic_steps for a GAN."""
+    return training_batch_size(model, cfg.data.batch_size)
+
+
+def synthetic_loader(cfg, model, data: TensorDataset | None = None) -> DataLoader:
+    """Shuffled training batches of ``data`` (default: one batch of ``synthetic_data``)."""
+    data = data if data is not None else synthetic_data(cfg, model, n_batches=1)
+    return DataLoader(data, batch_size=batch_images(cfg, model), shuffle=True, drop_last=True)

@@ -1,0 +1,88 @@
+"""The benchmark's reference arm: ganx's nets, losses and optimizers trained by a plain PyTorch loop in the style of
+the PyTorch-GAN scripts (tests/test_bench.py checks that a step of it ends at ganx's weights)."""
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from benchmarks.cases import Variant, synthetic_loader
+from ganx.losses import clip_weights_, gradient_penalty
+from ganx.models import CycleGAN
+from ganx.models.base import frozen
+
+
+def plain_gan_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """One generator step the way the PyTorch-GAN scripts write it, with ganx's losses and nets."""
+    G, D, loss = model.generator, model.discriminator, model.loss
+    for real in images.chunk(model.critic_steps):
+        fake = G(model.sample_latent(real.shape[0])).detach()
+        d_loss = loss.d_loss(D(real), D(fake))
+        if loss.gp_weight > 0:
+            d_loss = d_loss + loss.gp_weight * gradient_penalty(D, real, fake)
+        d_opt.zero_grad()
+        d_loss.backward()
+        d_opt.step()
+        if loss.clip_value is not None:
+            clip_weights_(D, loss.clip_value)
+    fake = G(model.sample_latent(real.shape[0]))
+    with frozen(D):
+        g_loss = loss.g_loss(D(fake))
+    g_opt.zero_grad()
+    g_loss.backward()
+    g_opt.step()
+
+
+def plain_cyclegan_step(model, g_opt, d_opt, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
+    """One CycleGAN iteration as the official code writes it: both generators, then both discriminators on fakes
+    drawn through the image buffers."""
+    G_AB, G_BA, D_A, D_B, loss = (model.generator_ab, model.generator_ba, model.discriminator_a,
+                                  model.discriminator_b, model.loss)
+    lambda_cycle, lambda_identity = model.lambda_cycle, model.lambda_identity
+    fake_b, fake_a = G_AB(real_a), G_BA(real_b)
+    with frozen(D_A, D_B):
+        loss_gan = model.adversarial_weight * (loss.g_loss(D_B(fake_b)) + loss.g_loss(D_A(fake_a)))
+    loss_cycle = lambda_cycle * (F.l1_loss(G_BA(fake_b), real_a) + F.l1_loss(G_AB(fake_a), real_b))
+    loss_identity = lambda_cycle * lambda_identity * (F.l1_loss(G_BA(real_a), real_a) + F.l1_loss(G_AB(real_b), real_b))
+    g_opt.zero_grad()
+    (loss_gan + loss_cycle + loss_identity).backward()
+    g_opt.step()
+    d_a = loss.d_loss(D_A(real_a), D_A(model.fake_a_buffer(fake_a.detach())))
+    d_b = loss.d_loss(D_B(real_b), D_B(model.fake_b_buffer(fake_b.detach())))
+    d_opt.zero_grad()
+    (d_a + d_b).backward()
+    d_opt.step()
+
+
+def plain_step(model, g_opt, d_opt, batch) -> None:
+    (plain_cyclegan_step if isinstance(model, CycleGAN) else plain_gan_step)(model, g_opt, d_opt, *batch)
+
+
+class PlainLoop:
+    """The plain arm: the same nets, switched the same way (channels_last weights, compiled nets, autocast)."""
+
+    def __init__(self, model, variant: Variant):
+        self.model, self.variant = model, variant
+        if variant.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if variant.compile:
+            for network in model.networks_to_compile():
+                network.compile()
+        self.g_opt, self.d_opt = model.configure_optimizers()[0]
+
+    def step(self, batch) -> None:
+        # No autocast weight cache (as Lightning's bf16-mixed): the step updates weights inside the context, and a
+        # cached bf16 copy of D from before the critic update would be stale in the generator update.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.bf16, cache_enabled=False):
+            plain_step(self.model, self.g_opt, self.d_opt, batch)
+
+    def run(self, cfg, steps: int, data: TensorDataset) -> list[float]:
+        times, batches = [], iter(synthetic_loader(cfg, self.model, data))
+        last = time.perf_counter()
+        for _ in range(steps):
+            self.step(next(batches))
+            now = time.perf_counter()
+            times.append(now - last)
+            last = now
+        return times
