@@ -205,8 +205,8 @@ def bench_fid(num_samples: int = 10_000, batch: int = 500) -> dict:
     real ones cannot be downloaded here) and extrapolated to the same 20,000 images."""
     from torchvision.models import inception_v3
 
-    from ganx.metrics.classifier import SmallCNN, save_classifier
     from ganx.metrics import ClassifierFeatures, ImageMetrics
+    from ganx.metrics.classifier import SmallCNN, save_classifier
 
     cfg = compose_config(CASES["dcgan28"], tempfile.mkdtemp())
     generator = instantiate(cfg.model.generator).eval()
