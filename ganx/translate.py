@@ -80,6 +80,24 @@ def input_files(path: Path) -> tuple[Path, list[Path]]:
     raise FileNotFoundError(f"input={path} does not exist; give an image file or a folder of images")
 
 
+def planned_outputs(base: Path, files: list[Path], output: Path, existing: str) -> tuple[list[Path], list[Path]]:
+    """(inputs, targets) to translate: each input's target under ``output`` at its path below ``base``; targets that
+    exist already are refused, left out (``existing=skip``) or kept to be replaced (``existing=overwrite``)."""
+    targets = [output / file.relative_to(base) for file in files]
+    present = [t for t in targets if t.exists()]
+    if present and existing == "refuse":
+        raise FileExistsError(
+            f"{len(present)} of {len(targets)} output file(s) already exist (first: {present[0]}); refusing to "
+            "overwrite them. Continue a partly written folder with existing=skip, replace them with "
+            "existing=overwrite, or choose another output= folder."
+        )
+    if present and existing == "skip":
+        print(f"ganx.translate: {len(present)} of {len(targets)} output(s) exist already; translating the others.")
+        pairs = [(f, t) for f, t in zip(files, targets, strict=True) if t not in set(present)]
+        return [f for f, _ in pairs], [t for _, t in pairs]
+    return files, targets
+
+
 @torch.no_grad()
 def translate(cfg: TranslateConfig) -> list[Path]:
     if cfg.direction not in GENERATORS:
@@ -94,20 +112,8 @@ def translate(cfg: TranslateConfig) -> list[Path]:
             raise ValueError("pix2pix translates in the direction it was trained (data.direction of its run); "
                              "direction= chooses a CycleGAN generator: leave it out for pix2pix.")
         generator_name = "generator"
-    base, files = input_files(Path(cfg.input).expanduser())
-    output = Path(cfg.output).expanduser()
-    targets = [output / file.relative_to(base) for file in files]
-    existing = [t for t in targets if t.exists()]
-    if existing and cfg.existing == "refuse":
-        raise FileExistsError(
-            f"{len(existing)} of {len(targets)} output file(s) already exist (first: {existing[0]}); refusing to "
-            "overwrite them. Continue a partly written folder with existing=skip, replace them with "
-            "existing=overwrite, or choose another output= folder."
-        )
-    if existing and cfg.existing == "skip":
-        print(f"ganx.translate: {len(existing)} of {len(targets)} output(s) exist already; translating the others.")
-        kept = {t for t in targets if t not in set(existing)}
-        files, targets = [f for f, t in zip(files, targets, strict=True) if t in kept], [t for t in targets if t in kept]
+    files, targets = planned_outputs(*input_files(Path(cfg.input).expanduser()), Path(cfg.output).expanduser(),
+                                     cfg.existing)
     generator = build_submodule(checkpoint, generator_name).to(cfg.device)
     grayscale_input = getattr(generator, "in_channels", 3) == 1
     trained = trained_image_shape(checkpoint)
