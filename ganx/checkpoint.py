@@ -204,14 +204,23 @@ def require_model(checkpoint: dict[str, Any], allowed: tuple[str, ...], command:
         )
 
 
-def build_submodule(checkpoint: dict[str, Any], name: str) -> nn.Module:
-    """Rebuild ``model.<name>`` (e.g. "generator") from the stored config and load its weights; eval mode."""
+def has_averaged(checkpoint: dict[str, Any], name: str = "generator") -> bool:
+    """Whether the checkpoint holds an EMA copy of ``model.<name>`` (trained with ``model.ema``)."""
+    return any(k.startswith(f"{name}_ema.module.") for k in checkpoint["state_dict"])
+
+
+def build_submodule(checkpoint: dict[str, Any], name: str, averaged: bool = False) -> nn.Module:
+    """Rebuild ``model.<name>`` (e.g. "generator") from the stored config and load its weights; eval mode.
+    ``averaged``: load the EMA copy's weights (state_dict prefix ``<name>_ema.module.``) into it instead."""
     model_config = checkpoint["ganx"]["config"].get("model")
     if not isinstance(model_config, dict) or not isinstance(model_config.get(name), dict):
         raise CheckpointError(f"this checkpoint's stored config has no model.{name} to rebuild; it was edited or "
                               "written by something else than ganx.train.")
     module = build_from_config(model_config[name], f"model.{name}")
-    prefix = f"{name}."
+    if averaged and not has_averaged(checkpoint, name):
+        raise CheckpointError(f"this checkpoint has no EMA copy of model.{name} (trained without model.ema); "
+                              "use ema=false, or train with model.ema.decay=0.999.")
+    prefix = f"{name}_ema.module." if averaged else f"{name}."
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     load_weights(module, state, f"model.{name}")
     return module.eval()

@@ -2,12 +2,14 @@
 
     python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,parzen]] [num_samples=10000] [data=NAME] [data.key=value]
                             [features=auto|inception|classifier] [inception_weights=PATH] [classifier_ckpt=PATH]
+                            [ema=false]
 
 The model generates ``num_samples`` images against as many held-out real images (the data module's val split with
 ``val_size=num_samples``; for MNIST-like data a seeded subset of the official test set, all of it at 10,000), through
 the same code as training-time evaluation (``ImageMetrics`` fed by the model's ``generate_for_metrics``): with the
 run's ``data.val_size`` and batch size it reproduces the numbers logged during training. Prints a JSON object and
-writes it next to the checkpoint (``<ckpt>.eval-<metrics>-<N>.json``; an existing file is never replaced).
+writes it next to the checkpoint (``<ckpt>.eval-<metrics>-<N>.json``; an existing file is never replaced). A
+checkpoint trained with ``model.ema`` is evaluated with its EMA generator unless ``ema=false`` (the JSON says which).
 
 ``parzen``: sigma is chosen on the first ``parzen_val_size`` held-out images, the mean log-likelihood and its
 standard error are reported on the others (the paper used a validation split of the training set and the full test
@@ -53,6 +55,7 @@ class EvaluateConfig:
     parzen_val_size: int = 1000  # held-out images used to choose the Parzen sigma; the rest are its test points
     allow_small_fid: bool = False  # FID on fewer images than feature dimensions (biased; refused otherwise)
     out: str | None = None  # default: next to the checkpoint
+    ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
 
 
 def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overrides: list[str]):
@@ -137,6 +140,11 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         metrics = ImageMetrics(extractor, image_metric_names, cfg.is_splits, cfg.kid_subsets,
                                cfg.kid_subset_size).to(device)
     model = build_model(checkpoint).to(device)
+    averaged = getattr(model, "generator_ema", None) is not None
+    if cfg.ema and not averaged:
+        raise CheckpointError("ema=true, but this checkpoint has no EMA generator (trained without model.ema); "
+                              "leave out ema=.")
+    model.sample_with_ema = averaged and cfg.ema is not False
     # Class-conditional models (ganx.models.conditional): class accuracy and intra-FID on the same classifier.
     class_metrics = None
     if metrics is not None and hasattr(model, "num_classes"):
@@ -157,6 +165,7 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
             fakes.append(to_parzen_space(fake.cpu()))
     result: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt).resolve()),
                               "generator_step": checkpoint["ganx"].get("generator_steps"),
+                              "generator": "ema" if model.sample_with_ema else "trained",
                               "real_split": "val", "data": {"config": data_cfg._target_, **datamodule.summary()}}
     if metrics is not None:
         result["values"] = metrics.compute()

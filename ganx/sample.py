@@ -1,13 +1,15 @@
 """Sample from a trained GAN (unconditional, or class-conditional: model=cgan / model=acgan).
 
     python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz | out=DIR/] [interpolate=true] [seed=0] [class=3]
+                          [ema=false]
 
 ``out=*.png`` (or .jpg/.webp) writes an image grid; ``out=DIR/`` (a trailing slash or an existing folder) writes the n
 samples as separate PNG files ``DIR/000000.png`` ..., the input external FID tools (clean-fid, torch-fidelity's
 CLI) read; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key ``images``
 for evaluation elsewhere (a generator of 2-D points, data=gaussian_ring/grid: a scatter plot, or float32 (N, 2) under
 key ``points``); ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
-(Goodfellow et al. 2014, Fig. 3).
+(Goodfellow et al. 2014, Fig. 3). A checkpoint trained with ``model.ema`` samples from its EMA generator unless
+``ema=false``.
 
 A class-conditional checkpoint draws n samples per class, one row per class with the same codes in every row, or
 n samples of one class with ``class=N`` (alias ``label=N``); interpolation rows keep one class each. ``.npz`` files also
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from ganx.checkpoint import CheckpointError, build_submodule, load_checkpoint, require_model
+from ganx.checkpoint import CheckpointError, build_submodule, has_averaged, load_checkpoint, require_model
 from ganx.config import parse_cli
 from ganx.latent import draw_latent
 from ganx.nets.conditional import class_grid_labels
@@ -41,6 +43,7 @@ class SampleConfig:
     seed: int = 0
     batch_size: int = 256
     label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
+    ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
 
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
@@ -91,7 +94,8 @@ def sample(cfg: SampleConfig) -> Path:
     checkpoint = load_checkpoint(cfg.ckpt)
     require_model(checkpoint, ("GAN", "ConditionalGAN", "ACGAN"), "ganx.sample")
     model_cfg = checkpoint["ganx"]["config"]["model"]
-    generator = build_submodule(checkpoint, "generator")
+    averaged = has_averaged(checkpoint) if cfg.ema is None else cfg.ema
+    generator = build_submodule(checkpoint, "generator", averaged=averaged)
     rng = torch.Generator().manual_seed(cfg.seed)
     dim, distribution = model_cfg["latent_dim"], model_cfg["latent_distribution"]
     if cfg.interpolate:

@@ -64,7 +64,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     model = instantiate(cfg.model, _partial_=True)(
         nonfinite_policy=cfg.on_nonfinite, max_nonfinite_skips=cfg.on_nonfinite_max_skips,
         channels_last=cfg.channels_last, compile_networks=cfg.compile,
-        run_config=OmegaConf.to_container(cfg, resolve=True),
+        run_config=OmegaConf.to_container(cfg, resolve=True), augment=instantiate(cfg.augment),
     )
     if cfg.ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
         check_resume_fits(model, cfg.ckpt_path)

@@ -1,5 +1,6 @@
 """Faults lose nothing and a resumed run is the same run."""
 
+import csv
 import errno
 import json
 import math
@@ -131,10 +132,16 @@ def test_negative_learning_rate_names_the_config_key():
         model.configure_optimizers()
 
 
+# The quality toolkit's state must resume too: the EMA generator's weights and ADA's probability p and statistic
+# (StyleGAN2-ADA restarted p from 0 on resume). p starts at 0.5 and moves fast, so a lost p would show.
+EMA_AND_ADA = ["model.ema.decay=0.9", "augment=ada", "augment.p=0.5", "augment.interval=2", "augment.speed_kimg=0.2"]
+
+
 @pytest.mark.e2e
-def test_resume_is_bit_exact(mnist_dir, tmp_path):
+@pytest.mark.parametrize("toolkit", [[], EMA_AND_ADA], ids=["plain", "ema_and_ada"])
+def test_resume_is_bit_exact(mnist_dir, tmp_path, toolkit):
     common = [*TINY_GAN, "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
-              "checkpoint_every=5", "trainer.deterministic=true", "seed=7", *FAST]
+              "checkpoint_every=5", "trainer.deterministic=true", "seed=7", *toolkit, *FAST]
     full = tmp_path / "full"
     run_cli(*common, "steps=10", f"hydra.run.dir={full}", cwd=tmp_path)  # 7 batches per epoch: resume mid-epoch 1
     # Periodic checkpoints follow checkpoint_every, not epoch ends (the epoch ended at step 7).
@@ -151,6 +158,14 @@ def test_resume_is_bit_exact(mnist_dir, tmp_path):
     for state_a, state_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
         for i, s in state_a["state"].items():
             assert all(torch.equal(s[k], state_b["state"][i][k]) for k in ("exp_avg", "exp_avg_sq"))
+    if toolkit:
+        assert any(k.startswith("generator_ema.module.") for k in a["state_dict"])  # compared above
+        ada_a, ada_b = a["ganx"]["augment"], b["ganx"]["augment"]
+        assert ada_a["p"] == ada_b["p"] != 0.5 and ada_a["images"] == ada_b["images"]
+        assert all(torch.equal(x, y) for x, y in zip(ada_a["signs"], ada_b["signs"], strict=True))
+        logged = {k for f in full.glob("csv/version_*/metrics.csv") for row in csv.DictReader(f.open())
+                  for k, v in row.items() if v}
+        assert "train/augment_p" in logged
 
 
 @pytest.mark.e2e

@@ -7,7 +7,7 @@ k + 1 per training step. ganx counts what users mean by a step — one generator
 
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ganx.augment import DiffAugment
 from ganx.data.base import BatchKind
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,17 @@ class AdversarialModule(L.LightningModule):
         compile_networks: ``torch.compile`` the ``networks_to_compile()`` (``compile``; applied in ``setup``).
         run_config: the resolved run config, stored in every checkpoint so inference commands can rebuild the
             networks (``ganx.checkpoint``).
+        augment: the differentiable augmentation of every image the discriminator sees (``augment=diffaug|ada``,
+            ``ganx.augment``); None or an empty policy: none. Only models with ``augments_critic_inputs``.
+        ema: ``model.ema`` (decay | kimg, rampup): keep an exponential moving average of the generator, which then
+            draws the samples and metrics (``sample_with_ema``). Only models with ``averages_generator``.
     """
 
     # The batch kinds training_step reads; every model declares them (ganx.config.check_model_data_pairing refuses ()).
     trains_on: tuple[BatchKind, ...] = ()
+    # Whether the model applies ``augment`` to its critic's inputs and keeps ``model.ema`` (the noise-to-image GANs).
+    augments_critic_inputs: bool = False
+    averages_generator: bool = False
 
     def __init__(
         self,
@@ -86,6 +94,8 @@ class AdversarialModule(L.LightningModule):
         channels_last: bool = False,
         compile_networks: bool = False,
         run_config: dict | None = None,
+        augment: DiffAugment | None = None,
+        ema: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
@@ -106,6 +116,23 @@ class AdversarialModule(L.LightningModule):
         self.run_config = run_config
         self.channels_last, self.compile_networks = channels_last, compile_networks
         self._visual_pair_names: tuple[str, str] | None = None  # see register_visual_pairs
+        self.augment = augment or DiffAugment(policy=())
+        if self.augment.enabled and not self.augments_critic_inputs:
+            raise ValueError(
+                f"augment={self.augment.policy} is not supported by {type(self).__name__}: DiffAugment and ADA were "
+                "designed and evaluated for noise-to-image GANs (model=gan|dcgan|cgan|acgan ...), whose critic judges "
+                "single images; a translation model's critic judges the generator's output against its input, and "
+                "its L1/cycle losses would not see the augmentation. Train it with augment=none."
+            )
+        self.ema_options = {k: v for k, v in (ema or {}).items() if v is not None}
+        if self.ema_options and not self.averages_generator:
+            raise ValueError(
+                f"model.ema={self.ema_options} is not supported by {type(self).__name__}: ganx keeps an EMA generator "
+                "for the noise-to-image GANs (model=gan|dcgan|cgan|acgan ...) only, and ganx.translate loads raw "
+                "generators. Leave model.ema.decay and model.ema.kimg unset."
+            )
+        # With an EMA generator, samples, grids and metrics come from it; ema=false on the CLIs sets this False.
+        self.sample_with_ema = True
 
     # --- what a model defines ----------------------------------------------------------------------------------------
 
@@ -155,7 +182,7 @@ class AdversarialModule(L.LightningModule):
     def networks_to_compile(self) -> list[nn.Module]:
         """The networks ``compile=true`` compiles: all of them, unless a model needs what compile cannot do
         (double backward through a gradient penalty, see ``GAN``)."""
-        return [m for m in self.children() if any(True for _ in m.parameters())]
+        return [m for m in self.children() if any(p.requires_grad for p in m.parameters())]  # not the EMA copy
 
     # --- fixed image pairs for visualize() (image-to-image models) ----------------------------------------------------
 
@@ -341,6 +368,7 @@ class AdversarialModule(L.LightningModule):
             "skipped_updates": self.skipped_updates,
             "config": self.run_config,
             "rng": rng_state(),
+            "augment": self.augment.state_dict(),  # ADA's p: a resumed run goes on with the same probability
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -349,6 +377,8 @@ class AdversarialModule(L.LightningModule):
         self.skipped_updates = ganx_state.get("skipped_updates", 0)
         if "rng" in ganx_state:
             set_rng_state(ganx_state["rng"])
+        if ganx_state.get("augment"):
+            self.augment.load_state_dict(ganx_state["augment"])
 
 
 def _build_optimizer(factory: OptimizerFactory, params: Iterable[nn.Parameter], key: str) -> Optimizer:

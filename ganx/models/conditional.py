@@ -54,7 +54,7 @@ class ConditionalGAN(GAN):
     # --- the conditional parts of the GAN algorithm -------------------------------------------------------------
 
     def critic(self, images: Tensor, labels: Tensor | None) -> Tensor:
-        return self.discriminator(images, self._require_labels(labels))
+        return self.discriminator(self.augment(images), self._require_labels(labels))
 
     def generate_fake(self, n: int, labels: Tensor | None) -> Tensor:
         labels = self._require_labels(labels)
@@ -87,8 +87,8 @@ class ConditionalGAN(GAN):
         in turn."""
         if labels is None:
             labels = torch.arange(len(z)) % self.num_classes
-        with evaluating(self.generator):
-            return self.generator(z.to(self.device), labels.to(self.device))
+        with evaluating(self.sampling_generator):
+            return self.sampling_generator(z.to(self.device), labels.to(self.device))
 
     @torch.no_grad()
     def class_grid(self, z: Tensor) -> Tensor:
@@ -137,13 +137,15 @@ class ACGAN(ConditionalGAN):
         self.class_weight = class_weight
 
     def critic(self, images: Tensor, labels: Tensor | None) -> Tensor:
-        return self.discriminator(images)  # ACGAN's critic does not see the label
+        return self.discriminator(self.augment(images))  # ACGAN's critic does not see the label
 
     def auxiliary_d_loss(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
         labels = self._require_labels(labels)
-        real_ce = F.cross_entropy(self.discriminator.classify(real), labels)
-        fake_ce = F.cross_entropy(self.discriminator.classify(fake), labels)
+        # The class head sees augmented images too, or it could still memorise the few real images DiffAugment protects.
+        real_ce = F.cross_entropy(self.discriminator.classify(self.augment(real)), labels)
+        fake_ce = F.cross_entropy(self.discriminator.classify(self.augment(fake)), labels)
         return self.class_weight * (real_ce + fake_ce)
 
     def auxiliary_g_loss(self, fake: Tensor, labels: Tensor | None) -> Tensor:
-        return self.class_weight * F.cross_entropy(self.discriminator.classify(fake), self._require_labels(labels))
+        return self.class_weight * F.cross_entropy(self.discriminator.classify(self.augment(fake)),
+                                                   self._require_labels(labels))

@@ -16,7 +16,7 @@ from ganx.data.base import BatchKind
 from ganx.latent import draw_latent
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
-from ganx.models.common import evaluating, image_grid
+from ganx.models.common import averaged_generator, evaluating, image_grid
 from ganx.plots import scatter_points
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def layer_grad_norms(module: nn.Module) -> dict[str, Tensor]:
 class GAN(AdversarialModule):
     # Labels are ignored; 2-D points need the 2-D nets the toy data configs select (conf/model/nets/mlp2d.yaml).
     trains_on = (BatchKind.IMAGES, BatchKind.LABELED_IMAGES, BatchKind.POINTS)
+    augments_critic_inputs = averages_generator = True
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class GAN(AdversarialModule):
                 "Use model.discriminator.norm=layer (or instance/none), or set loss.gp_weight=0."
             )
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
+        self.generator_ema = averaged_generator(generator, self.ema_options)  # None unless model.ema is set
         self.critic_steps, self.latent_dim, self.latent_distribution = critic_steps, latent_dim, latent_distribution
         # A fixed noise batch, part of the state dict, so sample grids over training (and after resume) are comparable.
         seeded = torch.Generator().manual_seed(fixed_noise_seed)
@@ -88,15 +90,23 @@ class GAN(AdversarialModule):
                 "real minibatches; build the data module with batches_per_step=critic_steps (ganx.train does)."
             )
         g_opt, d_opt = self.optimizers()
+        world = self.trainer.world_size if self._trainer is not None else 1
         for real, real_labels in zip(images.chunk(self.critic_steps), labels.chunk(self.critic_steps), strict=True):
             critic_stats = self.critic_step(real, d_opt, real_labels)
+            self.augment.observe(critic_stats["d_real_sign"], real.shape[0] * world)  # ADA's r_t
         if self.is_logging_step():
             # The last critic step's gradients are still in .grad: the next update() clears them.
             norms = layer_grad_norms(self.discriminator)
             critic_stats.update({f"critic_grad_norm/{layer}": norm for layer, norm in norms.items()})
         generator_stats = self.generator_step(real.shape[0], g_opt, real_labels)
+        if self.generator_ema is not None:
+            # Under DDP every rank averages in the same G weights (gradients are all-reduced before each step, the
+            # decay depends only on step counts), so the copies stay equal without communication; their BatchNorm
+            # buffers are G's, which DDP broadcasts from rank 0 at every forward, and so the EMA copy's.
+            self.generator_ema.update(self.generator, self.generator_steps * real.shape[0] * world,
+                                      real.shape[0] * world)
         self.generator_steps += 1
-        self.log_step({**critic_stats, **generator_stats}, prog_bar=("d_loss", "g_loss"))
+        self.log_step({**critic_stats, **generator_stats, **self.augment.stats()}, prog_bar=("d_loss", "g_loss"))
 
     def critic_step(self, real: Tensor, d_opt, labels: Tensor | None = None) -> dict[str, Tensor]:
         """One discriminator (critic) update on a real minibatch and a fresh fake one (of the same classes)."""
@@ -125,6 +135,7 @@ class GAN(AdversarialModule):
             d_loss=d_loss,
             d_real=self.loss.d_output(real_logits.detach()).mean(),
             d_fake=self.loss.d_output(fake_logits.detach()).mean(),
+            d_real_sign=real_logits.detach().sign().mean(),  # ADA's overfitting heuristic r_t (Karras et al. 2020)
         )
         if self.loss.family.wasserstein:
             stats["wasserstein_estimate"] = real_logits.detach().mean() - fake_logits.detach().mean()
@@ -146,8 +157,9 @@ class GAN(AdversarialModule):
     # --- what the class-conditional variants change (ganx.models.conditional) ----------------------------------
 
     def critic(self, images: Tensor, labels: Tensor | None) -> Tensor:
-        """The discriminator's logits for ``images``: D(x) here, D(x, y) for a class-conditional critic."""
-        return self.discriminator(images)
+        """The discriminator's logits for ``images``: D(x) here, D(x, y) for a class-conditional critic; D sees
+        them through ``augment`` (DiffAugment: every real and fake image the critic judges, in both steps)."""
+        return self.discriminator(self.augment(images))
 
     def generate_fake(self, n: int, labels: Tensor | None) -> Tensor:
         """n samples G(z) in training mode (of the given classes, for a class-conditional generator)."""
@@ -167,11 +179,19 @@ class GAN(AdversarialModule):
         """n latent codes on the model's device, from ``generator`` (default: the global RNG, the training stream)."""
         return draw_latent(n, self.latent_dim, self.latent_distribution, generator, self.device)
 
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that draws samples, grids and metrics: the EMA copy if there is one and
+        ``sample_with_ema``, else the trained one."""
+        if self.generator_ema is not None and self.sample_with_ema:
+            return self.generator_ema.module
+        return self.generator
+
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
         """Generator outputs for latent codes ``z`` in eval mode (BatchNorm uses running statistics: deterministic)."""
-        with evaluating(self.generator):
-            return self.generator(z.to(self.device))
+        with evaluating(self.sampling_generator):
+            return self.sampling_generator(z.to(self.device))
 
     @torch.no_grad()
     def visualize(self) -> Tensor:
