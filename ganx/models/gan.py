@@ -17,6 +17,7 @@ from ganx.latent import draw_latent
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty, r2_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.common import evaluating, image_grid
+from ganx.nets.spectral import is_spectral_normalized
 from ganx.plots import scatter_points
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,13 @@ class GAN(AdversarialModule):
                 "A gradient penalty needs a critic without BatchNorm: BatchNorm couples the samples of a batch, so the "
                 "per-sample input gradient the penalty constrains is not defined (Gulrajani et al. 2017, Sec. 4). "
                 "Use model.discriminator.norm=layer (or instance/none), or set loss.gp_weight=0."
+            )
+        if loss.clip_value is not None and is_spectral_normalized(discriminator):
+            raise ValueError(
+                f"Weight clipping (loss.clip_value={loss.clip_value}) with a spectrally normalised critic: spectral "
+                "normalisation already makes each layer 1-Lipschitz (Miyato et al. 2018), and clipping would clamp the "
+                "raw weights behind the normalisation, changing nothing but the power iteration. Use one of them: "
+                "loss.clip_value=null, or a critic without model.discriminator.norm=spectral."
             )
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
         self.critic_steps, self.latent_dim, self.latent_distribution = critic_steps, latent_dim, latent_distribution
