@@ -53,8 +53,8 @@ def check_train_config(cfg: DictConfig) -> None:
         if key == "steps" and value is None and budget is not None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            also = " or null with trainer.max_time set" if key == "steps" else ""
-            raise ConfigError(f"{key} must be a whole number >= 1 (generator steps){also}, got {value!r}.")
+            also = "; null (no step limit) needs trainer.max_time" if key == "steps" else ""
+            raise ConfigError(f"{key} must be a whole number >= 1 (generator steps), got {value!r}{also}.")
     keep = cfg.get("checkpoint_keep")
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
         raise ConfigError(f"checkpoint_keep must be a whole number >= 1 (periodic checkpoints to keep) or null (keep "

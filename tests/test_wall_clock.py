@@ -40,7 +40,7 @@ def test_no_step_limit_needs_a_budget():
     (["checkpoint_keep=0"], r"checkpoint_keep must be a whole number >= 1 .*or null \(keep all\), got 0"),
     (["checkpoint_keep=abc"], r"checkpoint_keep must be .*got 'abc'"),
     (["checkpoint_keep=1.5"], r"checkpoint_keep must be .*got 1.5"),
-    (["steps=null"], r"steps must be a whole number >= 1 \(generator steps\) or null with trainer.max_time set"),
+    (["steps=null"], r"steps must be a whole number >= 1 \(generator steps\), got None; null \(no step limit\) needs trainer.max_time"),
 ])
 def test_bad_budget_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
