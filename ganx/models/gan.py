@@ -160,8 +160,11 @@ class GAN(AdversarialModule):
         """One generator update through a frozen discriminator; a relativistic loss pairs the fakes with ``real``."""
         fake = self.generate_fake(batch_size, labels)
         with frozen(self.discriminator):
-            real_logits = self.critic(real, labels) if self.loss.family.relativistic else None
-            g_loss = self.loss.g_loss(self.critic(fake, labels), real_logits)
+            fake_logits = self.critic(fake, labels)
+            if self.loss.family.relativistic:
+                g_loss = self.loss.g_loss(fake_logits, self.critic(real, labels))
+            else:
+                g_loss = self.loss.g_loss(fake_logits)
             auxiliary = self.auxiliary_g_loss(fake, labels)
         stats = {}
         if auxiliary is not None:
