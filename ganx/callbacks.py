@@ -36,13 +36,19 @@ class GeneratorStepCheckpoint(Checkpoint):
     ``trainer.save_checkpoint``. ``last.ckpt`` is rewritten at every periodic save and at the last training step, so
     it always holds the final step (also when that is no multiple of the interval), also after resuming from an
     earlier checkpoint. Periodic files are never overwritten: a step saved again (a run resumed in place from an
-    earlier file) gets ``step_NNNNNNN-v1.ckpt``.
+    earlier file) gets ``step_NNNNNNN-v1.ckpt``. ``keep=N`` deletes all but the newest N periodic files (by step, then
+    version) after each periodic save, those of earlier runs in this directory included; other files are never
+    deleted (last.ckpt, best.ckpt, nonfinite_*.ckpt).
     """
 
-    def __init__(self, every_n_generator_steps: int, dirpath: str | Path, save_last: bool = True):
+    def __init__(self, every_n_generator_steps: int, dirpath: str | Path, save_last: bool = True,
+                 keep: int | None = None):
         if every_n_generator_steps < 1:
             raise ValueError(f"checkpoint_every must be >= 1 generator step, got {every_n_generator_steps}.")
+        if keep is not None and keep < 1:
+            raise ValueError(f"checkpoint_keep must be >= 1 or null (keep all), got {keep}.")
         self.dirpath, self.every_n_generator_steps, self.save_last = Path(dirpath), every_n_generator_steps, save_last
+        self.keep = keep
         self.last_model_path = ""
         self._last_saved_step = -1
 
@@ -54,6 +60,8 @@ class GeneratorStepCheckpoint(Checkpoint):
             return
         if periodic:
             trainer.save_checkpoint(self._unused_path(trainer, f"step_{step:07d}"))
+            if self.keep is not None and trainer.is_global_zero:
+                self._delete_old_periodic()
         self._save_last(trainer, step)
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -66,6 +74,19 @@ class GeneratorStepCheckpoint(Checkpoint):
             self.last_model_path = str(self.dirpath / "last.ckpt")
             trainer.save_checkpoint(self.last_model_path)
         self._last_saved_step = step
+
+    def periodic_files(self) -> list[Path]:
+        """The periodic checkpoints in ``dirpath``, oldest first (by step, then by ``-vN`` version)."""
+        def order(path: Path) -> tuple[int, int]:
+            step, _, version = path.stem.removeprefix("step_").partition("-v")
+            return int(step), int(version or 0)
+
+        return sorted((p for p in self.dirpath.glob("step_*.ckpt") if p.stem.removeprefix("step_")[:1].isdigit()),
+                      key=order)
+
+    def _delete_old_periodic(self) -> None:
+        for path in self.periodic_files()[:-self.keep]:
+            path.unlink(missing_ok=True)
 
     def _unused_path(self, trainer, stem: str) -> Path:
         """``dirpath/stem.ckpt``, or with the first free ``-vN`` suffix; the same name on every rank."""

@@ -3,6 +3,10 @@
 Discriminators return raw scores ("logits"); every loss applies its own link function, so the sigmoid-based losses use
 ``softplus`` (numerically stable BCE-with-logits) and the Wasserstein/hinge/least-squares losses use the raw score.
 Each D loss is minimised by the discriminator, each G loss by the generator.
+
+Interface: a D loss is ``(real_logits, fake_logits) -> loss``; a G loss is ``(fake_logits) -> loss``, except for the
+relativistic losses (``LossFamily.relativistic``), whose G loss is ``(real_logits, fake_logits) -> loss`` too. A
+relativistic loss pairs the i-th real logit with the i-th fake logit of the minibatch, so both must have one shape.
 """
 
 from collections.abc import Callable
@@ -69,6 +73,35 @@ def hinge_g_loss(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
+# --- Relativistic pairing GAN (Jolicoeur-Martineau 2018; Huang et al. 2024) ------------------------------------------
+
+
+def rpgan_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """E[f(D(G(z_i)) - D(x_i))], f = softplus, over pairs (x_i, z_i) of the minibatch.
+
+    The relativistic pairing GAN (RpGAN; Jolicoeur-Martineau 2018, relativistic standard GAN: -log sigmoid(t) =
+    softplus(-t); Huang et al. 2024, "The GAN is dead; long live the GAN", the RpGAN objective of R3GAN): D is judged on how much more real each real sample looks than the
+    fake it is paired with, rather than on each sample alone.
+    """
+    _check_pairs(real_logits, fake_logits)
+    return F.softplus(fake_logits - real_logits).mean()
+
+
+def rpgan_g_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """E[f(D(x_i) - D(G(z_i)))], f = softplus: the generator side of RpGAN (Huang et al. 2024), the D loss with the
+    roles of real and fake swapped."""
+    _check_pairs(real_logits, fake_logits)
+    return F.softplus(real_logits - fake_logits).mean()
+
+
+def _check_pairs(real_logits: Tensor, fake_logits: Tensor) -> None:
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(
+            f"A relativistic loss pairs each real logit with one fake logit, but got shapes {tuple(real_logits.shape)} "
+            f"(real) and {tuple(fake_logits.shape)} (fake); draw as many fakes as real samples."
+        )
+
+
 # --- Regularisers ----------------------------------------------------------------------------------------------------
 
 
@@ -92,7 +125,21 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
 
     ``real`` must have had ``requires_grad_(True)`` before the critic produced ``real_logits``.
     """
-    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return _half_squared_input_gradient(real_logits, real)
+
+
+def r2_penalty(fake_logits: Tensor, fake: Tensor) -> Tensor:
+    """1/2 E[||grad_x D(G(z))||^2] on generated data (Mescheder et al. 2018, Eq. 10; multiply by gamma = r2_weight).
+
+    R1 + R2 together make RpGAN converge locally (Huang et al. 2024, Sec. 2.3). ``fake`` must have had
+    ``requires_grad_(True)`` before the critic produced ``fake_logits``.
+    """
+    return _half_squared_input_gradient(fake_logits, fake)
+
+
+def _half_squared_input_gradient(logits: Tensor, inputs: Tensor) -> Tensor:
+    # create_graph: the penalty's own gradient must reach the critic's parameters (double backward).
+    (grad,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
     return 0.5 * grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
@@ -109,9 +156,10 @@ def clip_weights_(critic: nn.Module, clip_value: float) -> None:
 @dataclass(frozen=True)
 class LossFamily:
     d_loss: Callable[[Tensor, Tensor], Tensor]
-    g_loss: Callable[[Tensor], Tensor]
+    g_loss: Callable[..., Tensor]  # (fake_logits), or (real_logits, fake_logits) if relativistic
     probability_link: bool  # True: D(x) = sigmoid(logit) is a probability; False: the raw score is D(x)
     wasserstein: bool = False  # True: E[D(x)] - E[D(G(z))] estimates the Wasserstein distance
+    relativistic: bool = False  # True: the G loss needs D(x) of real samples paired with the fakes
 
 
 LOSSES: dict[str, LossFamily] = {
@@ -120,6 +168,7 @@ LOSSES: dict[str, LossFamily] = {
     "wasserstein": LossFamily(wasserstein_d_loss, wasserstein_g_loss, probability_link=False, wasserstein=True),
     "lsgan": LossFamily(lsgan_d_loss, lsgan_g_loss, probability_link=False),
     "hinge": LossFamily(hinge_d_loss, hinge_g_loss, probability_link=False),
+    "rpgan": LossFamily(rpgan_d_loss, rpgan_g_loss, probability_link=False, relativistic=True),
 }
 
 
@@ -130,18 +179,27 @@ class AdversarialLoss:
     gp_weight: lambda of the WGAN-GP gradient penalty (0 disables it).
     clip_value: c of WGAN weight clipping (None disables it).
     r1_weight: gamma of the R1 penalty on real data (0 disables it).
+    r2_weight: gamma of the R2 penalty on generated data (0 disables it).
+    reg_every: apply the penalties (gradient penalty, R1, R2) only every this many critic steps, multiplied by it
+        (lazy regularisation, Karras et al. 2020, StyleGAN2 Sec. 3.1); 1 applies them at every critic step.
     """
 
     name: str = "non_saturating"
     gp_weight: float = 0.0
     clip_value: float | None = None
     r1_weight: float = 0.0
+    r2_weight: float = 0.0
+    reg_every: int = 1
 
     def __post_init__(self):
         if self.name not in LOSSES:
             raise ValueError(f"Unknown loss {self.name!r}; choose one of {sorted(LOSSES)} (loss=<name> on the command line).")
-        if self.gp_weight < 0 or self.r1_weight < 0:
-            raise ValueError(f"loss.gp_weight and loss.r1_weight must be >= 0, got {self.gp_weight}, {self.r1_weight}.")
+        if self.gp_weight < 0 or self.r1_weight < 0 or self.r2_weight < 0:
+            raise ValueError(f"loss.gp_weight, loss.r1_weight and loss.r2_weight must be >= 0, got {self.gp_weight}, "
+                             f"{self.r1_weight}, {self.r2_weight}.")
+        if isinstance(self.reg_every, bool) or not isinstance(self.reg_every, int) or self.reg_every < 1:
+            raise ValueError(f"loss.reg_every must be a whole number >= 1 (critic steps between penalties), "
+                             f"got {self.reg_every!r}.")
         if self.clip_value is not None and self.clip_value <= 0:
             raise ValueError(f"loss.clip_value must be > 0 or null, got {self.clip_value}.")
 
@@ -152,8 +210,20 @@ class AdversarialLoss:
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return self.family.d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
-        return self.family.g_loss(fake_logits)
+    @property
+    def penalized(self) -> bool:
+        """True if a penalty on the critic's input gradient is on (gradient penalty, R1 or R2)."""
+        return self.gp_weight > 0 or self.r1_weight > 0 or self.r2_weight > 0
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        """The generator's loss; ``real_logits`` (D of real samples paired with the fakes) only for a relativistic
+        loss, which needs them."""
+        if not self.family.relativistic:
+            return self.family.g_loss(fake_logits)
+        if real_logits is None:
+            raise ValueError(f"loss={self.name} is relativistic: its generator loss needs D(x) of real samples paired "
+                             "with the fakes, which this model does not pass; choose another loss.")
+        return self.family.g_loss(real_logits, fake_logits)
 
     def d_output(self, logits: Tensor) -> Tensor:
         """D(x) as the paper defines it: a probability for the sigmoid losses, the raw score otherwise."""

@@ -6,6 +6,8 @@ settings: ``+stepz=2`` adds a key nobody reads (Hydra itself suggests the ``+`` 
 ZeroDivisionError) or, worse, trains something else than asked (2.5 steps became 3).
 """
 
+import logging
+import math
 import shutil
 from functools import cache
 from pathlib import Path
@@ -17,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from ganx.checkpoint import CheckpointError, load_checkpoint
 from ganx.config import CONF_DIR
 
-# Generator-step counts: whole numbers >= 1.
+log = logging.getLogger(__name__)
+
+# Generator-step counts: whole numbers >= 1 (steps may also be null with a wall-clock budget, trainer.max_time).
 STEP_COUNTS = ("steps", "sample_every", "eval_every", "checkpoint_every")
 
 
@@ -43,10 +47,18 @@ def check_train_config(cfg: DictConfig) -> None:
             f"{', '.join(sorted(settings))}; settings of a group are "
             "set as group.key=value (e.g. model.critic_steps=5); python -m ganx.train --help lists the groups."
         )
+    budget = (cfg.get("trainer") or {}).get("max_time")
     for key in STEP_COUNTS:
         value = cfg.get(key)
+        if key == "steps" and value is None and budget is not None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key} must be a whole number >= 1 (generator steps), got {value!r}.")
+            also = "; null (no step limit) needs trainer.max_time" if key == "steps" else ""
+            raise ConfigError(f"{key} must be a whole number >= 1 (generator steps), got {value!r}{also}.")
+    keep = cfg.get("checkpoint_keep")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ConfigError(f"checkpoint_keep must be a whole number >= 1 (periodic checkpoints to keep) or null (keep "
+                          f"all), got {keep!r}.")
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be a whole number, got {seed!r}.")
@@ -76,15 +88,32 @@ def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
         ) from err
 
 
-def check_free_space(output_dir: Path, model: L.LightningModule, checkpoints: int) -> None:
-    """Refuse to start when the disk cannot hold the checkpoints this run will write (weights + Adam moments)."""
+def kept_checkpoints(steps: int | None, checkpoint_every: int, checkpoint_keep: int | None) -> int | None:
+    """How many periodic checkpoints (step_*.ckpt) a run leaves at most: the ones it writes, at most the newest
+    ``checkpoint_keep`` (+ 1: the newest is written before the oldest is deleted). None: not known before training
+    (no step limit, keep all)."""
+    written = None if steps is None else math.ceil(steps / checkpoint_every)
+    if checkpoint_keep is None:
+        return written
+    return min(written, checkpoint_keep + 1) if written is not None else checkpoint_keep + 1
+
+
+def check_free_space(output_dir: Path, model: L.LightningModule, checkpoints: int | None) -> None:
+    """Refuse to start when the disk cannot hold the periodic ``checkpoints`` this run keeps, plus last.ckpt and
+    best.ckpt (weights + Adam moments each). ``checkpoints=None`` (unknown: a wall-clock budget that keeps all) checks
+    for one periodic checkpoint and warns."""
+    if checkpoints is None:
+        log.warning("This run keeps every periodic checkpoint until its wall-clock budget ends, so their disk use is "
+                    "not known in advance; checkpoint_keep=N keeps only the newest N.")
+        checkpoints = 1
     checkpoint_bytes = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
-    needed = (checkpoints + 1) * checkpoint_bytes + 64 * 2**20  # + logs and sample grids
+    needed = (checkpoints + 2) * checkpoint_bytes + 64 * 2**20  # + last, best, logs and sample grids
     free = shutil.disk_usage(output_dir).free
     if free < needed:
         raise RunDirError(
             f"Only {free / 2**20:.0f} MiB free at {output_dir}, but this run needs about {needed / 2**20:.0f} MiB "
-            f"for its checkpoints. Free space, raise checkpoint_every, or set hydra.run.dir=<dir on another disk>."
+            f"for the {checkpoints} periodic checkpoints it keeps, last.ckpt and best.ckpt. Free space, keep fewer "
+            "(checkpoint_keep=N), raise checkpoint_every, or set hydra.run.dir=<dir on another disk>."
         )
 
 

@@ -5,7 +5,6 @@ This file only composes the config, instantiates what it names, and hands it to 
 
 import errno
 import logging
-import math
 import os
 import sys
 import warnings
@@ -32,6 +31,7 @@ from ganx.preflight import (
     check_resume_fits,
     check_run_dir,
     check_train_config,
+    kept_checkpoints,
 )
 from ganx.run_lock import RunLock, RunLockedError
 
@@ -68,7 +68,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     )
     if cfg.ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
         check_resume_fits(model, cfg.ckpt_path)
-    check_free_space(output_dir, model, checkpoints=math.ceil(cfg.steps / cfg.checkpoint_every))
+    check_free_space(output_dir, model, kept_checkpoints(cfg.steps, cfg.checkpoint_every, cfg.checkpoint_keep))
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
 
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
@@ -88,7 +88,8 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     for logger in loggers:
         logger.log_hyperparams(model.run_config)
 
-    log.info("Training %s for %d generator steps; run dir %s", cfg.run_name, cfg.steps, output_dir)
+    log.info("Training %s for %s generator steps%s; run dir %s", cfg.run_name, cfg.steps or "unlimited",
+             f" or until trainer.max_time={cfg.trainer.max_time}" if cfg.trainer.get("max_time") else "", output_dir)
     try:
         # weights_only: a checkpoint given to resume from cannot run code either (ganx writes plain data only).
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)

@@ -6,6 +6,9 @@ its training batch holds k real minibatches (``model.real_batches_per_step``). E
 converts a step count asks the functions here rather than multiplying by hand.
 """
 
+from collections.abc import Mapping
+from datetime import timedelta
+
 import lightning as L
 from lightning.pytorch.plugins.io import CheckpointIO
 
@@ -28,8 +31,24 @@ def training_batch_size(model: L.LightningModule, batch_size: int) -> int:
     return batch_size * model.real_batches_per_step
 
 
-def build_trainer(model: L.LightningModule, generator_steps: int, **trainer_kwargs) -> L.Trainer:
-    """A Lightning Trainer that stops after ``generator_steps`` generator updates of ``model``.
+def wall_clock_budget(max_time) -> str | timedelta | None:
+    """``trainer.max_time`` as Lightning takes it: "DD:HH:MM:SS" stays a string; a mapping such as ``{minutes: 10}``
+    (a Hydra DictConfig, which Lightning does not recognise as a dict) becomes a ``timedelta``."""
+    if max_time is None or isinstance(max_time, str | timedelta):
+        return max_time
+    if isinstance(max_time, Mapping):
+        try:
+            return timedelta(**{str(k): float(v) for k, v in max_time.items()})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"trainer.max_time={dict(max_time)} is not a duration ({err}); write it as "
+                             "DD:HH:MM:SS (trainer.max_time=00:00:10:00) or {days|hours|minutes|seconds: N}.") from None
+    raise ValueError(f"trainer.max_time={max_time!r} is not a duration; write it as DD:HH:MM:SS "
+                     "(trainer.max_time=00:00:10:00) or {days|hours|minutes|seconds: N}.")
+
+
+def build_trainer(model: L.LightningModule, generator_steps: int | None, **trainer_kwargs) -> L.Trainer:
+    """A Lightning Trainer that stops after ``generator_steps`` generator updates of ``model``, or at
+    ``max_time`` (whichever comes first; ``generator_steps=None``: at ``max_time`` alone).
 
     ``trainer_kwargs`` are Lightning's (``conf/trainer/`` holds them; ``ganx.train`` instantiates this function).
     Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer.
@@ -39,7 +58,12 @@ def build_trainer(model: L.LightningModule, generator_steps: int, **trainer_kwar
             f"trainer.max_steps={trainer_kwargs['max_steps']} is set by ganx from the number of generator steps "
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
+    trainer_kwargs["max_time"] = wall_clock_budget(trainer_kwargs.get("max_time"))
+    if generator_steps is None and trainer_kwargs["max_time"] is None:
+        raise ValueError("steps=null trains without a step limit, which needs a wall-clock budget: set "
+                         "trainer.max_time=DD:HH:MM:SS, or steps=<generator updates>.")
     plugins = list(trainer_kwargs.pop("plugins", None) or [])
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         plugins.append(AtomicCheckpointIO())
-    return L.Trainer(max_steps=optimizer_steps(model, generator_steps), plugins=plugins, **trainer_kwargs)
+    max_steps = -1 if generator_steps is None else optimizer_steps(model, generator_steps)
+    return L.Trainer(max_steps=max_steps, plugins=plugins, **trainer_kwargs)

@@ -179,17 +179,21 @@ def test_cli_trains_wasserstein_presets_on_an_image_folder(tmp_path, model, regu
         assert critic and all(v.abs().max() <= 0.01 + 1e-9 for v in critic)
 
 
+CONV_GENERATORS = ("ganx.nets.DCGANGenerator", "ganx.nets.SNGANResNetGenerator")
+
+
 def dcgan_net_presets() -> list[str]:
-    """The model presets that are the GAN algorithm on DCGAN nets: each new one is picked up here by itself."""
+    """The model presets that are the GAN algorithm on convolutional image nets (DCGAN, SN-GAN ResNet): each new one
+    is picked up here by itself."""
     presets = sorted(path.stem for path in (REPO / "conf" / "model").glob("*.yaml"))
     return [name for name in presets if preset_target("model", name) == "ganx.models.GAN"
-            and compose_run(f"model={name}").model.generator._target_ == "ganx.nets.DCGANGenerator"]
+            and compose_run(f"model={name}").model.generator._target_ in CONV_GENERATORS]
 
 
 @pytest.mark.e2e
 def test_cli_trains_every_dcgan_net_preset_two_steps(tmp_path):
     presets = dcgan_net_presets()
-    assert {"dcgan", "lsgan", "wgan", "wgan_gp", "dcgan_sn"} <= set(presets)
+    assert {"dcgan", "lsgan", "wgan", "wgan_gp", "dcgan_sn", "sngan", "sngan_ttur"} <= set(presets)
     folder = write_image_folder(tmp_path / "images", n=40)
     sweep = tmp_path / "sweep"
     run_cli("-m", f"model={','.join(presets)}", "data=anime", f"data.root={folder}", "data.image_size=32",

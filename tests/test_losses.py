@@ -19,6 +19,9 @@ from ganx.losses import (
     minimax_g_loss,
     non_saturating_g_loss,
     r1_penalty,
+    r2_penalty,
+    rpgan_d_loss,
+    rpgan_g_loss,
     wasserstein_d_loss,
     wasserstein_g_loss,
 )
@@ -122,6 +125,73 @@ def test_adversarial_loss_validates_names_and_weights():
         AdversarialLoss(name="wgan")
     with pytest.raises(ValueError, match="gp_weight"):
         AdversarialLoss(name="wasserstein", gp_weight=-1)
-    assert set(LOSSES) == {"minimax", "non_saturating", "wasserstein", "lsgan", "hinge"}
+    assert set(LOSSES) == {"minimax", "non_saturating", "wasserstein", "lsgan", "hinge", "rpgan"}
     assert AdversarialLoss("minimax").d_output(torch.tensor([0.0])).item() == 0.5
     assert AdversarialLoss("wasserstein").d_output(torch.tensor([2.0])).item() == 2.0
+
+
+# --- relativistic pairing loss, R2, lazy regularisation ---------------------------------------------------------------
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def test_rpgan_values_pair_the_ith_real_with_the_ith_fake():
+    # pairs (2, -1) and (0, 3): D(fake) - D(real) = -3 and 3
+    assert rpgan_d_loss(REAL, FAKE).item() == pytest.approx((softplus(-3.0) + softplus(3.0)) / 2, rel=1e-6)
+    # a pairing, not all-vs-all: swapping the fakes changes the value (pairs (2, 3), (0, -1): differences 1 and -1)
+    assert rpgan_d_loss(REAL, FAKE.flip(0)).item() == pytest.approx((softplus(1.0) + softplus(-1.0)) / 2, rel=1e-6)
+    assert rpgan_g_loss(REAL, FAKE).item() == pytest.approx((softplus(3.0) + softplus(-3.0)) / 2, rel=1e-6)
+    assert rpgan_g_loss(torch.tensor([1.0]), torch.tensor([1.0])).item() == pytest.approx(math.log(2), rel=1e-6)
+    # only the differences matter: a shift of every logit leaves both losses unchanged
+    assert rpgan_d_loss(REAL + 5, FAKE + 5).item() == pytest.approx(rpgan_d_loss(REAL, FAKE).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="pairs each real logit with one fake logit.*\\(2,\\).*\\(3,\\)"):
+        rpgan_d_loss(REAL, torch.zeros(3))
+
+
+def test_relativistic_generator_loss_needs_the_real_logits():
+    loss = AdversarialLoss("rpgan")
+    assert loss.g_loss(FAKE, REAL).item() == pytest.approx(rpgan_g_loss(REAL, FAKE).item())
+    with pytest.raises(ValueError, match="loss=rpgan is relativistic"):
+        loss.g_loss(FAKE)
+    assert AdversarialLoss("hinge").g_loss(FAKE, REAL).item() == pytest.approx(hinge_g_loss(FAKE).item())
+
+
+class Quadratic(nn.Module):
+    """D(x) = sum(a * x^2): grad_x D = 2 a x."""
+
+    def __init__(self, a: torch.Tensor):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x):
+        return (self.a * x.pow(2)).flatten(1).sum(dim=1)
+
+
+def test_r2_penalty_of_a_quadratic_critic_is_half_the_mean_squared_norm_of_2ax():
+    torch.manual_seed(0)
+    a = torch.tensor([[0.5, -2.0], [1.5, 3.0]])
+    fake = torch.randn(6, 2, 2).requires_grad_(True)
+    expected = 0.5 * (2 * a * fake.detach()).flatten(1).pow(2).sum(dim=1).mean()
+    assert r2_penalty(Quadratic(a)(fake), fake).item() == pytest.approx(expected.item(), rel=1e-6)
+    # against autograd's gradient too, and R1 is the same functional on real samples
+    (grad,) = torch.autograd.grad(Quadratic(a)(fake).sum(), fake)
+    assert torch.allclose(grad, 2 * a * fake.detach())
+    assert r1_penalty(Quadratic(a)(fake), fake).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_r2_penalty_reaches_critic_parameters():
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    fake = torch.tensor([[1.0, 1.0]], requires_grad=True)
+    r2_penalty(Quadratic(a)(fake), fake).backward()
+    # penalty = 1/2 * sum((2 a_i x_i)^2) = 2 sum(a_i^2 x_i^2): d/da_i = 4 a_i x_i^2
+    assert torch.allclose(a.grad, torch.tensor([4.0, 8.0]))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_reg_every_must_be_a_whole_number_of_critic_steps(bad):
+    with pytest.raises(ValueError, match=f"loss.reg_every must be a whole number >= 1.*{bad!r}"):
+        AdversarialLoss("rpgan", reg_every=bad)
+    with pytest.raises(ValueError, match="r2_weight"):
+        AdversarialLoss("rpgan", r2_weight=-1)

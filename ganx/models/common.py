@@ -32,12 +32,16 @@ def image_grid(images: Tensor, nrow: int) -> Tensor:
 
 
 def refuse_critic_regularizers(model: str, loss: AdversarialLoss, fix: str) -> None:
-    """Raise if ``loss`` sets a regulariser only the GAN algorithm applies (gradient penalty, R1, weight clipping)."""
-    if loss.gp_weight > 0 or loss.r1_weight > 0 or loss.clip_value is not None:
+    """Raise if ``loss`` needs what only the GAN algorithm does: critic regularisers (gradient penalty, R1, R2,
+    weight clipping) or a relativistic loss (its generator update pairs fakes with real samples)."""
+    if loss.penalized or loss.clip_value is not None:
         raise ValueError(
             f"{model} does not apply critic regularisers, but the loss sets gp_weight={loss.gp_weight}, "
-            f"r1_weight={loss.r1_weight}, clip_value={loss.clip_value}; {fix}."
+            f"r1_weight={loss.r1_weight}, r2_weight={loss.r2_weight}, clip_value={loss.clip_value}; {fix}."
         )
+    if loss.family.relativistic:
+        raise ValueError(f"{model} does not pair real and fake samples in its generator update, which the "
+                         f"relativistic loss={loss.name} needs; {fix}.")
 
 
 def ema_decay(images_seen: int, batch_images: int, decay: float | None = None, kimg: float | None = None,

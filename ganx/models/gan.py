@@ -14,9 +14,10 @@ from torch import Tensor, nn
 
 from ganx.data.base import BatchKind
 from ganx.latent import draw_latent
-from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty
+from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty, r2_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.common import averaged_generator, evaluating, image_grid
+from ganx.nets.spectral import is_spectral_normalized
 from ganx.plots import scatter_points
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,13 @@ class GAN(AdversarialModule):
                 "per-sample input gradient the penalty constrains is not defined (Gulrajani et al. 2017, Sec. 4). "
                 "Use model.discriminator.norm=layer (or instance/none), or set loss.gp_weight=0."
             )
+        if loss.clip_value is not None and is_spectral_normalized(discriminator):
+            raise ValueError(
+                f"Weight clipping (loss.clip_value={loss.clip_value}) with a spectrally normalised critic: spectral "
+                "normalisation already makes each layer 1-Lipschitz (Miyato et al. 2018), and clipping would clamp the "
+                "raw weights behind the normalisation, changing nothing but the power iteration. Use one of them: "
+                "loss.clip_value=null, or a critic without model.discriminator.norm=spectral."
+            )
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
         self.generator_ema = averaged_generator(generator, self.ema_options)  # None unless model.ema is set
         self.critic_steps, self.latent_dim, self.latent_distribution = critic_steps, latent_dim, latent_distribution
@@ -98,7 +106,7 @@ class GAN(AdversarialModule):
             # The last critic step's gradients are still in .grad: the next update() clears them.
             norms = layer_grad_norms(self.discriminator)
             critic_stats.update({f"critic_grad_norm/{layer}": norm for layer, norm in norms.items()})
-        generator_stats = self.generator_step(real.shape[0], g_opt, real_labels)
+        generator_stats = self.generator_step(real.shape[0], g_opt, real_labels, real=real)
         if self.generator_ema is not None:
             # Under DDP every rank averages in the same G weights (gradients are all-reduced before each step, the
             # decay depends only on step counts), so the copies stay equal without communication; their BatchNorm
@@ -112,18 +120,27 @@ class GAN(AdversarialModule):
         """One discriminator (critic) update on a real minibatch and a fresh fake one (of the same classes)."""
         with torch.no_grad():
             fake = self.generate_fake(real.shape[0], labels)
-        if self.loss.r1_weight > 0:
+        regularize = self.regularizes_now()
+        if regularize and self.loss.r1_weight > 0:
             real = real.detach().requires_grad_(True)  # R1 differentiates D(x) with respect to x
+        if regularize and self.loss.r2_weight > 0:
+            fake = fake.requires_grad_(True)  # R2 differentiates D(G(z)) with respect to G(z)
         real_logits, fake_logits = self.critic(real, labels), self.critic(fake, labels)
         adversarial = self.loss.d_loss(real_logits, fake_logits)
         stats = {"d_adversarial": adversarial}
         d_loss = adversarial
-        if self.loss.gp_weight > 0:
-            stats["gradient_penalty"] = gradient_penalty(partial(self.critic, labels=labels), real, fake)
-            d_loss = d_loss + self.loss.gp_weight * stats["gradient_penalty"]
-        if self.loss.r1_weight > 0:
-            stats["r1_penalty"] = r1_penalty(real_logits, real)
-            d_loss = d_loss + self.loss.r1_weight * stats["r1_penalty"]
+        if regularize:
+            # Lazy regularisation (StyleGAN2 Sec. 3.1): every reg_every-th step, scaled by reg_every.
+            penalties = (
+                ("gradient_penalty", self.loss.gp_weight,
+                 lambda: gradient_penalty(partial(self.critic, labels=labels), real, fake)),
+                ("r1_penalty", self.loss.r1_weight, lambda: r1_penalty(real_logits, real)),
+                ("r2_penalty", self.loss.r2_weight, lambda: r2_penalty(fake_logits, fake)),
+            )
+            for name, weight, penalty in penalties:
+                if weight > 0:
+                    stats[name] = penalty()
+                    d_loss = d_loss + self.loss.reg_every * weight * stats[name]
         auxiliary = self.auxiliary_d_loss(real, fake, labels)
         if auxiliary is not None:
             stats["d_auxiliary"] = auxiliary
@@ -141,11 +158,24 @@ class GAN(AdversarialModule):
             stats["wasserstein_estimate"] = real_logits.detach().mean() - fake_logits.detach().mean()
         return stats
 
-    def generator_step(self, batch_size: int, g_opt, labels: Tensor | None = None) -> dict[str, Tensor]:
-        """One generator update through a frozen discriminator."""
+    def regularizes_now(self) -> bool:
+        """True on the critic steps that apply the penalties: every ``loss.reg_every``-th, counted over the run.
+
+        Critic updates so far = optimizer steps - generator steps (each generator step is one optimizer step), a count
+        Lightning's checkpoints restore, so a resumed run regularises on the same steps.
+        """
+        return (self.global_step - self.generator_steps) % self.loss.reg_every == 0
+
+    def generator_step(self, batch_size: int, g_opt, labels: Tensor | None = None,
+                       real: Tensor | None = None) -> dict[str, Tensor]:
+        """One generator update through a frozen discriminator; a relativistic loss pairs the fakes with ``real``."""
         fake = self.generate_fake(batch_size, labels)
         with frozen(self.discriminator):
-            g_loss = self.loss.g_loss(self.critic(fake, labels))
+            fake_logits = self.critic(fake, labels)
+            if self.loss.family.relativistic:
+                g_loss = self.loss.g_loss(fake_logits, self.critic(real, labels))
+            else:
+                g_loss = self.loss.g_loss(fake_logits)
             auxiliary = self.auxiliary_g_loss(fake, labels)
         stats = {}
         if auxiliary is not None:
@@ -211,7 +241,7 @@ class GAN(AdversarialModule):
     # --- plumbing -------------------------------------------------------------------------------------------------
 
     def networks_to_compile(self) -> list[nn.Module]:
-        if self.loss.gp_weight > 0 or self.loss.r1_weight > 0:
+        if self.loss.penalized:
             # The penalties backpropagate through D's input gradient (double backward), which compiled graphs lack.
             log.info("compile=true: compiling the generator only; the critic's gradient penalty needs double backward.")
             return [self.generator]

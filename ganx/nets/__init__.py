@@ -10,6 +10,7 @@ from ganx.nets.init import init_dcgan_weights
 from ganx.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganx.nets.patchgan import PatchGANDiscriminator
 from ganx.nets.resnet import ResnetGenerator
+from ganx.nets.sngan import SNGANResNetDiscriminator, SNGANResNetGenerator
 from ganx.nets.unet import UNetGenerator
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "MLPGenerator",
     "PatchGANDiscriminator",
     "ResnetGenerator",
+    "SNGANResNetDiscriminator",
+    "SNGANResNetGenerator",
     "UNetGenerator",
     "init_dcgan_weights",
 ]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganx.nets.spectral import spectral_normalize
 
 GENERATOR_CONDITIONING = ("concat", "batchnorm")
 DISCRIMINATOR_CONDITIONING = ("projection", "concat")
@@ -69,7 +70,7 @@ class ConditionalDCGANGenerator(nn.Module):
         num_classes: number of classes the labels index.
         conditioning: "concat" (label embedding appended to z) or "batchnorm" (class-conditional BatchNorm).
         embedding_dim: size of the label embedding for "concat" (default: num_classes).
-        Other args: see ``DCGANGenerator``.
+        Other args: see ``DCGANGenerator`` (``spectral_norm``: its linear and conv weights; not the label embeddings).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class ConditionalDCGANGenerator(nn.Module):
         base_width: int = 64,
         conditioning: str = "batchnorm",
         embedding_dim: int | None = None,
+        spectral_norm: bool = False,
     ):
         super().__init__()
         _check_num_classes(num_classes)
@@ -92,7 +94,7 @@ class ConditionalDCGANGenerator(nn.Module):
             extra = embedding_dim or num_classes
             self.embedding = nn.Embedding(num_classes, extra)
             nn.init.normal_(self.embedding.weight, 0.0, 1.0)  # on the scale of z ~ N(0, I)
-        self.backbone = DCGANGenerator(latent_dim + extra, image_size, channels, base_width)
+        self.backbone = DCGANGenerator(latent_dim + extra, image_size, channels, base_width, spectral_norm)
         if conditioning == "batchnorm":
             for layers in (self.backbone.project, self.backbone.upsample):
                 for i, layer in enumerate(layers):
@@ -120,7 +122,8 @@ class ConditionalDCGANDiscriminator(nn.Module):
     Args:
         num_classes: number of classes the labels index.
         conditioning: "projection" (Miyato & Koyama 2018) or "concat" (one-hot label channels).
-        Other args: see ``DCGANDiscriminator`` (``norm`` must not be "batch" with a gradient penalty).
+        Other args: see ``DCGANDiscriminator`` (``norm`` must not be "batch" with a gradient penalty; "spectral"
+        normalises the projection embedding too, as Miyato & Koyama 2018 do).
     """
 
     def __init__(
@@ -144,6 +147,8 @@ class ConditionalDCGANDiscriminator(nn.Module):
             features = self.head.in_channels * self.head.kernel_size[0] * self.head.kernel_size[1]
             self.projection = nn.Embedding(num_classes, features)
             nn.init.normal_(self.projection.weight, 0.0, 0.02)
+            if norm == "spectral":
+                spectral_normalize(self.projection)
 
     def forward(self, images: Tensor, labels: Tensor) -> Tensor:
         if self.conditioning == "concat":
@@ -170,6 +175,8 @@ class AuxiliaryClassifierDiscriminator(nn.Module):
         self.class_head = nn.Conv2d(self.head.in_channels, num_classes, self.head.kernel_size)
         nn.init.normal_(self.class_head.weight, 0.0, 0.02)
         nn.init.zeros_(self.class_head.bias)
+        if norm == "spectral":
+            spectral_normalize(self.class_head)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.trunk(images)).flatten()

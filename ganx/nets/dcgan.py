@@ -7,9 +7,9 @@ mirrors it with 4x4 stride-2 convs (BatchNorm+LeakyReLU(0.2), none on the first)
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ganx.nets.init import init_dcgan_weights
+from ganx.nets.spectral import spectral_normalize
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 
@@ -40,9 +40,14 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
 
 
 class DCGANGenerator(nn.Module):
-    """z (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
+    """z (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1].
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 64, channels: int = 3, base_width: int = 64):
+    ``spectral_norm=True`` spectrally normalises the linear and transposed-conv weights (keeping BatchNorm), as SAGAN
+    does for its generator (Zhang et al. 2019, Sec. 4.1: it stabilises G and allows one critic step per G step).
+    """
+
+    def __init__(self, latent_dim: int = 100, image_size: int = 64, channels: int = 3, base_width: int = 64,
+                 spectral_norm: bool = False):
         super().__init__()
         self.latent_dim = latent_dim
         self.start_size, doublings = dcgan_layout(image_size)
@@ -64,6 +69,8 @@ class DCGANGenerator(nn.Module):
         blocks += [nn.ConvTranspose2d(width, channels, 5, stride=2, padding=2, output_padding=1), nn.Tanh()]
         self.upsample = nn.Sequential(*blocks)
         self.apply(init_dcgan_weights)
+        if spectral_norm:
+            spectral_normalize(self, (nn.Linear, nn.ConvTranspose2d))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).view(-1, self.top_width, self.start_size, self.start_size)
@@ -95,9 +102,7 @@ class DCGANDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.apply(init_dcgan_weights)
         if norm == "spectral":
-            for layer in self.net:
-                if isinstance(layer, nn.Conv2d):
-                    spectral_norm(layer)
+            spectral_normalize(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()

@@ -6,6 +6,8 @@ from math import prod
 import torch
 from torch import nn
 
+from ganx.nets.spectral import spectral_normalize
+
 
 class Maxout(nn.Module):
     """Maxout unit (Goodfellow et al. 2013): the max over ``pieces`` linear maps, as in the original GAN's discriminator."""
@@ -57,6 +59,8 @@ class MLPDiscriminator(nn.Module):
     ``maxout_pieces > 1`` gives the original GAN's maxout discriminator; 0 or 1 uses LeakyReLU(0.2).
     ``norm="layer"`` adds a LayerNorm after each hidden layer: it normalises each sample on its own, so unlike
     BatchNorm it keeps the per-sample input gradients a gradient penalty constrains (Gulrajani et al. 2017, Sec. 4).
+    ``norm="spectral"`` divides every weight matrix (maxout pieces included) by its largest singular value instead
+    (Miyato et al. 2018).
     Returns logits (no sigmoid): the losses apply the link function, which is numerically stable.
     """
 
@@ -69,8 +73,8 @@ class MLPDiscriminator(nn.Module):
         norm: str = "none",
     ):
         super().__init__()
-        if norm not in ("none", "layer"):
-            raise ValueError(f"norm must be 'none' or 'layer', got {norm!r}")
+        if norm not in ("none", "layer", "spectral"):
+            raise ValueError(f"norm must be 'none' or 'layer' (per-sample norms) or 'spectral', got {norm!r}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = prod(in_shape)
         for h in hidden:
@@ -85,6 +89,8 @@ class MLPDiscriminator(nn.Module):
             width = h
         layers += [nn.Linear(width, 1)]
         self.net = nn.Sequential(*layers)
+        if norm == "spectral":
+            spectral_normalize(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)

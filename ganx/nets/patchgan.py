@@ -11,6 +11,7 @@ from torch import nn
 
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.resnet import conv_bias, image_norm
+from ganx.nets.spectral import spectral_normalize
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -19,13 +20,16 @@ class PatchGANDiscriminator(nn.Module):
     Args:
         ndf: width of the first layer; doubles per layer up to 8 * ndf (official ``--ndf``).
         n_layers: stride-2 conv layers; 3 gives the 70x70 receptive field (official ``--n_layers_D``).
-        norm: instance | batch | none.
+        norm: instance | batch | spectral | none. spectral: no normalisation layers, every conv weight divided by
+            its largest singular value (Miyato et al. 2018).
     """
 
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
         if n_layers < 1 or ndf < 1:
             raise ValueError(f"PatchGANDiscriminator needs ndf >= 1 and n_layers >= 1, got ndf={ndf}, n_layers={n_layers}")
+        spectral = norm == "spectral"
+        norm = "none" if spectral else norm
         bias = conv_bias(norm)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         width = ndf
@@ -41,6 +45,8 @@ class PatchGANDiscriminator(nn.Module):
         layers.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
         self.net = nn.Sequential(*layers)
         self.apply(init_dcgan_weights)
+        if spectral:
+            spectral_normalize(self.net)
         # Each 4x4 stride-1 conv removes one pixel: >= 3 pixels after the strided convs leave a grid of >= 1 logit and
         # more than one pixel for the last norm layer.
         self.n_layers, self.min_size = n_layers, 3 * 2**n_layers
