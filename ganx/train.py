@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import RunRecord, RunSummary
 from ganx.checkpoint import CheckpointError
-from ganx.config import check_model_data_pairing, register_resolvers
+from ganx.config import check_model_data_pairing, register_resolvers, resolve_ckpt_path
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
 from ganx.instantiators import instantiate_callbacks
@@ -53,7 +53,9 @@ def train(cfg: DictConfig) -> L.Trainer:
 
 
 def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
-    check_run_dir(output_dir, cfg.ckpt_path)
+    # Under the run lock, so `auto` sees the last.ckpt of every earlier run in this dir (a requeued SLURM job's).
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
+    check_run_dir(output_dir, ckpt_path)
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
     callbacks = instantiate_callbacks(cfg)
     metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
@@ -66,13 +68,13 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
         channels_last=cfg.channels_last, compile_networks=cfg.compile,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
-    if cfg.ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
-        check_resume_fits(model, cfg.ckpt_path)
+    if ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
+        check_resume_fits(model, ckpt_path)
     check_free_space(output_dir, model, checkpoints=math.ceil(cfg.steps / cfg.checkpoint_every))
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
 
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
-    resumed = RunRecord.logger_versions_in(cfg.ckpt_path) if cfg.ckpt_path else {}
+    resumed = RunRecord.logger_versions_in(ckpt_path) if ckpt_path else {}
     loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
     trainer: L.Trainer = instantiate(  # ganx.trainer.build_trainer
         cfg.trainer,
@@ -88,10 +90,11 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     for logger in loggers:
         logger.log_hyperparams(model.run_config)
 
-    log.info("Training %s for %d generator steps; run dir %s", cfg.run_name, cfg.steps, output_dir)
+    log.info("Training %s for %d generator steps; run dir %s%s", cfg.run_name, cfg.steps, output_dir,
+             f"; resuming from {ckpt_path}" if ckpt_path else "")
     try:
         # weights_only: a checkpoint given to resume from cannot run code either (ganx writes plain data only).
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit as stop:  # SIGTERM / Ctrl-C: last.ckpt is saved; the run is not finished, so not exit 0
         faults = next((c for c in trainer.callbacks if isinstance(c, FaultHandler)), None)
         code = (faults.exit_code() if faults else None) or (stop.code if stop.code else 143)

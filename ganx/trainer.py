@@ -7,6 +7,7 @@ converts a step count asks the functions here rather than multiplying by hand.
 """
 
 import lightning as L
+from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ganx.checkpoint import AtomicCheckpointIO
@@ -32,7 +33,9 @@ def build_trainer(model: L.LightningModule, generator_steps: int, **trainer_kwar
     """A Lightning Trainer that stops after ``generator_steps`` generator updates of ``model``.
 
     ``trainer_kwargs`` are Lightning's (``conf/trainer/`` holds them; ``ganx.train`` instantiates this function).
-    Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer.
+    Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer. In a SLURM
+    job, Lightning's SLURM environment (ranks, nodes, main address from SLURM_*) is used with its own requeue off:
+    ``ganx.faults.FaultHandler`` takes the requeue signal at the step boundary instead (see there why).
     """
     if "max_steps" in trainer_kwargs:
         raise ValueError(
@@ -42,4 +45,6 @@ def build_trainer(model: L.LightningModule, generator_steps: int, **trainer_kwar
     plugins = list(trainer_kwargs.pop("plugins", None) or [])
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         plugins.append(AtomicCheckpointIO())
+    if SLURMEnvironment.detect() and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     return L.Trainer(max_steps=optimizer_steps(model, generator_steps), plugins=plugins, **trainer_kwargs)
