@@ -65,6 +65,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     # the run config's own `_target_`s (model, trainer, ...) would be instantiated too.
     model = instantiate(cfg.model, _partial_=True)(
         nonfinite_policy=cfg.on_nonfinite, max_nonfinite_skips=cfg.on_nonfinite_max_skips,
+        nonfinite_check_every=cfg.on_nonfinite_check_every,
         channels_last=cfg.channels_last, compile_networks=cfg.compile,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
