@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ganx-installed
 ARGS ?=
 
-.PHONY: install train test test-fast lint bench clean
+.PHONY: install train test test-fast lint bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-fast: $(STAMP)
 ## a line per measurement with the time left; ARGS="--budget-minutes 10" bounds it on a slow machine)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)
+
+## make gpu-check: each model a few steps in fp32 and mixed precision on the GPU (finite, resumes, img/s, % of peak)
+gpu-check: $(STAMP)
+	$(PY) -m benchmarks.gpu_check $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check ganx tests benchmarks

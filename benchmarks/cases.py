@@ -40,12 +40,14 @@ CASES = {
 
 @dataclass(frozen=True)
 class Variant:
-    """A speed switch setting, as ganx.train exposes it: trainer.precision, channels_last, compile."""
+    """A speed switch setting, as ganx.train exposes it: trainer.precision, channels_last, compile,
+    on_nonfinite_check_every."""
 
     name: str
     precision: str = "32-true"
     channels_last: bool = False
     compile: bool = False
+    nonfinite_check_every: int = 1
 
     @property
     def bf16(self) -> bool:
@@ -58,6 +60,8 @@ SWITCHES = (
     Variant("channels_last", channels_last=True),
     Variant("compile", compile=True),
     Variant("channels_last+compile", channels_last=True, compile=True),
+    # The NaN check read on the host every 50 updates instead of each (no host sync per update; matters on GPUs).
+    Variant("on_nonfinite_check_every=50", nonfinite_check_every=50),
 )
 
 

@@ -124,7 +124,8 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     state = fresh.state_dict()
 
     def copy_of_model(variant: Variant = FP32):
-        model = instantiate(cfg.model, channels_last=variant.channels_last, compile_networks=variant.compile)
+        model = instantiate(cfg.model, channels_last=variant.channels_last, compile_networks=variant.compile,
+                            nonfinite_check_every=variant.nonfinite_check_every)
         model.load_state_dict(state)
         return model
 

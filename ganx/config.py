@@ -32,13 +32,31 @@ def wandb_mode() -> str:
     return "offline"
 
 
-def run_dir_for(ckpt_path: str | None, default: str) -> str:
-    """Hydra run dir: a resumed run continues in its checkpoint's run dir (``<run>/checkpoints/x.ckpt``)."""
-    if ckpt_path:
+def run_dir_for(ckpt_path: str | None, runs_dir: str, timestamp: str) -> str:
+    """Hydra run dir: a resumed run continues in its checkpoint's run dir (``<run>/checkpoints/x.ckpt``); a new run
+    gets ``<runs_dir>/<timestamp>``, or in a SLURM batch job ``<runs_dir>/slurm_<job id>``, which the requeued job
+    finds again (a requeued job keeps its id; ``ckpt_path=auto`` then resumes from its ``last.ckpt``)."""
+    from ganx.faults import slurm_job_id
+
+    if ckpt_path and ckpt_path != AUTO_RESUME:
         ckpt = Path(ckpt_path).expanduser().resolve()
         if ckpt.parent.name == "checkpoints":
             return str(ckpt.parent.parent)
-    return default
+    job_id = slurm_job_id()
+    return f"{runs_dir}/slurm_{job_id}" if job_id else f"{runs_dir}/{timestamp}"
+
+
+# ckpt_path=auto: resume from <run dir>/checkpoints/last.ckpt if it exists, else start the run (SLURM requeue).
+AUTO_RESUME = "auto"
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` itself, or for ``auto`` the run dir's ``last.ckpt`` if there is
+    one (None: a new run, which ``ganx.preflight.check_run_dir`` still refuses in a dir holding other checkpoints)."""
+    if ckpt_path != AUTO_RESUME:
+        return ckpt_path
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
 
 
 def short_dirname(overrides: str, limit: int = 100) -> str:

@@ -6,6 +6,11 @@
   (Python would otherwise raise KeyboardInterrupt between the step's discriminator and generator updates, and the saved
   state would replay the half-done step on resume); a second Ctrl-C stops at once, without saving a half-done step.
   The process exits with 128 + the signal number (143, 130), so schedulers and ``&&`` chains see an unfinished run.
+* SLURM preemption (``SIGUSR1``, sent ahead of the kill by ``#SBATCH --signal=USR1@<seconds>``): the same stop at the
+  step boundary, ``last.ckpt``, then rank 0 requeues the job (``scontrol requeue <job id>``); the requeued job runs
+  the same command, which with ``ckpt_path=auto`` resumes from ``last.ckpt`` in the same run dir (derived from the
+  job id, ``ganx.config.run_dir_for``). Lightning's own SLURM requeue is off (``ganx.trainer.build_trainer``): it
+  saves from inside the signal handler, in the middle of a step, which on resume replays the half-done step.
 * A NaN/Inf loss (``NonFiniteLossError``, raised before the update): the weights are still the last good ones; we
   save them as ``checkpoints/nonfinite_step_NNNNNNN.ckpt`` for diagnosis and leave ``last.ckpt`` alone.
 Checkpoints are written atomically (``ganx.checkpoint.AtomicCheckpointIO``: a temporary file in the checkpoint folder
@@ -13,7 +18,9 @@ renamed into place), so a crash while saving leaves the previous file intact.
 """
 
 import logging
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -30,12 +37,15 @@ class FaultHandler(L.Callback):
         self.stopped_by: signal.Signals | None = None  # the signal that stopped the run, if one did
         self._in_step = False
         self._previous_sigint = None
+        self._previous_requeue_handler = None
 
     # --- Ctrl-C: deferred to the step boundary ------------------------------------------------------------------------
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # main thread, nobody else handles it
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+        if slurm_job_id() is not None and signal.getsignal(REQUEUE_SIGNAL) in (signal.SIG_DFL, None):
+            self._previous_requeue_handler = signal.signal(REQUEUE_SIGNAL, self._on_requeue_signal)
 
     def _on_sigint(self, signum, frame) -> None:
         if self.stopped_by is not None:  # the second Ctrl-C: stop now
@@ -46,10 +56,21 @@ class FaultHandler(L.Callback):
         # Lightning's SIGTERM path stops at the end of a training batch, all ranks together: take it.
         signal.raise_signal(signal.SIGTERM)
 
+    def _on_requeue_signal(self, signum, frame) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = REQUEUE_SIGNAL
+            log.warning("SLURM requeue signal: stopping after the current step, saving last.ckpt and requeueing job %s.",
+                        slurm_job_id())
+            signal.raise_signal(signal.SIGTERM)
+
     def _restore_sigint(self) -> None:
         if self._previous_sigint is not None:
             signal.signal(signal.SIGINT, self._previous_sigint)
             self._previous_sigint = None
+        if self._previous_requeue_handler is not None:
+            signal.signal(REQUEUE_SIGNAL, self._previous_requeue_handler)
+            self._previous_requeue_handler = None
+        self._previous_requeue_handler = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._in_step = True
@@ -72,7 +93,7 @@ class FaultHandler(L.Callback):
         elif isinstance(exception, KeyboardInterrupt | SIGTERMException):
             if isinstance(exception, SIGTERMException) and self.stopped_by is None:
                 self.stopped_by = signal.SIGTERM
-            what = "SIGTERM" if self.stopped_by == signal.SIGTERM else "Interrupted"
+            what = {signal.SIGTERM: "SIGTERM", REQUEUE_SIGNAL: "SLURM requeue signal"}.get(self.stopped_by, "Interrupted")
             if isinstance(exception, KeyboardInterrupt) and self._in_step:
                 log.warning("%s in the middle of generator step %d: last.ckpt was not updated (it would hold a "
                             "half-done step). Resume from the newest checkpoint in %s.", what, step + 1, self.dirpath)
@@ -81,7 +102,37 @@ class FaultHandler(L.Callback):
             trainer.save_checkpoint(path)
             log.warning("%s at generator step %d: saved %s. Resume with: python -m ganx.train ckpt_path=%s "
                         "[same overrides]", what, step, path, path)
+            if self.stopped_by == REQUEUE_SIGNAL and trainer.is_global_zero:
+                requeue_slurm_job()
 
     def exit_code(self) -> int | None:
         """128 + the signal that stopped the run (the shell's convention), or None if none did."""
         return None if self.stopped_by is None else 128 + int(self.stopped_by)
+
+
+# What `#SBATCH --signal=USR1@<seconds>` sends ahead of the time limit or a preemption (experiments/slurm/).
+REQUEUE_SIGNAL = signal.SIGUSR1
+
+
+def slurm_job_id() -> str | None:
+    """The id ``scontrol requeue`` takes (``<array job>_<task>`` in a job array), or None outside a SLURM batch job
+    (an interactive ``srun --pty bash`` / ``salloc`` shell is not one: its runs are not requeued)."""
+    if os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def requeue_slurm_job() -> None:
+    job_id = slurm_job_id()
+    try:
+        result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        log.error("Could not requeue SLURM job %s (%s): resubmit it; it resumes from last.ckpt.", job_id, err)
+        return
+    if result.returncode == 0:
+        log.warning("Requeued SLURM job %s: it resumes from last.ckpt (ckpt_path=auto).", job_id)
+    else:
+        log.error("scontrol requeue %s failed (%d): %s. Resubmit the job; it resumes from last.ckpt.", job_id,
+                  result.returncode, result.stderr.strip())

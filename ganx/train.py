@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import RunRecord, RunSummary
 from ganx.checkpoint import CheckpointError
-from ganx.config import check_model_data_pairing, register_resolvers
+from ganx.config import check_model_data_pairing, register_resolvers, resolve_ckpt_path
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
 from ganx.instantiators import instantiate_callbacks
@@ -53,7 +53,9 @@ def train(cfg: DictConfig) -> L.Trainer:
 
 
 def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
-    check_run_dir(output_dir, cfg.ckpt_path)
+    # Under the run lock, so `auto` sees the last.ckpt of every earlier run in this dir (a requeued SLURM job's).
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
+    check_run_dir(output_dir, ckpt_path)
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
     callbacks = instantiate_callbacks(cfg)
     metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
@@ -63,16 +65,17 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     # the run config's own `_target_`s (model, trainer, ...) would be instantiated too.
     model = instantiate(cfg.model, _partial_=True)(
         nonfinite_policy=cfg.on_nonfinite, max_nonfinite_skips=cfg.on_nonfinite_max_skips,
+        nonfinite_check_every=cfg.on_nonfinite_check_every,
         channels_last=cfg.channels_last, compile_networks=cfg.compile,
         run_config=OmegaConf.to_container(cfg, resolve=True), augment=instantiate(cfg.augment),
     )
-    if cfg.ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
-        check_resume_fits(model, cfg.ckpt_path)
+    if ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
+        check_resume_fits(model, ckpt_path)
     check_free_space(output_dir, model, kept_checkpoints(cfg.steps, cfg.checkpoint_every, cfg.checkpoint_keep))
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
 
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
-    resumed = RunRecord.logger_versions_in(cfg.ckpt_path) if cfg.ckpt_path else {}
+    resumed = RunRecord.logger_versions_in(ckpt_path) if ckpt_path else {}
     loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
     trainer: L.Trainer = instantiate(  # ganx.trainer.build_trainer
         cfg.trainer,
@@ -88,11 +91,12 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     for logger in loggers:
         logger.log_hyperparams(model.run_config)
 
-    log.info("Training %s for %s generator steps%s; run dir %s", cfg.run_name, cfg.steps or "unlimited",
-             f" or until trainer.max_time={cfg.trainer.max_time}" if cfg.trainer.get("max_time") else "", output_dir)
+    log.info("Training %s for %s generator steps%s; run dir %s%s", cfg.run_name, cfg.steps or "unlimited",
+             f" or until trainer.max_time={cfg.trainer.max_time}" if cfg.trainer.get("max_time") else "", output_dir,
+             f"; resuming from {ckpt_path}" if ckpt_path else "")
     try:
         # weights_only: a checkpoint given to resume from cannot run code either (ganx writes plain data only).
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit as stop:  # SIGTERM / Ctrl-C: last.ckpt is saved; the run is not finished, so not exit 0
         faults = next((c for c in trainer.callbacks if isinstance(c, FaultHandler)), None)
         code = (faults.exit_code() if faults else None) or (stop.code if stop.code else 143)

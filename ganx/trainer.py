@@ -6,13 +6,20 @@ its training batch holds k real minibatches (``model.real_batches_per_step``). E
 converts a step count asks the functions here rather than multiplying by hand.
 """
 
+import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
 import lightning as L
+import torch
+from lightning.pytorch.plugins import Precision
+from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ganx.checkpoint import AtomicCheckpointIO
+from ganx.precision import PerOptimizerMixedPrecision
+
+log = logging.getLogger(__name__)
 
 
 def optimizer_steps(model: L.LightningModule, generator_steps: int) -> int:
@@ -51,13 +58,25 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     ``max_time`` (whichever comes first; ``generator_steps=None``: at ``max_time`` alone).
 
     ``trainer_kwargs`` are Lightning's (``conf/trainer/`` holds them; ``ganx.train`` instantiates this function).
-    Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer.
+    ganx's own keys (``conf/trainer/gpu.yaml``): ``precision="auto-mixed"`` (``best_mixed_precision``),
+    ``float32_matmul_precision`` (TF32: "high") and ``channels_last``.
+    Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer. In a SLURM
+    job, Lightning's SLURM environment (ranks, nodes, main address from SLURM_*) is used with its own requeue off:
+    ``ganx.faults.FaultHandler`` takes the requeue signal at the step boundary instead (see there why).
+    ``precision="16-mixed"`` gets one GradScaler per optimizer (``ganx.precision.PerOptimizerMixedPrecision``).
     """
     if "max_steps" in trainer_kwargs:
         raise ValueError(
             f"trainer.max_steps={trainer_kwargs['max_steps']} is set by ganx from the number of generator steps "
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
+    if trainer_kwargs.get("precision") == "auto-mixed":
+        trainer_kwargs["precision"] = best_mixed_precision()
+    matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
+    if matmul_precision is not None:
+        torch.set_float32_matmul_precision(matmul_precision)
+    if trainer_kwargs.pop("channels_last", None):
+        model.channels_last = True  # applied in the model's setup, as the top-level channels_last switch
     trainer_kwargs["max_time"] = wall_clock_budget(trainer_kwargs.get("max_time"))
     if generator_steps is None and trainer_kwargs["max_time"] is None:
         raise ValueError("steps=null trains without a step limit, which needs a wall-clock budget: set "
@@ -65,5 +84,24 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     plugins = list(trainer_kwargs.pop("plugins", None) or [])
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         plugins.append(AtomicCheckpointIO())
+    if str(trainer_kwargs.get("precision")) in ("16-mixed", "16") and not any(isinstance(p, Precision) for p in plugins):
+        accelerator = str(trainer_kwargs.get("accelerator", "auto"))
+        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+        plugins.append(PerOptimizerMixedPrecision("cuda" if on_gpu else "cpu"))
+        trainer_kwargs.pop("precision")
+    if SLURMEnvironment.detect() and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     max_steps = -1 if generator_steps is None else optimizer_steps(model, generator_steps)
     return L.Trainer(max_steps=max_steps, plugins=plugins, **trainer_kwargs)
+
+
+def best_mixed_precision() -> str:
+    """bf16-mixed where the GPU has bfloat16 (no loss scaling needed), else 16-mixed, else (no CUDA) 32-true."""
+    if not torch.cuda.is_available():
+        choice, why = "32-true", "no CUDA device"
+    elif torch.cuda.is_bf16_supported():
+        choice, why = "bf16-mixed", f"{torch.cuda.get_device_name()} supports bfloat16"
+    else:
+        choice, why = "16-mixed", f"{torch.cuda.get_device_name()} has no bfloat16; float16 with loss scaling"
+    log.info("trainer.precision=auto-mixed: %s (%s).", choice, why)
+    return choice

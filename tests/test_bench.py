@@ -144,3 +144,14 @@ def test_progress_estimates_the_time_left_from_the_speed_so_far():
     progress.measured("first", 2.0)
     assert progress.slowdown() == pytest.approx(3.0, rel=0.01)
     assert progress.remaining_s() == pytest.approx(24.0, rel=0.01) and not progress.out_of_time()
+
+
+def test_the_gpu_check_says_there_is_no_gpu_and_exits_0(tmp_path):
+    result = run_cli(module="benchmarks.gpu_check", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0 and "no CUDA GPU visible" in result.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_check_passes_on_a_gpu(tmp_path):
+    result = run_cli("--models", "gan", "--steps", "2", module="benchmarks.gpu_check", cwd=tmp_path)
+    assert "FAILED" not in result.stdout

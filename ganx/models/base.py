@@ -65,6 +65,8 @@ class AdversarialModule(L.LightningModule):
             the update and counts it.
         max_nonfinite_skips: with "skip", stop after this many consecutive skipped updates
             (``on_nonfinite_max_skips``): a run that skips every update does not recover, it only burns time.
+        nonfinite_check_every: read the non-finite flags on the host every this many updates
+            (``on_nonfinite_check_every``; see ``check_finite``). 1 checks each loss before its update.
         channels_last: keep the weights in NHWC memory layout (``channels_last``; applied in ``setup``).
         compile_networks: ``torch.compile`` the ``networks_to_compile()`` (``compile``; applied in ``setup``).
         run_config: the resolved run config, stored in every checkpoint so inference commands can rebuild the
@@ -91,6 +93,7 @@ class AdversarialModule(L.LightningModule):
         *,
         nonfinite_policy: str = "stop",
         max_nonfinite_skips: int = 10,
+        nonfinite_check_every: int = 1,
         channels_last: bool = False,
         compile_networks: bool = False,
         run_config: dict | None = None,
@@ -104,6 +107,8 @@ class AdversarialModule(L.LightningModule):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {nonfinite_policy!r}.")
         if isinstance(max_nonfinite_skips, bool) or not isinstance(max_nonfinite_skips, int) or max_nonfinite_skips < 1:
             raise ValueError(f"on_nonfinite_max_skips must be a whole number >= 1, got {max_nonfinite_skips!r}.")
+        if isinstance(nonfinite_check_every, bool) or not isinstance(nonfinite_check_every, int) or nonfinite_check_every < 1:
+            raise ValueError(f"on_nonfinite_check_every must be a whole number >= 1, got {nonfinite_check_every!r}.")
         self.automatic_optimization = False
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
         self.g_scheduler_factory, self.d_scheduler_factory = g_scheduler, d_scheduler
@@ -113,6 +118,9 @@ class AdversarialModule(L.LightningModule):
         self.skipped_updates = 0
         self._consecutive_skips: dict[str, int] = {}  # per loss term: G's can fail while D's does not
         self._norm_stats: list[tuple[Tensor, Tensor]] | None = None  # see _snapshot_norm_stats
+        self.nonfinite_check_every = nonfinite_check_every
+        self._nonfinite_flags: dict[str, Tensor] = {}  # see _count_nonfinite_on_device
+        self._updates_since_read = 0
         self.run_config = run_config
         self.channels_last, self.compile_networks = channels_last, compile_networks
         self._visual_pair_names: tuple[str, str] | None = None  # see register_visual_pairs
@@ -246,11 +254,28 @@ class AdversarialModule(L.LightningModule):
         A non-finite loss never reaches the model: with ``nonfinite_policy="stop"`` it raises; with "skip" the
         step is taken with no gradients (a no-op that keeps Lightning's step accounting) and counted. Either way the
         normalization statistics that this update's forward passes wrote are rolled back (``_snapshot_norm_stats``).
+        With ``nonfinite_check_every`` > 1 the check runs on the device (``check_finite``). Under
+        ``trainer.precision=16-mixed`` the loss is scaled by this optimizer's own GradScaler (``ganx.precision``).
         """
         optimizer.zero_grad(set_to_none=True)
-        if self.check_finite(**{name: loss}):
-            self.manual_backward(loss)
-        optimizer.step()
+        finite = self.check_finite(**{name: loss})
+        if finite is False:
+            optimizer.step()
+        else:
+            precision = self.trainer.precision_plugin
+            scale_loss = getattr(precision, "scale_loss", None)
+            self.manual_backward(scale_loss(loss, optimizer, self) if scale_loss else loss)
+            if isinstance(finite, Tensor) and not hasattr(precision, "scale_loss"):
+                # The optimizer skips itself on the device when found_inf is 1, as under a GradScaler (whose own Inf
+                # check catches a NaN loss's gradients: no flag needed there).
+                raw = getattr(optimizer, "optimizer", optimizer)
+                raw.grad_scale, raw.found_inf = None, (~finite).float()
+                try:
+                    optimizer.step()
+                finally:
+                    del raw.grad_scale, raw.found_inf
+            else:
+                optimizer.step()
         self._snapshot_norm_stats()
 
     # BatchNorm's running statistics are written by the forward pass, before the loss can be checked: a NaN batch
@@ -271,9 +296,19 @@ class AdversarialModule(L.LightningModule):
         for live, saved in self._norm_stats or ():
             live.data.copy_(saved)
 
-    def check_finite(self, **terms: Tensor) -> bool:
+    def check_finite(self, **terms: Tensor) -> bool | Tensor:
         """True if every term is finite; otherwise raise (policy "stop") or count and warn (policy "skip"), after
-        rolling back the normalization statistics the refused update's forward passes wrote."""
+        rolling back the normalization statistics the refused update's forward passes wrote.
+
+        ``torch.isfinite(loss)`` in a Python ``if`` waits for the GPU to finish the forward pass before the backward
+        can be queued: a host sync per update. With ``nonfinite_check_every`` N > 1 and an optimizer that can skip a
+        step on the device (``fused=True`` Adam/AdamW/SGD: ``found_inf``, as GradScaler uses it) the check stays on the
+        device: this returns the flag, a non-finite update is skipped and its statistics rolled back there, and the
+        host reads the counts every N updates (``read_nonfinite_flags``), then stops or counts as the policy says,
+        naming the step of the first non-finite loss. Other optimizers are checked on the host as before.
+        """
+        if self._checks_on_device(terms):
+            return self._count_nonfinite_on_device(terms)
         for name, value in terms.items():
             if torch.isfinite(value).all():
                 self._consecutive_skips[name] = 0
@@ -284,19 +319,81 @@ class AdversarialModule(L.LightningModule):
                 self.skipped_updates += 1
                 in_a_row = self._consecutive_skips[name] = self._consecutive_skips.get(name, 0) + 1
                 if in_a_row >= self.max_nonfinite_skips:
-                    raise NonFiniteLossError(
-                        f"{name} is {value.item()} {where}: {in_a_row} of its updates in a row were skipped "
-                        f"(on_nonfinite_max_skips={self.max_nonfinite_skips}), so the run is not recovering. Stopped; "
-                        "the last good weights are saved. Lower the learning rates or check the data for NaNs."
-                    )
+                    raise self._not_recovering(name, f"{value.item()} {where}", in_a_row)
                 log.warning("%s is %s %s: update skipped (%d so far)", name, value.item(), where, self.skipped_updates)
                 return False
-            raise NonFiniteLossError(
-                f"{name} is {value.item()} {where}. The weights were not updated with it. Common fixes: lower the "
-                "learning rates, use a gradient penalty (model=wgan_gp), check the data for NaNs; "
-                "on_nonfinite=skip skips such updates instead of stopping."
-            )
+            raise self._nonfinite_stop(name, f"{value.item()} {where}")
         return True
+
+    def _not_recovering(self, name: str, what: str, in_a_row: int) -> "NonFiniteLossError":
+        return NonFiniteLossError(
+            f"{name} is {what}: {in_a_row} of its updates in a row were skipped "
+            f"(on_nonfinite_max_skips={self.max_nonfinite_skips}), so the run is not recovering. Stopped; "
+            "the last good weights are saved. Lower the learning rates or check the data for NaNs."
+        )
+
+    def _nonfinite_stop(self, name: str, what: str) -> "NonFiniteLossError":
+        return NonFiniteLossError(
+            f"{name} is {what}. The weights were not updated with it. Common fixes: lower the "
+            "learning rates, use a gradient penalty (model=wgan_gp), check the data for NaNs; "
+            "on_nonfinite=skip skips such updates instead of stopping."
+        )
+
+    def _checks_on_device(self, terms: dict[str, Tensor]) -> bool:
+        if self.nonfinite_check_every == 1 or self._trainer is None:
+            return False
+        optimizers = self.trainer.optimizers
+        if all(getattr(o, "_step_supports_amp_scaling", False) for o in optimizers):
+            return True
+        if not getattr(self, "_told_host_check", False):
+            self._told_host_check = True
+            log.info("on_nonfinite_check_every=%d: %s cannot skip a step on the device (only fused Adam/AdamW/SGD "
+                     "can); checking each loss on the host instead.", self.nonfinite_check_every,
+                     ", ".join(type(o).__name__ for o in optimizers))
+        return False
+
+    def _count_nonfinite_on_device(self, terms: dict[str, Tensor]) -> Tensor:
+        # Per term, on the device: [non-finite updates since the last read, current streak, longest streak since the
+        # last read, generator step of the first non-finite loss since the last read (-1: none)].
+        finite = torch.stack([torch.isfinite(v).all() for v in terms.values()]).all()
+        for live, saved in self._norm_stats or ():
+            live.data.copy_(torch.where(finite, live, saved))
+        bad = (~finite).long()
+        for name in terms:
+            flags = self._nonfinite_flags.get(name)
+            if flags is None:
+                flags = torch.tensor([0, 0, 0, -1], device=finite.device)
+            count, streak, longest, first = flags.unbind()
+            streak = (streak + 1) * bad
+            first = torch.where((bad > 0) & (first < 0), self.generator_steps, first)
+            self._nonfinite_flags[name] = torch.stack([count + bad, streak, torch.maximum(longest, streak), first])
+        self._updates_since_read += 1
+        if self._updates_since_read >= self.nonfinite_check_every:
+            self.read_nonfinite_flags()
+        return finite
+
+    def read_nonfinite_flags(self) -> None:
+        """Read the device's non-finite counts (one host sync) and apply the policy; see ``check_finite``."""
+        self._updates_since_read = 0
+        if not self._nonfinite_flags:
+            return
+        names = list(self._nonfinite_flags)
+        rows = torch.stack([self._nonfinite_flags[n] for n in names]).tolist()
+        now = f"found at generator step {self.generator_steps}; on_nonfinite_check_every={self.nonfinite_check_every}"
+        for name, (count, streak, longest, first) in zip(names, rows, strict=True):
+            self._nonfinite_flags[name] = torch.tensor([0, streak, streak, -1], device=self._nonfinite_flags[name].device)
+            if count == 0:
+                continue
+            what = f"NaN/Inf at generator step {first} ({count} update(s); {now})"
+            if self.nonfinite_policy == "stop":
+                raise self._nonfinite_stop(name, what)
+            self.skipped_updates += count
+            if longest >= self.max_nonfinite_skips:
+                raise self._not_recovering(name, what, longest)
+            log.warning("%s was %s: update(s) skipped (%d so far)", name, what, self.skipped_updates)
+
+    def on_train_end(self) -> None:
+        self.read_nonfinite_flags()
 
     def _step_schedulers(self) -> None:
         schedulers = self.lr_schedulers()

@@ -1,0 +1,70 @@
+"""trainer=gpu and trainer=ddp compose into Trainers for two separately optimized networks (#18.5)."""
+
+import logging
+
+import pytest
+import torch
+from helpers import tiny_gan
+from hydra.utils import instantiate
+from lightning.pytorch.strategies import DDPStrategy
+
+from ganx.config import compose_train
+from ganx.trainer import best_mixed_precision
+
+
+def test_the_gpu_preset_asks_for_bf16_tf32_cudnn_benchmark_and_channels_last():
+    trainer = compose_train(["trainer=gpu"]).trainer
+    assert trainer.accelerator == "gpu" and trainer.precision == "auto-mixed"
+    assert trainer.float32_matmul_precision == "high" and trainer.benchmark is True and trainer.channels_last is True
+
+
+@pytest.mark.parametrize(("cuda", "bf16", "expected"), [(False, False, "32-true"), (True, False, "16-mixed"),
+                                                         (True, True, "bf16-mixed")])
+def test_auto_mixed_precision_takes_bf16_where_the_gpu_has_it_and_says_which(monkeypatch, caplog, cuda, bf16,
+                                                                             expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
+    with caplog.at_level(logging.INFO, logger="ganx.trainer"):
+        assert best_mixed_precision() == expected
+    assert f"trainer.precision=auto-mixed: {expected}" in caplog.text
+
+
+def test_the_gpu_preset_switches_reach_torch_and_the_model_on_cpu(monkeypatch, tmp_path):
+    """The preset's switches with accelerator=cpu (no GPU here): auto-mixed falls back to 32-true."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = torch.get_float32_matmul_precision()
+    cfg = compose_train(["trainer=gpu", "trainer.accelerator=cpu", "logger=none"]).trainer
+    model = tiny_gan()
+    try:
+        trainer = instantiate(cfg, model=model, generator_steps=1, logger=False, default_root_dir=str(tmp_path))
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert model.channels_last and trainer.precision == "32-true"
+
+
+@pytest.mark.parametrize("preset", ["ddp", "ddp_cpu"])
+def test_ddp_presets_reduce_only_the_gradients_each_backward_used_and_can_sync_batchnorm(preset, tmp_path):
+    cfg = compose_train([f"trainer={preset}", "trainer.sync_batchnorm=true"] if preset == "ddp" else
+                        [f"trainer={preset}", "+trainer.sync_batchnorm=true"]).trainer
+    assert cfg.strategy.find_unused_parameters is True  # D's backward leaves G unused, G's a frozen D
+    if preset == "ddp_cpu":  # a Trainer can be built without GPUs (processes start only at fit)
+        trainer = instantiate(cfg, model=tiny_gan(), generator_steps=1, logger=False, default_root_dir=str(tmp_path))
+        assert isinstance(trainer.strategy, DDPStrategy) and trainer.strategy._ddp_kwargs["find_unused_parameters"]
+        assert trainer.strategy._layer_sync is not None  # BatchNorm layers become SyncBatchNorm at fit
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_preset_trains_a_dcgan_on_a_gpu(tmp_path):
+    from helpers import training_loader
+    from test_faults import tiny_dcgan
+    from torch.utils.data import TensorDataset
+
+    model = tiny_dcgan()
+    cfg = compose_train(["trainer=gpu", "logger=none"]).trainer
+    data = TensorDataset(torch.rand(64, 1, 16, 16) * 2 - 1, torch.zeros(64, dtype=torch.long))
+    trainer = instantiate(cfg, model=model, generator_steps=4, logger=False, enable_checkpointing=False,
+                          default_root_dir=tmp_path, enable_progress_bar=False)
+    trainer.fit(model, training_loader(model, data, batch_size=8))
+    assert model.generator_steps == 4 and all(torch.isfinite(p).all() for p in model.parameters())
