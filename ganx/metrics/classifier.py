@@ -42,7 +42,7 @@ INPUT_SIZE = 28
 # the 4,000 training images of the offline MNIST subset, where 2 epochs (63 steps) leave the classifier undertrained.
 RECIPE = {"version": 1, "width": 16, "feature_dim": 128, "epochs": 2, "min_steps": 600, "batch_size": 128, "lr": 1e-3,
           "seed": 0}
-FORMAT = "ganx.metrics.classifier/1"
+FORMAT = "ganx.classifier/1"  # the file format's name (kept when the module moved: cached files stay valid)
 
 
 class ClassifierError(ValueError):
