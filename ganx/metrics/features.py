@@ -148,7 +148,7 @@ class ClassifierFeatures(FeatureExtractor):
         self.pool_dim, self.num_logits = arch["feature_dim"], arch["num_classes"]
         path = Path(checkpoint_path).expanduser()
         self.name = f"classifier:{path.stem}:{file_digest(path)}"
-        self.info = {"network": "ganx.metrics.classifier SmallCNN", "checkpoint": str(path), "data": meta["facts"]["data"],
+        self.info = {"network": "ganx.classifier SmallCNN", "checkpoint": str(path), "data": meta["facts"]["data"],
                      "data_source": meta["facts"]["source"], "test_accuracy": meta["test_accuracy"],
                      "fid_features": f"penultimate ReLU ({self.pool_dim})", "is_logits": f"classes ({self.num_logits})"}
         self.freeze()
