@@ -29,12 +29,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from ganx.metrics.classifier import cache_dir, wait_for
+from ganx.metrics.classifier import cache_dir, ensure_cached
 from ganx.metrics.features import FeatureExtractor, MetricsSetupError, file_digest
 
 log = logging.getLogger(__name__)
@@ -240,20 +239,14 @@ def ensure_domain_encoder(data_cfg: DictConfig, recipe: DomainRecipe) -> Path:
     datamodule = domain_data(data_cfg, recipe)
     stem, facts = cache_key(datamodule, recipe)
     path = cache_dir() / "domain_features" / f"{stem}.pt"
-    if path.is_file():
-        return path
-    if rank_zero_only.rank > 0:
-        wait_for(path)
-        return path
-    log.info("Training domain features for %s (first use; cached at %s)", facts["data"], path)
-    model, info = train_domain_encoder(datamodule, recipe)
-    log.info("Domain features trained in %.0f s (final NT-Xent %.3f)", info["train_seconds"], info["final_loss"])
-    try:
+
+    def train_and_save(path: Path) -> None:
+        log.info("Training domain features for %s (first use; cached at %s)", facts["data"], path)
+        model, info = train_domain_encoder(datamodule, recipe)
+        log.info("Domain features trained in %.0f s (final NT-Xent %.3f)", info["train_seconds"], info["final_loss"])
         save_domain_encoder(model, info, facts, path)
-    except MetricsSetupError:
-        if not path.is_file():  # another process finished first: its file (same data, same recipe) is used
-            raise
-    return path
+
+    return ensure_cached(path, train_and_save)
 
 
 def recipe_from(cfg: Any) -> DomainRecipe:
