@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: FID, IS, KID (torchmetrics) and the Parzen-window log-likelihood of Goodfellow et al. 2014.
 
     python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,parzen]] [num_samples=10000] [data=NAME] [data.key=value]
-                            [features=auto|inception|classifier] [inception_weights=PATH] [classifier_ckpt=PATH]
+                            [features=auto|inception|classifier|domain|PATH] [inception_weights=PATH] [classifier_ckpt=PATH]
                             [ema=false]
 
 The model generates ``num_samples`` images against as many held-out real images (the data module's val split with
@@ -33,6 +33,7 @@ from ganx.config import compose_data_config, parse_cli, register_resolvers, spli
 from ganx.data import DataError
 from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
 from ganx.metrics.conditional import class_metrics_for
+from ganx.metrics.domain import metric_names_for
 from ganx.metrics.image_metrics import METRIC_NAMES, require_fid_sample_size
 from ganx.metrics.parzen import parzen_estimate, to_parzen_space
 
@@ -45,7 +46,7 @@ class EvaluateConfig:
     metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | parzen
     num_samples: int = 10_000  # generated images, compared with as many held-out real images
     data: str | None = None  # a config in conf/data/; default: the checkpoint's own data config
-    features: str = "auto"  # auto | inception | classifier (see conf/metrics/default.yaml)
+    features: str = "auto"  # auto | inception | classifier | domain | PATH (see conf/metrics/default.yaml)
     inception_weights: str | None = None
     classifier_ckpt: str | None = None
     batch_size: int | None = None  # default: the run's data.batch_size (same batches, same noise as in training)
@@ -132,7 +133,9 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         kind = resolve_features(cfg.features, data_cfg)
         if kind is None:
             raise MetricsSetupError(f"{data_cfg._target_} does not yield images: FID/IS/KID do not apply.")
-        extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
+        extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt,
+                                    offline_fallback=cfg.features == "auto")
+        image_metric_names = metric_names_for(extractor, image_metric_names, cfg.features)
         if "fid" in image_metric_names and not cfg.allow_small_fid:
             require_fid_sample_size(cfg.num_samples, extractor, f"num_samples={cfg.num_samples}",
                                     f"Pass num_samples={extractor.pool_dim} or more, metrics=[kid,is] (KID is unbiased "

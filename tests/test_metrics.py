@@ -210,9 +210,9 @@ def test_offline_without_inception_weights_is_a_clear_error_before_training(tmp_
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    data = image_data_cfg(tmp_path / "images")  # RGB data: features=auto means Inception
+    data = image_data_cfg(tmp_path / "images")  # RGB data (features=auto falls back: tests/test_domain_features.py)
     with pytest.raises(MetricsSetupError) as err:
-        build_training_metrics(metrics_cfg(), data)
+        build_training_metrics(metrics_cfg(features="inception"), data)
     message = str(err.value)
     for hint in (str(tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE), "metrics.inception_weights=",
                  "metrics.features=classifier", "metrics=none", "URLError"):

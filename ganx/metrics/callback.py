@@ -34,7 +34,7 @@ from ganx.metrics.image_metrics import ImageMetrics, require_fid_sample_size
 
 log = logging.getLogger(__name__)
 
-FEATURES = ("auto", "inception", "classifier")
+FEATURES = ("auto", "inception", "classifier", "domain")  # or the path of a `python -m ganx.features` file
 
 
 class ImageMetricsCallback(L.Callback):
@@ -158,26 +158,42 @@ class ImageMetricsCallback(L.Callback):
 
 def resolve_features(features: str, data_cfg: DictConfig) -> str | None:
     """"auto" -> "classifier" for labeled grayscale data (MNIST-like), "inception" for other images, None when the
-    data are not images (e.g. 2-D toy points: image metrics do not apply)."""
-    if features not in FEATURES:
-        raise MetricsSetupError(f"metrics.features must be one of {', '.join(FEATURES)}; got {features!r}.")
-    if features != "auto":
+    data are not images (e.g. 2-D toy points: image metrics do not apply). "domain" is the classifier on labeled
+    grayscale data, the contrastive extractor of ``ganx.metrics.domain`` otherwise; a path names such a file."""
+    if features not in FEATURES and not str(features).endswith(".pt"):
+        raise MetricsSetupError(f"metrics.features must be one of {', '.join(FEATURES)} or the path of a "
+                                f"`python -m ganx.features` file (.pt); got {features!r}.")
+    if features not in ("auto", "domain"):
         return features
     if getattr(get_class(data_cfg._target_), "channels", None) not in (1, 3):
-        return None
+        return None if features == "auto" else features
     from ganx.metrics.classifier import is_labeled_grayscale  # imported where used: `python -m` runs that module
 
-    return "classifier" if is_labeled_grayscale(data_cfg) else "inception"
+    if is_labeled_grayscale(data_cfg):
+        return "classifier"
+    return "inception" if features == "auto" else "domain"
 
 
 def build_extractor(kind: str, data_cfg: DictConfig, inception_weights: str | None = None,
-                    classifier_ckpt: str | None = None) -> FeatureExtractor:
-    """The feature extractor, ready to use: weights found (or downloaded), classifier loaded (or trained on first use).
+                    classifier_ckpt: str | None = None, domain: Any = None,
+                    offline_fallback: bool = False) -> FeatureExtractor:
+    """The feature extractor, ready to use: weights found (or downloaded), classifier or domain features loaded (or
+    trained on first use; ``domain`` is their recipe, ``metrics.domain``). ``offline_fallback`` (``features=auto``):
+    without Inception weights (none given, none cached, no download), domain features instead, with a warning.
 
     Raises ``MetricsSetupError`` with the fix when that is impossible, e.g. offline without Inception weights.
     """
+    from ganx.metrics.domain import domain_features, offline_domain_features  # imports the classifier: see above
+
     if kind == "inception":
-        return InceptionFeatures(inception_weights_path(inception_weights))
+        try:
+            return InceptionFeatures(inception_weights_path(inception_weights))
+        except MetricsSetupError as err:
+            if not offline_fallback or inception_weights:
+                raise
+            return offline_domain_features(data_cfg, domain, err)
+    if kind != "classifier":
+        return domain_features(kind, data_cfg, domain)
     from ganx.metrics.classifier import ClassifierError, ensure_classifier
 
     try:
@@ -210,7 +226,11 @@ def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_pat
     if cfg.best_by not in ("fid", "kid") or cfg.best_by not in names:
         raise MetricsSetupError(f"metrics.best_by={cfg.best_by} selects checkpoints/best.ckpt (lowest value): it must "
                                 f"be fid or kid and among metrics.names={names}.")
-    extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt)
+    from ganx.metrics.domain import metric_names_for
+
+    extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt, cfg.get("domain"),
+                                offline_fallback=cfg.features == "auto")
+    names = metric_names_for(extractor, names, cfg.features)
     metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size)
     class_metrics = class_metrics_for(extractor, num_classes) if num_classes else None
     return ImageMetricsCallback(metrics, log_path, cfg.get("allow_small_fid", False), class_metrics)

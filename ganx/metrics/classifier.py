@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,19 +196,28 @@ def ensure_classifier(data_cfg: DictConfig) -> Path:
     datamodule = classifier_data(data_cfg)
     stem, facts = cache_key(datamodule)
     path = cache_dir() / "classifiers" / f"{stem}.pt"
+
+    def train_and_save(path: Path) -> None:
+        log.info("Training the metrics classifier for %s on %d images (first use; cached at %s)",
+                 facts["data"], facts["train_size"], path)
+        model, info = train_classifier(datamodule)
+        log.info("Classifier test accuracy %.4f on %d held-out images (%.0f s)", info["test_accuracy"],
+                 info["test_images"], info["train_seconds"])
+        save_classifier(model, info, facts, path)
+
+    return ensure_cached(path, train_and_save)
+
+
+def ensure_cached(path: Path, train_and_save: Callable[[Path], None]) -> Path:
+    """``path`` if it exists; else rank 0 trains and saves it there, and the other DDP ranks wait for that file."""
     if path.is_file():
         return path
     if rank_zero_only.rank > 0:
         wait_for(path)
         return path
-    log.info("Training the metrics classifier for %s on %d images (first use; cached at %s)",
-             facts["data"], facts["train_size"], path)
-    model, info = train_classifier(datamodule)
-    log.info("Classifier test accuracy %.4f on %d held-out images (%.0f s)", info["test_accuracy"],
-             info["test_images"], info["train_seconds"])
     try:
-        save_classifier(model, info, facts, path)
-    except ClassifierError:
+        train_and_save(path)
+    except Exception:
         if not path.is_file():  # another process finished first: its file (same data, same recipe) is used
             raise
     return path

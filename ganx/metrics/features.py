@@ -90,7 +90,8 @@ def inception_weights_path(path: str | None) -> Path:
             f"FID/IS/KID with Inception-v3 need its weights, which are not at {cached} and could not be downloaded "
             f"({type(err).__name__}: {err}). Fixes: (1) on a machine with internet, download {INCEPTION_WEIGHTS_URL} "
             f"and copy it to {cached} (or to $TORCH_HOME/hub/checkpoints/), or pass metrics.inception_weights=PATH; "
-            "(2) for MNIST-like data use metrics.features=classifier; (3) train without metrics: metrics=none."
+            "(2) for MNIST-like data use metrics.features=classifier; for any images metrics.features=domain (learned on "
+            "the data set, not comparable to Inception FIDs); (3) train without metrics: metrics=none."
         ) from err
     return cached
 

@@ -1,0 +1,76 @@
+"""Train the domain feature extractor of a data set, for FID/KID without Inception (offline, any image folder).
+
+    python -m ganx.features data=anime data.root=PATH [out=PATH] [domain.steps=250 domain.images=4000 ...]
+
+Unlabeled data (image folders, CelebA, ...): a self-supervised contrastive CNN (``ganx.metrics.domain``), trained on
+the training split (the held-out split the metrics compare against is left out). Labeled grayscale data (MNIST,
+Fashion-MNIST): the ``ganx.metrics.classifier`` CNN, the usual "MNIST FID". Without ``out=`` the file goes to the
+cache (``$GANX_CACHE_DIR``), where ``metrics.features=domain`` and the offline fallback of ``features=auto`` find it;
+with ``out=PATH``, use it with ``metrics.features=PATH``. Prints what was trained, its hash and the training time.
+"""
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ganx.config import compose_data_config, parse_cli, split_group_overrides
+from ganx.data import DataError
+from ganx.metrics.classifier import ClassifierError, ensure_classifier, is_labeled_grayscale
+from ganx.metrics.domain import (
+    DomainRecipe,
+    cache_key,
+    domain_data,
+    ensure_domain_encoder,
+    load_domain_encoder,
+    save_domain_encoder,
+    train_domain_encoder,
+)
+from ganx.metrics.features import MetricsSetupError, file_digest
+
+
+@dataclass
+class FeaturesConfig:
+    data: str = "anime"  # a config in conf/data/
+    out: str | None = None  # where to save; default: the cache that metrics.features=domain reads
+    domain: DomainRecipe = field(default_factory=DomainRecipe)  # the training budget and network (unlabeled data)
+
+
+def train_features(cfg: FeaturesConfig, data_overrides: list[str]) -> dict:
+    data_cfg = compose_data_config(cfg.data, data_overrides)
+    if is_labeled_grayscale(data_cfg):
+        if cfg.out is not None:
+            raise MetricsSetupError("labeled grayscale data use the metrics classifier: train it with "
+                                    "`python -m ganx.metrics.classifier data=NAME out=PATH`.")
+        path = ensure_classifier(data_cfg)
+        return {"path": str(path), "kind": "classifier", "sha256_12": file_digest(path)}
+    if cfg.out is None:
+        path = ensure_domain_encoder(data_cfg, cfg.domain)
+    else:
+        path = Path(cfg.out).expanduser()
+        if path.exists():
+            raise MetricsSetupError(f"{path} already exists; ganx never overwrites it. Choose another out=PATH.")
+        datamodule = domain_data(data_cfg, cfg.domain)
+        _, facts = cache_key(datamodule, cfg.domain)
+        model, info = train_domain_encoder(datamodule, cfg.domain)
+        save_domain_encoder(model, info, facts, path)
+    _, meta = load_domain_encoder(path)
+    return {"path": str(path), "kind": "domain", "sha256_12": file_digest(path), "weights_sha256": meta["weights_sha256"],
+            "train_seconds": meta["train_seconds"], "train_images": meta["train_images"],
+            "final_loss": meta["final_loss"], "data": meta["facts"]["data"], "recipe": meta["facts"]["recipe"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data_overrides, rest = split_group_overrides(sys.argv[1:] if argv is None else argv, "data")
+    cfg = parse_cli(FeaturesConfig, rest, "ganx.features")
+    try:
+        result = train_features(cfg, data_overrides)
+    except (MetricsSetupError, ClassifierError, DataError) as err:
+        raise SystemExit(f"ganx.features: {err}") from None
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
