@@ -1,8 +1,9 @@
-"""Evaluate a checkpoint: FID, IS, KID (torchmetrics) and the Parzen-window log-likelihood of Goodfellow et al. 2014.
+"""Evaluate a checkpoint: FID, IS, KID (torchmetrics), precision/recall (pr), density/coverage (dc), the
+perceptual path length (ppl, torchmetrics) and the Parzen-window log-likelihood of Goodfellow et al. 2014.
 
-    python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,parzen]] [num_samples=10000] [data=NAME] [data.key=value]
-                            [features=auto|inception|classifier|domain|PATH] [inception_weights=PATH] [classifier_ckpt=PATH]
-                            [ema=false]
+    python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,pr,dc,ppl,parzen]] [num_samples=10000] [data=NAME]
+                            [data.key=value] [features=auto|inception|classifier|domain|PATH] [inception_weights=PATH]
+                            [classifier_ckpt=PATH] [resize=legacy|clean] [reference_cache=true] [ema=false]
 
 The model generates ``num_samples`` images against as many held-out real images (the data module's val split with
 ``val_size=num_samples``; for MNIST-like data a seeded subset of the official test set, all of it at 10,000), through
@@ -10,6 +11,13 @@ the same code as training-time evaluation (``ImageMetrics`` fed by the model's `
 run's ``data.val_size`` and batch size it reproduces the numbers logged during training. Prints a JSON object and
 writes it next to the checkpoint (``<ckpt>.eval-<metrics>-<N>.json``; an existing file is never replaced). A
 checkpoint trained with ``model.ema`` is evaluated with its EMA generator unless ``ema=false`` (the JSON says which).
+``values`` also holds each headline value under its protocol name (``fid10k_val_inception``). The held-out
+features come from the on-disk reference cache when a run or an earlier evaluation extracted them under the same
+protocol. ``num_samples`` larger than the held-out split is refused with the split's size: FID of N generated
+against fewer real images is another protocol, never computed silently.
+
+``ppl``: torchmetrics' ``PerceptualPathLength`` (Karras et al. 2019) of the unconditional generator, with LPIPS on
+VGG-16 (torchvision's ImageNet weights, downloaded on first use: refused with the fix when they are absent offline).
 
 ``parzen``: sigma is chosen on the first ``parzen_val_size`` held-out images, the mean log-likelihood and its
 standard error are reported on the others (the paper used a validation split of the training set and the full test
@@ -36,6 +44,8 @@ from ganx.metrics.conditional import class_metrics_for
 from ganx.metrics.domain import metric_names_for
 from ganx.metrics.image_metrics import METRIC_NAMES, require_fid_sample_size
 from ganx.metrics.parzen import parzen_estimate, to_parzen_space
+from ganx.metrics.path_length import perceptual_path_length
+from ganx.metrics.reference import dataset_fingerprint, reference_key, reference_path
 
 log = logging.getLogger("ganx.evaluate")
 
@@ -43,7 +53,7 @@ log = logging.getLogger("ganx.evaluate")
 @dataclass
 class EvaluateConfig:
     ckpt: str = "???"
-    metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | parzen
+    metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | pr | dc | ppl | parzen
     num_samples: int = 10_000  # generated images, compared with as many held-out real images
     data: str | None = None  # a config in conf/data/; default: the checkpoint's own data config
     features: str = "auto"  # auto | inception | classifier | domain | PATH (see conf/metrics/default.yaml)
@@ -55,6 +65,10 @@ class EvaluateConfig:
     kid_subset_size: int = 1000
     parzen_val_size: int = 1000  # held-out images used to choose the Parzen sigma; the rest are its test points
     allow_small_fid: bool = False  # FID on fewer images than feature dimensions (biased; refused otherwise)
+    resize: str = "legacy"  # legacy | clean (see conf/metrics/default.yaml)
+    nearest_k: int = 3  # k of precision/recall/density/coverage
+    reference_cache: bool = True  # held-out features from/to $GANX_CACHE_DIR/reference
+    ppl_samples: int = 10_000  # latent pairs of the perceptual path length
     out: str | None = None  # default: next to the checkpoint
     ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
 
@@ -75,6 +89,7 @@ def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overri
     datamodule.prepare_data()
     datamodule.setup("validate")
     if len(datamodule.val_set) != cfg.num_samples:
+        # Comparing num_samples generated images with fewer real ones would be another protocol than the one named.
         raise DataError(
             f"num_samples={cfg.num_samples}, but the held-out split of {data_cfg._target_} holds only "
             f"{len(datamodule.val_set)} images; pass num_samples={len(datamodule.val_set)} or a larger data set."
@@ -118,9 +133,9 @@ def output_path(cfg: EvaluateConfig) -> Path:
 
 @torch.no_grad()
 def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, Any]:
-    unknown = sorted(set(cfg.metrics) - {*METRIC_NAMES, "parzen"})
+    unknown = sorted(set(cfg.metrics) - {*METRIC_NAMES, "ppl", "parzen"})
     if unknown or not cfg.metrics:
-        raise ValueError(f"metrics must be a list of {', '.join(METRIC_NAMES)}, parzen; got {cfg.metrics}")
+        raise ValueError(f"metrics must be a list of {', '.join(METRIC_NAMES)}, ppl, parzen; got {cfg.metrics}")
     if "parzen" in cfg.metrics and not 0 < cfg.parzen_val_size <= cfg.num_samples - 2:
         raise ValueError(f"parzen_val_size={cfg.parzen_val_size} must leave test points among num_samples={cfg.num_samples}")
     checkpoint = load_checkpoint(cfg.ckpt)
@@ -141,7 +156,11 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
                                     f"Pass num_samples={extractor.pool_dim} or more, metrics=[kid,is] (KID is unbiased "
                                     "for small sets), or accept the bias with allow_small_fid=true.")
         metrics = ImageMetrics(extractor, image_metric_names, cfg.is_splits, cfg.kid_subsets,
-                               cfg.kid_subset_size).to(device)
+                               cfg.kid_subset_size, cfg.resize, cfg.nearest_k).to(device)
+        if cfg.reference_cache and metrics.needs_real:
+            key = reference_key(dataset_fingerprint(datamodule.val_set), "val", extractor.name, cfg.resize,
+                                len(datamodule.val_set))
+            metrics.use_reference_cache(reference_path(key), key)
     model = build_model(checkpoint).to(device)
     averaged = getattr(model, "generator_ema", None) is not None
     if cfg.ema and not averaged:
@@ -171,8 +190,10 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
                               "generator": "ema" if model.sample_with_ema else "trained",
                               "real_split": "val", "data": {"config": data_cfg._target_, **datamodule.summary()}}
     if metrics is not None:
-        result["values"] = metrics.compute()
+        result["values"] = metrics.named_values(metrics.compute(), "val")
         result["protocol"] = metrics.protocol()
+    if "ppl" in cfg.metrics:
+        result["ppl"] = perceptual_path_length(model, cfg.ppl_samples, device)
     if class_metrics is not None:
         result["class_metrics"] = class_metrics.compute()
     if "parzen" in cfg.metrics:

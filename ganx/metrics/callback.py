@@ -6,8 +6,11 @@ steps in ganx) and at the last step, Lightning runs the validation loop over the
 DDP ranks without duplicates (``ImageDataModule.val_dataloader``). The model's ``validation_step`` returns
 ``(real, fake)`` for each batch (``AdversarialModule.generate_for_metrics``); this callback feeds them to
 ``ImageMetrics`` (and ``ClassConditionalMetrics``), computes on every rank, logs ``val/fid``, ``val/is``, ``val/kid``
-(+ ``_std``) with ``val/num_real`` and ``val/num_fake``, and appends a row with the full protocol to the evaluation log
-(``ganx.metrics.evaluations``). ``conf/metrics/default.yaml`` adds it to the run's callbacks.
+(+ ``_std``), ``val/precision``, ``val/recall``, ``val/density``, ``val/coverage``, each headline value also under its
+protocol name (``val/fid2k_val_classifier``, see ``protocol_key``), with ``val/num_real`` and ``val/num_fake``, and
+appends a row with the full protocol to the evaluation log (``ganx.metrics.evaluations``). The real split's features
+come from the on-disk reference cache when an earlier run or evaluation extracted them under the same protocol
+(``ganx.metrics.reference``). ``conf/metrics/default.yaml`` adds it to the run's callbacks.
 """
 
 import logging
@@ -22,7 +25,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
-from ganx.metrics.evaluations import append_evaluation
+from ganx.metrics.evaluations import append_evaluation, metric_of
 from ganx.metrics.features import (
     ClassifierFeatures,
     FeatureExtractor,
@@ -30,7 +33,8 @@ from ganx.metrics.features import (
     MetricsSetupError,
     inception_weights_path,
 )
-from ganx.metrics.image_metrics import ImageMetrics, require_fid_sample_size
+from ganx.metrics.image_metrics import HEADLINE_VALUES, ImageMetrics, require_fid_sample_size
+from ganx.metrics.reference import dataset_fingerprint, reference_key, reference_path
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +52,16 @@ class ImageMetricsCallback(L.Callback):
             before training otherwise, see ``require_fid_sample_size``).
         class_metrics: class accuracy and intra-FID of a class-conditional model, on the same features (the
             validation batches' labels are the classes of both the real and the generated images).
+        reference_cache: take the held-out split's features from the on-disk cache, or write them there at the first
+            evaluation (``ganx.metrics.reference``).
     """
 
     needs_validation_loop = True  # ganx.train turns Lightning's validation loop off when no callback needs it
 
     def __init__(self, metrics: ImageMetrics, log_path: str | Path | None, allow_small_fid: bool = False,
-                 class_metrics: ClassConditionalMetrics | None = None):
+                 class_metrics: ClassConditionalMetrics | None = None, reference_cache: bool = False):
         self.metrics = metrics
+        self.reference_cache = reference_cache
         self.log_path = Path(log_path) if log_path else None
         self.allow_small_fid = allow_small_fid
         self.class_metrics = class_metrics
@@ -79,6 +86,8 @@ class ImageMetricsCallback(L.Callback):
         for metrics in filter(None, (self.metrics, self.class_metrics)):
             metrics.to(pl_module.device)
             metrics.reset_all()
+        if self.reference_cache and held_out is not None and self.metrics.needs_real:
+            self._use_reference_cache(trainer, held_out)
         if isinstance(self.metrics.extractor, InceptionFeatures) and pl_module.device.type == "cpu":
             held_out = len(getattr(getattr(trainer, "datamodule", None), "val_set", None) or ())
             rank_zero_warn(
@@ -87,6 +96,19 @@ class ImageMetricsCallback(L.Callback):
                 "a 2-core machine): minutes per evaluation. Raise eval_every, lower data.val_size, or train with "
                 "metrics=none and run python -m ganx.evaluate on the checkpoints you care about."
             )
+
+    def _use_reference_cache(self, trainer: L.Trainer, held_out) -> None:
+        key = reference_key(dataset_fingerprint(held_out), "val", self.metrics.extractor.name, self.metrics.resize,
+                            len(held_out))
+        path = reference_path(key)
+        hit = self.metrics.use_reference_cache(path, key)
+        # A file another run writes meanwhile may be seen by some ranks only: use it only if every rank has it.
+        if not trainer.strategy.reduce_boolean_decision(hit, all=True):
+            if hit:
+                self.metrics.reset_all()
+                self.metrics.reference_cache = (path, key)
+            hit = False
+        rank_zero_info("Metrics: held-out reference features %s %s", "read from" if hit else "will be cached at", path)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         protocol = self.protocol()
@@ -127,7 +149,8 @@ class ImageMetricsCallback(L.Callback):
         if self.class_metrics is not None:
             class_values = self.class_metrics.compute()
             self.class_metrics.reset()
-        logged = {f"val/{k}": float(v) for k, v in {**values, **class_values}.items()}
+        named = self.metrics.named_values(values, "val")
+        logged = {f"val/{k}": float(v) for k, v in {**named, **class_values}.items()}
         # Every rank holds the same values; sync_dist only keeps Lightning's distributed logging consistent.
         pl_module.log_dict(logged, sync_dist=True)
         if trainer.is_global_zero:
@@ -135,7 +158,7 @@ class ImageMetricsCallback(L.Callback):
             protocol = self.protocol()
             if self.log_path is not None:
                 append_evaluation(self.log_path, step, logged, protocol, seconds=seconds)
-            shown = ", ".join(f"{k} {values[k]:.4g}" for k in ("fid", "is", "kid") if k in values)
+            shown = ", ".join(f"{k} {values[k]:.4g}" for k in HEADLINE_VALUES if k in values)
             log.info("step %s: %s (%d generated vs %d real, %s; %.1f s)", step, shown,
                      values["num_fake"], values["num_real"], protocol["features"], seconds)
             if class_values:
@@ -223,14 +246,18 @@ def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_pat
         log.info("metrics: %s does not yield images; no FID/IS/KID.", data_cfg._target_)
         return None
     names = list(cfg.names)
-    if cfg.best_by not in ("fid", "kid") or cfg.best_by not in names:
+    best_metric = metric_of(cfg.best_by)
+    if best_metric not in ("fid", "kid") or best_metric not in names:
         raise MetricsSetupError(f"metrics.best_by={cfg.best_by} selects checkpoints/best.ckpt (lowest value): it must "
-                                f"be fid or kid and among metrics.names={names}.")
+                                f"be fid or kid (or its protocol name, e.g. fid2k_val_classifier) and among "
+                                f"metrics.names={names}.")
     from ganx.metrics.domain import metric_names_for
 
     extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt, cfg.get("domain"),
                                 offline_fallback=cfg.features == "auto")
     names = metric_names_for(extractor, names, cfg.features)
-    metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size)
+    metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size,
+                           cfg.get("resize", "legacy"), cfg.get("nearest_k", 3))
     class_metrics = class_metrics_for(extractor, num_classes) if num_classes else None
-    return ImageMetricsCallback(metrics, log_path, cfg.get("allow_small_fid", False), class_metrics)
+    return ImageMetricsCallback(metrics, log_path, cfg.get("allow_small_fid", False), class_metrics,
+                                cfg.get("reference_cache", False))

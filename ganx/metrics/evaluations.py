@@ -17,6 +17,7 @@ same step; a later row's value replaces an earlier one), never by comparing valu
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 EVALUATIONS_FILE = "evaluations.jsonl"
 # Metrics where a lower value is better; every other val/* value is better when higher.
 LOWER_IS_BETTER = ("fid", "kid", "reverse_kl", "intra_fid")
+# A protocol-named key (ganx.metrics.image_metrics.protocol_key): metric, generated-image count, split, extractor.
+PROTOCOL_NAMED = re.compile(r"(?P<metric>[a-z]+)(?P<count>\d+k?)_(?P<split>[a-z]+)_\S+")
+
+
+def metric_of(name: str) -> str:
+    """The metric a logged name holds, without the ``val/`` prefix or the protocol: ``val/fid2k_val_classifier`` ->
+    ``fid``, ``intra_fid/3`` -> ``intra_fid``, ``kid`` -> ``kid``."""
+    name = name.removeprefix("val/").split("/")[0]
+    named = PROTOCOL_NAMED.fullmatch(name)
+    return named["metric"] if named else name
 
 
 def append_evaluation(path: str | Path, generator_steps: int, values: dict[str, float],
@@ -89,7 +100,7 @@ def best_values(history: list[dict[str, Any]]) -> dict[str, float]:
     for key in sorted(keys):
         values = [row[key] for row in history if key in row]
         finite = [v for v in values if not math.isnan(v)] or values
-        lower = key.split("/")[1] in LOWER_IS_BETTER  # val/intra_fid/3: class 3's intra-FID
+        lower = metric_of(key) in LOWER_IS_BETTER  # val/intra_fid/3: class 3's intra-FID
         best[key] = min(finite) if lower else max(finite)
     return best
 

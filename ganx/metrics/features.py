@@ -103,7 +103,7 @@ class InceptionFeatures(FeatureExtractor):
     antialiased bilinear), so numbers match torchmetrics' ``FrechetInceptionDistance(feature=2048)`` on uint8 input.
     """
 
-    pool_dim, num_logits = 2048, 1008
+    pool_dim, num_logits, input_size = 2048, 1008, 299
 
     def __init__(self, weights_path: str | Path):
         super().__init__()

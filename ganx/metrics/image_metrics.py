@@ -1,9 +1,14 @@
-"""FID, IS and KID with torchmetrics on features from one extractor: the single metrics code path of ganx.
+"""FID, IS and KID with torchmetrics, precision/recall and density/coverage (``ganx.metrics.prdc``), on features from
+one extractor: the single metrics code path of ganx.
 
 Training (``ganx.metrics.callback``) and ``ganx.evaluate`` both feed ``ImageMetrics.update(real, fake)`` with
 batches of images in [-1, 1] and call ``compute()``. The extractor runs once per batch; the torchmetrics classes get
 the precomputed features and a ``ColumnSlice`` as their ``feature`` module, so their update, DDP synchronisation and
 compute are torchmetrics' own.
+
+The real side is a *reference*: the real split's pooled features, gathered from all ranks at the first compute (or
+loaded from the on-disk cache, ``ganx.metrics.reference``, so no real image reaches the extractor), put in
+``canonical_order`` and fed to FID and KID as each rank's share; later evaluations extract only generated images.
 
 Under DDP every rank updates with its share of the images; ``compute()`` must run on every rank (torchmetrics
 all-gathers there: calling it on rank 0 only hangs) and gives every rank the value of the pooled samples.
@@ -11,32 +16,41 @@ all-gathers there: calling it on rank 0 only hangs) and gives every rank the val
 
 import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torchmetrics import Metric
 from torchmetrics.aggregation import SumMetric
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from ganx.metrics.features import FeatureExtractor, MetricsSetupError
+from ganx.metrics.prdc import PRDC_NAMES, prdc
+from ganx.metrics.reference import load_reference, save_reference
+from ganx.metrics.resize import RESIZE_MODES, clean_resize
 
-METRIC_NAMES = ("fid", "is", "kid")
+METRIC_NAMES = ("fid", "is", "kid", "pr", "dc")
+# The values each metric name logs, and which of them carry the protocol in a second, named key (see protocol_key).
+HEADLINE_VALUES = ("fid", "is", "kid", "precision", "recall", "density", "coverage")
 T = TypeVar("T")
 
 
-class ColumnSlice(nn.Module):
-    """Gives a torchmetrics metric its columns of precomputed features (torchmetrics calls ``feature(x)`` on what
-    ``update`` receives; ``num_features`` spares FID its dummy forward at 299x299)."""
+def count_tag(count: int) -> str:
+    """50000 -> "50k", 2000 -> "2k", 1500 -> "1500": StyleGAN2-ADA's fid50k spelling."""
+    return f"{count // 1000}k" if count >= 1000 and count % 1000 == 0 else str(count)
 
-    def __init__(self, start: int, stop: int):
-        super().__init__()
-        self.start, self.stop, self.num_features = start, stop, stop - start
 
-    def forward(self, features: Tensor) -> Tensor:
-        return features[:, self.start : self.stop]
+def protocol_key(value: str, num_fake: int, split: str, features: str, resize: str = "legacy") -> str:
+    """The protocol-named key of a headline value, as StyleGAN2-ADA's ``fid50k_full``: ``fid2k_val_classifier`` is
+    FID of 2,000 generated images against the val split on classifier features (``_clean``: clean resize). Numbers
+    under different keys are not comparable; ``val/fid`` etc. stay logged too, as the aliases ``metrics.best_by``,
+    the best checkpoint and sweeps use by default."""
+    extractor = features.split(":")[0].removesuffix("-v3-compat")
+    return f"{value}{count_tag(num_fake)}_{split}_{extractor}" + ("_clean" if resize == "clean" else "")
 
 
 def gather_cpu_state(tensor: Tensor, group: Any = None) -> list[Tensor]:
@@ -51,6 +65,34 @@ def canonical_order(features: Tensor) -> Tensor:
     on the order in which batches and ranks delivered them: a 2-process run then equals a 1-process run."""
     weights = torch.linspace(1.0, 2.0, features.shape[1], dtype=torch.float64, device=features.device)
     return features[torch.argsort(features.double() @ weights, stable=True)]
+
+
+class FeatureSet(Metric):
+    """Every feature row seen, kept on the CPU and concatenated over ranks at compute (the reference's source)."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__(compute_on_cpu=True, dist_sync_fn=gather_cpu_state)
+        self.add_state("rows", default=[], dist_reduce_fx="cat")
+
+    def update(self, rows: Tensor) -> None:
+        self.rows.append(rows)
+
+    def compute(self) -> Tensor:
+        return dim_zero_cat(self.rows)
+
+
+class ColumnSlice(nn.Module):
+    """Gives a torchmetrics metric its columns of precomputed features (torchmetrics calls ``feature(x)`` on what
+    ``update`` receives; ``num_features`` spares FID its dummy forward at 299x299)."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop, self.num_features = start, stop, stop - start
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features[:, self.start : self.stop]
 
 
 class SetInceptionScore(InceptionScore):
@@ -95,29 +137,37 @@ def require_fid_sample_size(num_images: int, extractor: FeatureExtractor, held_o
 
 
 class ImageMetrics(nn.Module):
-    """FID (Heusel et al. 2017), IS (Salimans et al. 2016) and KID (Binkowski et al. 2018) between real and generated
-    images, on the features of ``extractor``.
+    """FID (Heusel et al. 2017), IS (Salimans et al. 2016), KID (Binkowski et al. 2018), precision and recall
+    (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020) between real and generated images, on
+    the features of ``extractor`` (IS on its logits, the others on its pooled features).
 
-    Real features are computed during the first evaluation and kept (``reset_real_features=False``); ``reset()``
-    clears only the generated side. Memory stays bounded for FID (running sums and a d x d matrix); IS and KID must
-    keep every feature vector, and keep them on the CPU (``compute_on_cpu``).
+    The real side is the reference (see the module docstring): complete after the first ``compute()`` or a
+    ``use_reference_cache`` hit; ``reset()`` clears only the generated side. Memory stays bounded for FID (running
+    sums and a d x d matrix); the reference and the generated features of IS, KID and PR/DC are kept on the CPU.
 
     Args:
         extractor: the feature network (see ``ganx.metrics.features``).
-        names: which of "fid", "is", "kid" to compute.
+        names: which of "fid", "is", "kid", "pr" (precision, recall), "dc" (density, coverage) to compute.
         is_splits: IS is averaged over this many disjoint splits of the generated set (Salimans et al. used 10).
         kid_subsets, kid_subset_size: KID is the mean MMD^2 over ``kid_subsets`` random subsets of this size each
             (capped at the number of images).
+        resize: "legacy" (the extractor's own resize) or "clean" (PIL bicubic first; ``ganx.metrics.resize``).
+        nearest_k: the k of the k-NN balls of precision/recall/density/coverage (3, as Kynkäänniemi et al.).
     """
 
-    def __init__(self, extractor: FeatureExtractor, names: Iterable[str] = METRIC_NAMES, is_splits: int = 10,
-                 kid_subsets: int = 100, kid_subset_size: int = 1000):
+    def __init__(self, extractor: FeatureExtractor, names: Iterable[str] = ("fid", "is", "kid"), is_splits: int = 10,
+                 kid_subsets: int = 100, kid_subset_size: int = 1000, resize: str = "legacy", nearest_k: int = 3):
         super().__init__()
         names = tuple(names)
         unknown = sorted(set(names) - set(METRIC_NAMES))
         if unknown or not names:
             raise ValueError(f"metrics must be a non-empty list of {', '.join(METRIC_NAMES)}; got {list(names)}")
-        self.names, self.kid_subset_size = names, kid_subset_size
+        if resize not in RESIZE_MODES:
+            raise MetricsSetupError(f"metrics.resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}.")
+        if resize == "clean" and getattr(extractor, "input_size", None) is None:
+            raise MetricsSetupError(f"metrics.resize=clean needs the extractor's input size, which {extractor.name} "
+                                    "does not state; use metrics.resize=legacy.")
+        self.names, self.kid_subset_size, self.resize, self.nearest_k = names, kid_subset_size, resize, nearest_k
         self.extractor = extractor
         pool = ColumnSlice(0, extractor.pool_dim)
         logits = ColumnSlice(extractor.pool_dim, extractor.pool_dim + extractor.num_logits)
@@ -131,34 +181,72 @@ class ImageMetrics(nn.Module):
                                     reset_real_features=False, **on_cpu)
             if "kid" in names else None
         )
-        self.num_real, self.num_fake = SumMetric(), SumMetric()
-        # Real statistics are complete after the first compute(); later evaluations only add generated images.
-        self.real_complete = False
+        self.prdc_names = tuple(n for n in names if n in PRDC_NAMES)
+        self.fake_features = FeatureSet() if self.prdc_names else None
+        self.real_features = FeatureSet()  # this rank's real pooled features until the reference is complete
+        self.reference: Tensor | None = None  # every rank's real pooled features, in canonical order
+        self.reference_cache: tuple[Path, dict[str, Any]] | None = None
+        self.num_fake = SumMetric()
+
+    @property
+    def real_complete(self) -> bool:
+        return self.reference is not None
 
     @property
     def needs_real(self) -> bool:
-        return not self.real_complete and (self.fid is not None or self.kid is not None)
+        return not self.real_complete and any(n != "is" for n in self.names)
+
+    def features(self, images: Tensor) -> Tensor:
+        """The extractor's features of images in [-1, 1], after the ``resize`` mode's resizing."""
+        if self.resize == "clean":
+            images = clean_resize(images, self.extractor.input_size)
+        return self.extractor(images)
+
+    def use_reference_cache(self, path: Path, key: dict[str, Any]) -> bool:
+        """Take the reference from ``path`` if it holds ``key`` (True: no real image will be extracted), else write it
+        there at the first ``compute()``. Every rank must call it with the same file state (see the callback)."""
+        self.reference_cache = (path, key)
+        cached = load_reference(path, key) if self.needs_real else None
+        if cached is not None:
+            self.set_reference(cached)
+        return cached is not None
+
+    def set_reference(self, features: Tensor) -> None:
+        """Make ``features`` (all ranks' real pooled features) the reference: FID and KID get this rank's share, so
+        their DDP sums and concatenations hold each real image once."""
+        self.reference = canonical_order(features.float().cpu())
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        share = self.reference[rank::world]
+        for metric in (self.fid, self.kid):
+            if metric is not None:
+                metric.update(share.to(metric.device), real=True)
+        self.real_features.reset()
 
     @torch.no_grad()
     def update(self, real: Tensor | None, fake: Tensor) -> None:
-        """Add a batch of generated images (and, until the real statistics are complete, real ones) in [-1, 1]."""
+        """Add a batch of generated images (and, until the reference is complete, real ones) in [-1, 1]."""
         if self.needs_real and real is not None:
-            features = self.extractor(real)
-            for metric in (self.fid, self.kid):
-                if metric is not None:
-                    metric.update(features, real=True)
-            self.num_real.update(float(len(real)))
-        features = self.extractor(fake)
+            self.real_features.update(self.features(real)[:, : self.extractor.pool_dim])
+        features = self.features(fake)
         for metric in (self.fid, self.kid):
             if metric is not None:
                 metric.update(features, real=False)
         if self.inception_score is not None:
             self.inception_score.update(features)
+        if self.fake_features is not None:
+            self.fake_features.update(features[:, : self.extractor.pool_dim])
         self.num_fake.update(float(len(fake)))
 
     def compute(self) -> dict[str, float]:
         """The metrics over all ranks' images, with the counts they are based on. Call on every rank."""
-        num_real, num_fake = int(self.num_real.compute()), int(self.num_fake.compute())
+        if self.needs_real:
+            self.set_reference(self.real_features.compute())  # all-gathers every rank's real features
+            if self.reference_cache is not None and (not dist.is_initialized() or dist.get_rank() == 0):
+                path, key = self.reference_cache
+                if key["count"] == len(self.reference):
+                    save_reference(path, key, self.reference)
+        num_real = len(self.reference) if self.reference is not None else 0
+        num_fake = int(self.num_fake.compute())
         values: dict[str, float] = {}
         if self.fid is not None:
             values["fid"] = float(self.fid.compute())
@@ -169,32 +257,44 @@ class ImageMetrics(nn.Module):
             self.kid.subset_size = min(self.kid_subset_size, num_real, num_fake)
             mean, std = seeded(self.kid.compute)
             values["kid"], values["kid_std"] = float(mean), float(std)
-        self.real_complete = True
+        if self.fake_features is not None:
+            fake = canonical_order(self.fake_features.compute())
+            values.update(prdc(self.reference, fake, self.prdc_names, self.nearest_k))
         return {**values, "num_real": num_real, "num_fake": num_fake}
 
     def reset(self) -> None:
-        """Forget the generated images; real statistics stay (FID/KID ``reset_real_features=False``)."""
-        for metric in (self.fid, self.inception_score, self.kid, self.num_fake):
+        """Forget the generated images; the reference stays (FID/KID ``reset_real_features=False``)."""
+        for metric in (self.fid, self.inception_score, self.kid, self.fake_features, self.num_fake):
             if metric is not None:
                 metric.reset()
 
     def reset_all(self) -> None:
-        """Forget real statistics too (e.g. a new run, or a process that inherited states)."""
+        """Forget the reference too (e.g. a new run, or a process that inherited states)."""
         self.reset()
         for metric in (self.fid, self.kid):
             if metric is not None:
                 metric.reset_real_features = True
                 metric.reset()
                 metric.reset_real_features = False
-        self.num_real.reset()
-        self.real_complete = False
+        self.real_features.reset()
+        self.reference = None
 
     def protocol(self) -> dict[str, Any]:
-        """What a number means: extractor (with the weights' hash), metric settings. Stored with every value."""
+        """What a number means: extractor (with the weights' hash), resize, metric settings. Stored with every value."""
         protocol: dict[str, Any] = {"features": self.extractor.name, "features_info": self.extractor.info,
-                                    "metrics": list(self.names)}
+                                    "metrics": list(self.names), "resize": self.resize}
         if self.inception_score is not None:
             protocol["is_splits"] = self.inception_score.splits
         if self.kid is not None:
             protocol.update(kid_subsets=self.kid.subsets, kid_subset_size_max=self.kid_subset_size)
+        if self.prdc_names:
+            protocol["nearest_k"] = self.nearest_k
+        if self.reference_cache is not None:
+            protocol["reference_cache"] = str(self.reference_cache[0])
         return protocol
+
+    def named_values(self, values: dict[str, float], split: str) -> dict[str, float]:
+        """``values`` plus each headline value under its ``protocol_key`` (``fid`` -> also ``fid2k_val_classifier``)."""
+        named = {protocol_key(k, int(values["num_fake"]), split, self.extractor.name, self.resize): v
+                 for k, v in values.items() if k in HEADLINE_VALUES}
+        return {**values, **named}
