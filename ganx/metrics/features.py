@@ -11,6 +11,7 @@ which matters on a CPU where Inception-v3 dominates the cost of an evaluation.
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +81,26 @@ def inception_weights_path(path: str | None) -> Path:
             )
         return weights
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
-    if cached.is_file():
-        return cached
+    return hub_weights(INCEPTION_WEIGHTS_URL, cached, lambda why: (
+        f"FID/IS/KID with Inception-v3 need its weights, which are not at {cached} and could not be downloaded "
+        f"({why}). Fixes: (1) on a machine with internet, download {INCEPTION_WEIGHTS_URL} "
+        f"and copy it to {cached} (or to $TORCH_HOME/hub/checkpoints/), or pass metrics.inception_weights=PATH; "
+        "(2) for MNIST-like data use metrics.features=classifier; for any images metrics.features=domain (learned on "
+        "the data set, not comparable to Inception FIDs); (3) train without metrics: metrics=none."
+    ))
+
+
+def hub_weights(url: str, path: Path, explain: Callable[[str], str]) -> Path:
+    """``path`` (torch hub's cache), downloading ``url`` there on first use; offline or failing, a
+    ``MetricsSetupError`` with ``explain(<why the download failed>)``."""
+    if path.is_file():
+        return path
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(INCEPTION_WEIGHTS_URL, str(cached), progress=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), progress=False)
     except Exception as err:  # offline: URLError; a proxy or a full disk: other OSErrors
-        raise MetricsSetupError(
-            f"FID/IS/KID with Inception-v3 need its weights, which are not at {cached} and could not be downloaded "
-            f"({type(err).__name__}: {err}). Fixes: (1) on a machine with internet, download {INCEPTION_WEIGHTS_URL} "
-            f"and copy it to {cached} (or to $TORCH_HOME/hub/checkpoints/), or pass metrics.inception_weights=PATH; "
-            "(2) for MNIST-like data use metrics.features=classifier; for any images metrics.features=domain (learned on "
-            "the data set, not comparable to Inception FIDs); (3) train without metrics: metrics=none."
-        ) from err
-    return cached
+        raise MetricsSetupError(explain(f"{type(err).__name__}: {err}")) from err
+    return path
 
 
 class InceptionFeatures(FeatureExtractor):

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ganx.metrics.features import MetricsSetupError
+from ganx.metrics.features import MetricsSetupError, hub_weights
 
 
 class ImagesIn0To255(nn.Module):
@@ -43,17 +43,11 @@ def require_lpips_weights() -> None:
     from torchvision.models import VGG16_Weights
 
     path, url = vgg_weights_file(), VGG16_Weights.IMAGENET1K_V1.url
-    if path.is_file():
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path), progress=False)
-    except Exception as err:  # offline: URLError; a proxy or a full disk: other OSErrors
-        raise MetricsSetupError(
-            f"the perceptual path length needs LPIPS's VGG-16 weights, which are not at {path} and could not be "
-            f"downloaded ({type(err).__name__}: {err}). On a machine with internet download {url} (~528 MB) and copy "
-            f"it to {path} (or $TORCH_HOME/hub/checkpoints/), or leave ppl out of metrics."
-        ) from err
+    hub_weights(url, path, lambda why: (
+        f"the perceptual path length needs LPIPS's VGG-16 weights, which are not at {path} and could not be "
+        f"downloaded ({why}). On a machine with internet download {url} (~528 MB) and copy "
+        f"it to {path} (or $TORCH_HOME/hub/checkpoints/), or leave ppl out of metrics."
+    ))
 
 
 def perceptual_path_length(model: Any, num_samples: int, device: torch.device) -> dict[str, float]:
