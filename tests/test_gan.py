@@ -50,15 +50,33 @@ def test_each_critic_step_sees_a_fresh_real_batch(monkeypatch):
     assert len(values.unique()) == len(values), "a real image was reused within the epoch"
 
 
-def test_generator_step_leaves_discriminator_gradients_alone():
-    model = tiny_gan()
+def critic_grads_around_a_generator_step(model) -> tuple[list, list]:
+    """D's gradients (copies) before, and D's gradients after, one generator step of a trained tiny GAN."""
     fit(model, 1, ramp(model))
+    before = [None if p.grad is None else p.grad.clone() for p in model.discriminator.parameters()]
+    model.generator_step(8, model.optimizers()[0])
+    return before, [p.grad for p in model.discriminator.parameters()]
+
+
+def unchanged(before: list, after: list) -> bool:
+    return all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+               for a, b in zip(before, after, strict=True))
+
+
+def test_generator_step_leaves_discriminator_gradients_alone():
     # The last update was the generator's: D's gradients are from its own step only (set_to_none clears them
     # before it; the frozen D must not have accumulated anything since).
-    d_grads = [p.grad for p in model.discriminator.parameters()]
-    model.generator_step(8, model.optimizers()[0])
-    assert all((a is None and b.grad is None) or torch.equal(a, b.grad) for a, b in zip(d_grads, model.discriminator.parameters(), strict=True))
+    model = tiny_gan()
+    assert unchanged(*critic_grads_around_a_generator_step(model))
     assert all(p.requires_grad for p in model.discriminator.parameters())
+
+
+def test_the_gradient_check_fails_without_freezing_the_critic(monkeypatch):
+    """The test above compares copies, so it can fail: with ``frozen`` disabled, D's gradients change."""
+    import contextlib
+
+    monkeypatch.setattr("ganx.models.gan.frozen", lambda *modules: contextlib.nullcontext())
+    assert not unchanged(*critic_grads_around_a_generator_step(tiny_gan()))
 
 
 def test_fixed_noise_grid_is_identical_across_calls():
