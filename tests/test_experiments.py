@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, REPO, run_cli, write_image_folder, write_mnist_raw
+from helpers import FAST, REPO, run_cli, train_in_process, write_image_folder, write_mnist_raw
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,7 +61,7 @@ def test_experiment_config_composes_and_trains(experiment: str, tmp_path: Path):
     overrides = [f"experiment={experiment}", *tiny_data(compose_train(f"experiment={experiment}").data, tmp_path / "data"),
                  "steps=2", "sample_every=1", "checkpoint_every=2"]
     run = tmp_path / "run"
-    run_cli(*overrides, f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process(*overrides, f"hydra.run.dir={run}", *FAST, cwd=tmp_path)  # the CLI's process: test_train_cli
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["ganx"]["generator_steps"] == 2
     # The run built the experiment's model (nets, loss, optimizers), not a default one.

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from helpers import FAST, fit, run_cli, write_image_folder, write_mnist_raw
+from helpers import FAST, fit, run_cli, train_in_process, write_image_folder, write_mnist_raw
 from omegaconf import OmegaConf
 from torch import Tensor
 
@@ -379,10 +379,10 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
     cached = cache_untrained_classifier(data)
     run = tmp_path / "run"
     flags = [f for f in FAST if f != "metrics=none"]
-    run_cli("model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16", "data.val_size=40", "steps=7",
-            "eval_every=2", "checkpoint_every=100", "sample_every=100", "model.generator.hidden=[32]",
-            "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", "metrics.allow_small_fid=true",
-            f"hydra.run.dir={run}", *flags, cwd=tmp_path)  # 40 images, 128-d classifier features: allowed here
+    train_in_process("model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16", "data.val_size=40",
+                     "steps=7", "eval_every=2", "checkpoint_every=100", "sample_every=100", "model.generator.hidden=[32]",
+                     "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", "metrics.allow_small_fid=true",
+                     f"hydra.run.dir={run}", *flags, cwd=tmp_path)  # 40 images, 128-d classifier features: allowed here
     rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
     assert [r["generator_steps"] for r in rows] == [2, 4, 6, 7]
     assert all(r["val/num_real"] == r["val/num_fake"] == 40 and r["protocol"]["features"].startswith(f"classifier:{cached.stem}:")

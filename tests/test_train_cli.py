@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, run_cli
+from helpers import FAST, run_cli, train_in_process
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -108,9 +108,9 @@ def test_new_run_refuses_to_overwrite_a_run_dir(dcgan_run: Path, tmp_path: Path)
 
 def test_original_gan_on_mnist_format_files(mnist_dir: Path, tmp_path: Path):
     run = tmp_path / "run"
-    run_cli("model=gan", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
-            "steps=3", "model.critic_steps=2", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]",
-            f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process("model=gan", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
+                     "steps=3", "model.critic_steps=2", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]",
+                     f"hydra.run.dir={run}", *FAST, cwd=tmp_path)  # the process: dcgan_run above
     last = load(run / "checkpoints" / "last.ckpt")
     assert last["ganx"]["generator_steps"] == 3 and last["global_step"] == 9
     assert last["ganx"]["config"]["data_summary"]["source"] == "torchvision"
