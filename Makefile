@@ -22,7 +22,7 @@ train: $(STAMP)
 
 ## make test: unit tests and end-to-end CLI runs on tiny generated data (no network, no ../shared needed)
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=15 $(ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e" $(ARGS)

@@ -113,3 +113,42 @@ def training_loader(model: L.LightningModule, data: Dataset, batch_size: int, **
     """Training batches of ``batch_size`` real images for each of the model's critic steps, as ganx.train's data
     module builds them (the last incomplete batch dropped)."""
     return DataLoader(data, batch_size=training_batch_size(model, batch_size), drop_last=True, **loader_kwargs)
+
+
+def train_in_process(*args: str, cwd: Path) -> None:
+    """``python -m ganx.train args...`` in this process: no interpreter start-up and ``import lightning`` (~6 s each).
+    For tests of what a run builds and writes; the process itself (exit codes, stderr, signals) is run_cli's."""
+    import logging
+
+    import pytest
+    from hydra.core.global_hydra import GlobalHydra
+
+    import ganx.train
+
+    # What a run sets for its process and a test process must get back: Hydra's logging, Lightning's seed variables,
+    # trainer.deterministic's global switch, the thread count.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    environ, deterministic, threads = dict(os.environ), torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        # Imported (not run as __main__), Hydra would look for the configs as a module: name the folder.
+        patch.setattr(sys, "argv", ["ganx.train", f"--config-path={REPO / 'conf'}", *args])
+        patch.setenv("HYDRA_FULL_ERROR", "1")  # an error is raised with its traceback, not printed and exited
+        patch.chdir(cwd)
+        try:
+            ganx.train.main()
+        finally:
+            GlobalHydra.instance().clear()
+            # Hydra's job logging replaced the root logger's handlers (a console and a file in the run dir).
+            for handler in root.handlers[:]:
+                if handler not in handlers:
+                    root.removeHandler(handler)
+                    handler.close()
+            for handler in handlers:
+                if handler not in root.handlers:
+                    root.addHandler(handler)
+            root.setLevel(level)
+            os.environ.clear()
+            os.environ.update(environ)
+            torch.use_deterministic_algorithms(deterministic)
+            torch.set_num_threads(threads)

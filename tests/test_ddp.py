@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import FAST, HANG_GUARD_S, REPO, run_cli, write_mnist_raw
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # DDP: two processes per run
 SCRIPT = Path(__file__).with_name("ddp_metrics_script.py")
 
 

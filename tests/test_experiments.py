@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, HANG_GUARD_S, REPO, run_cli, write_image_folder, write_mnist_raw
+from helpers import FAST, HANG_GUARD_S, REPO, run_cli, train_in_process, write_image_folder, write_mnist_raw
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,10 +24,10 @@ TOY = ["data=gaussian_ring", "data.train_size=512", "data.val_size=256", "data.b
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
-def compose_train(*overrides: str) -> DictConfig:
+def compose_train(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def tiny_data(data: DictConfig, root: Path) -> list[str]:
@@ -61,7 +61,7 @@ def test_experiment_config_composes_and_trains(experiment: str, tmp_path: Path):
     overrides = [f"experiment={experiment}", *tiny_data(compose_train(f"experiment={experiment}").data, tmp_path / "data"),
                  "steps=2", "sample_every=1", "checkpoint_every=2"]
     run = tmp_path / "run"
-    run_cli(*overrides, f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process(*overrides, f"hydra.run.dir={run}", *FAST, cwd=tmp_path)  # the CLI's process: test_train_cli
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["ganx"]["generator_steps"] == 2
     # The run built the experiment's model (nets, loss, optimizers), not a default one.
@@ -70,6 +70,7 @@ def test_experiment_config_composes_and_trains(experiment: str, tmp_path: Path):
     assert json.loads((run / "results.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_multirun_writes_summary_and_report(tmp_path: Path):
     sweep = tmp_path / "sweep"
     run_cli("-m", "model=gan,lsgan", "seed=0,1", *TOY, *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -89,6 +90,7 @@ def test_multirun_writes_summary_and_report(tmp_path: Path):
     assert "../samples/step_0000002.png" in run_page and "../samples/step_0000004.png" in run_page
 
 
+@pytest.mark.slow
 def test_optuna_search_minimises_a_logged_metric(tmp_path: Path):
     # The toy data's share of high-quality samples stands in for FID (the sweep plumbing is the same).
     sweep = tmp_path / "optuna"
@@ -100,13 +102,15 @@ def test_optuna_search_minimises_a_logged_metric(tmp_path: Path):
     assert len(list(sweep.glob("*/results.json"))) == 2
 
 
-def test_cluster_configs_compose(tmp_path: Path):
-    slurm = run_cli("hydra/launcher=submitit_slurm", "trainer=ddp", "--cfg", "hydra", cwd=tmp_path)
-    assert "SlurmLauncher" in slurm.stdout
-    job = run_cli("trainer=ddp", "--cfg", "job", cwd=tmp_path)
-    assert "strategy" in job.stdout
+def test_cluster_configs_compose():
+    # Composed in-process, as `python -m ganx.train ... --cfg hydra` / `--cfg job` compose them (no start-ups).
+    slurm = compose_train("hydra/launcher=submitit_slurm", "trainer=ddp", return_hydra_config=True)
+    assert "SlurmLauncher" in OmegaConf.to_yaml(slurm.hydra)
+    job = compose_train("trainer=ddp")
+    assert "strategy" in OmegaConf.to_yaml(job.trainer)
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path: Path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

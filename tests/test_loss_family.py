@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, REPO, fit, run_cli, write_image_folder
+from helpers import FAST, REPO, fit, run_cli, train_in_process, write_image_folder
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
@@ -207,8 +207,9 @@ def test_cli_trains_every_dcgan_net_preset_two_steps(tmp_path):
 @pytest.mark.e2e
 def test_cli_toy_run_logs_mode_metrics_and_scatter_plots(tmp_path):
     run = tmp_path / "run"
-    run_cli("model=wgan_gp", "data=gaussian_ring", "data.train_size=2000", "data.val_size=500", "data.batch_size=64",
-            "steps=4", "sample_every=2", "trainer.log_every_n_steps=2", f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process("model=wgan_gp", "data=gaussian_ring", "data.train_size=2000", "data.val_size=500",
+                     "data.batch_size=64", "steps=4", "sample_every=2", "trainer.log_every_n_steps=2",
+                     f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
     rows = read_rows(run)
     covered = [float(r["val/modes_covered"]) for r in rows if r.get("val/modes_covered")]
     assert len(covered) == 2 and all(0 <= c <= 8 for c in covered)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from helpers import FAST, fit, run_cli, write_image_folder, write_mnist_raw
+from helpers import FAST, fit, run_cli, train_in_process, write_image_folder, write_mnist_raw
 from omegaconf import OmegaConf
 from torch import Tensor
 
@@ -28,7 +28,17 @@ from ganx.metrics import (
     MetricsSetupError,
     build_training_metrics,
 )
-from ganx.metrics.classifier import ClassifierError, SmallCNN, ensure_classifier, load_classifier
+from ganx.metrics.classifier import (
+    RECIPE,
+    ClassifierError,
+    SmallCNN,
+    cache_dir,
+    cache_key,
+    classifier_data,
+    ensure_classifier,
+    load_classifier,
+    save_classifier,
+)
 from ganx.metrics.features import INCEPTION_WEIGHTS_FILE, to_uint8
 from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
 from ganx.models import GAN
@@ -245,6 +255,9 @@ def tiny_mnist(tmp_path_factory) -> Path:
 
 def test_classifier_is_trained_once_cached_and_gives_features_and_logits(tiny_mnist: Path, tmp_path, monkeypatch):
     monkeypatch.setenv("GANX_CACHE_DIR", str(tmp_path / "cache"))
+    # The recipe's floor of 600 updates (for a useful classifier) takes over a minute here; the recipe's 2 epochs
+    # (4 updates on 256 images) exercise the same training, caching and loading.
+    monkeypatch.setitem(RECIPE, "min_steps", 0)
     data = compose_data_config("mnist", [f"data.data_dir={tiny_mnist}"])
     path = ensure_classifier(data)
     assert path.parent == tmp_path / "cache" / "classifiers" and path.name.startswith("mnist-")
@@ -346,18 +359,33 @@ def test_evaluations_run_every_eval_every_steps_and_at_the_end_without_changing_
         assert torch.equal(a, b)
 
 
+def cache_untrained_classifier(data_dir: Path) -> Path:
+    """Put a random-weights classifier where the CLIs look for the one of this MNIST data (the session's
+    GANX_CACHE_DIR, under the key ensure_classifier computes): they find it instead of training one for a minute,
+    which test_classifier_is_trained_once_cached_and_gives_features_and_logits covers."""
+    datamodule = classifier_data(compose_data_config("mnist", [f"data.data_dir={data_dir}"]))
+    stem, facts = cache_key(datamodule)
+    path = cache_dir() / "classifiers" / f"{stem}.pt"
+    torch.manual_seed(0)
+    save_classifier(SmallCNN(1, 10), {"test_accuracy": 0.0, "test_images": 0}, facts, path)
+    return path
+
+
 @pytest.mark.e2e
-def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(tmp_path: Path):
+def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(tmp_path: Path, capsys):
+    from ganx.evaluate import main as evaluate_main
+
     data = write_mnist_raw(tmp_path / "data", n_train=128, n_test=48)
+    cached = cache_untrained_classifier(data)
     run = tmp_path / "run"
     flags = [f for f in FAST if f != "metrics=none"]
-    run_cli("model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16", "data.val_size=40", "steps=7",
-            "eval_every=2", "checkpoint_every=100", "sample_every=100", "model.generator.hidden=[32]",
-            "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", "metrics.allow_small_fid=true",
-            f"hydra.run.dir={run}", *flags, cwd=tmp_path)  # 40 images, 128-d classifier features: allowed here
+    train_in_process("model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16", "data.val_size=40",
+                     "steps=7", "eval_every=2", "checkpoint_every=100", "sample_every=100", "model.generator.hidden=[32]",
+                     "model.discriminator.hidden=[16]", "metrics.kid_subset_size=20", "metrics.allow_small_fid=true",
+                     f"hydra.run.dir={run}", *flags, cwd=tmp_path)  # 40 images, 128-d classifier features: allowed here
     rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
     assert [r["generator_steps"] for r in rows] == [2, 4, 6, 7]
-    assert all(r["val/num_real"] == r["val/num_fake"] == 40 and r["protocol"]["features"].startswith("classifier:mnist-")
+    assert all(r["val/num_real"] == r["val/num_fake"] == 40 and r["protocol"]["features"].startswith(f"classifier:{cached.stem}:")
                for r in rows)
     best_row = min(rows, key=lambda r: r["val/fid"])
     best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
@@ -368,10 +396,12 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
     logged = (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "val/fid" in logged and "val/num_fake" in logged
 
-    result = run_cli(f"ckpt={run}/checkpoints/best.ckpt", "metrics=[fid,kid,parzen]", "num_samples=40",
-                     "kid_subset_size=20", "parzen_val_size=10", "allow_small_fid=true",
-                     module="ganx.evaluate", cwd=tmp_path)
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    # In-process: the evaluate CLI's own plumbing adds nothing a subprocess would check here.
+    capsys.readouterr()
+    evaluate_main([f"ckpt={run}/checkpoints/best.ckpt", "metrics=[fid,kid,parzen]", "num_samples=40",
+                   "kid_subset_size=20", "parzen_val_size=10", "allow_small_fid=true"])
+    stdout = capsys.readouterr().out
+    report = json.loads(stdout[stdout.index("{"):])
     assert report["values"]["fid"] == pytest.approx(best_row["val/fid"], rel=1e-5)
     assert report["values"]["kid"] == pytest.approx(best_row["val/kid"], rel=1e-5)
     assert report["generator_step"] == best_row["generator_steps"] and report["num_samples"] == 40

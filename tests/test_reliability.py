@@ -168,6 +168,7 @@ def test_resume_is_bit_exact(mnist_dir, tmp_path, toolkit):
         assert "train/augment_p" in logged
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.parametrize("setup", ["gan_on_points", "dcgan_on_mnist"])
 def test_sample_checkpoint_and_log_intervals_do_not_change_a_seeded_run(setup, mnist_dir, tmp_path):
@@ -193,6 +194,7 @@ def test_sample_checkpoint_and_log_intervals_do_not_change_a_seeded_run(setup, m
     assert torch.equal(last["often"]["ganx"]["rng"]["torch"], last["rarely"]["ganx"]["rng"]["torch"])
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_a_resumable_checkpoint(mnist_dir, tmp_path, sig):
@@ -425,6 +427,7 @@ def test_a_run_resumed_into_a_new_dir_reports_the_evaluations_its_checkpoint_sto
     assert [(row["generator_steps"], row["val/fid"]) for row in history] == [(2, 5.0), (6, 3.0)]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
     run = tmp_path / "run"

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, run_cli
+from helpers import FAST, run_cli, train_in_process
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -68,17 +68,19 @@ def test_checkpoint_counts_generator_steps_and_is_weights_only_loadable(dcgan_ru
 
 
 def test_sample_grid_npz_and_interpolation(dcgan_run: Path, tmp_path: Path):
+    # In-process (four interpreter start-ups saved): `python -m ganx.sample` itself runs in test_loss_family.
+    from ganx.sample import main as sample_main
+
     ckpt = dcgan_run / "checkpoints" / "last.ckpt"
-    run_cli(f"ckpt={ckpt}", "n=9", f"out={tmp_path}/grid.png", module="ganx.sample", cwd=tmp_path)
+    sample_main([f"ckpt={ckpt}", "n=9", f"out={tmp_path}/grid.png"])
     assert Image.open(tmp_path / "grid.png").size == (3 * 32 + 4 * 2, 3 * 32 + 4 * 2)
-    run_cli(f"ckpt={ckpt}", "n=5", f"out={tmp_path}/s.npz", module="ganx.sample", cwd=tmp_path)
+    sample_main([f"ckpt={ckpt}", "n=5", f"out={tmp_path}/s.npz"])
     images = np.load(tmp_path / "s.npz")["images"]
     assert images.shape == (5, 3, 32, 32) and images.dtype == np.uint8 and images.std() > 0
-    run_cli(f"ckpt={ckpt}", "n=20", "interpolate=true", "interpolation_steps=5", f"out={tmp_path}/interp.png",
-            module="ganx.sample", cwd=tmp_path)
+    sample_main([f"ckpt={ckpt}", "n=20", "interpolate=true", "interpolation_steps=5", f"out={tmp_path}/interp.png"])
     assert Image.open(tmp_path / "interp.png").size == (5 * 32 + 6 * 2, 4 * 32 + 5 * 2)
-    bad = run_cli("ckpt=/nonexistent/last.ckpt", module="ganx.sample", cwd=tmp_path, check=False)
-    assert bad.returncode != 0 and "No checkpoint file at /nonexistent/last.ckpt" in bad.stderr
+    with pytest.raises(SystemExit, match="No checkpoint file at /nonexistent/last.ckpt"):
+        sample_main(["ckpt=/nonexistent/last.ckpt"])
 
 
 def test_resume_continues_the_same_run(dcgan_run: Path, tmp_path: Path):
@@ -106,9 +108,9 @@ def test_new_run_refuses_to_overwrite_a_run_dir(dcgan_run: Path, tmp_path: Path)
 
 def test_original_gan_on_mnist_format_files(mnist_dir: Path, tmp_path: Path):
     run = tmp_path / "run"
-    run_cli("model=gan", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
-            "steps=3", "model.critic_steps=2", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]",
-            f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process("model=gan", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
+                     "steps=3", "model.critic_steps=2", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]",
+                     f"hydra.run.dir={run}", *FAST, cwd=tmp_path)  # the process: dcgan_run above
     last = load(run / "checkpoints" / "last.ckpt")
     assert last["ganx"]["generator_steps"] == 3 and last["global_step"] == 9
     assert last["ganx"]["config"]["data_summary"]["source"] == "torchvision"
