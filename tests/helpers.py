@@ -118,15 +118,15 @@ def training_loader(model: L.LightningModule, data: Dataset, batch_size: int, **
 
 
 def wandb_records(path: Path) -> dict[str, list]:
-    """An offline W&B run's records (``wandb/offline-run-*/run-*.wandb``), by kind: ``run`` (the protobuf run record:
-    run_id, display_name, run_group, tags), ``config`` ({key: value}), ``history`` and ``summary`` (one {key: value}
-    per record). The file is a LevelDB-style log of protobuf records in 32 KiB blocks, which wandb no longer reads
+    """An offline W&B run's records (``wandb/offline-run-*/run-*.wandb``), by kind: ``run`` and ``artifact`` (protobuf
+    records: run_id, display_name, run_group, tags; type, manifest.contents), ``config`` ({key: value}), ``history``
+    and ``summary`` (one {key: value} per record). The file is a LevelDB-style log of protobuf records in 32 KiB blocks, which wandb no longer reads
     from Python."""
     from wandb.proto import wandb_internal_pb2
 
     data, block = path.read_bytes(), 32768
     assert data[:4] == b":W&B", f"{path} is not a W&B run file"
-    found: dict[str, list] = {"run": [], "config": [], "history": [], "summary": []}
+    found: dict[str, list] = {"run": [], "artifact": [], "config": [], "history": [], "summary": []}
     pos, pending = 7, b""
     while pos + 7 <= len(data):
         if block - pos % block < 7:  # a block's tail too short for a header is padding
@@ -139,8 +139,8 @@ def wandb_records(path: Path) -> dict[str, list]:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(pending)
         pending, which = b"", record.WhichOneof("record_type")
-        if which == "run":
-            found["run"].append(record.run)
+        if which in ("run", "artifact"):
+            found[which].append(getattr(record, which))
         elif which == "config":
             found["config"].append({u.key: json.loads(u.value_json) for u in record.config.update})
         elif which in ("history", "summary"):
