@@ -62,3 +62,13 @@ def test_wandb_run_gets_the_best_metrics_evaluations_files_and_checkpoints(tmp_p
     assert (files / "results.json").is_file() and (files / "evaluations.jsonl").is_file()
     [artifact] = [a for a in records["artifact"] if a.type == "model"]
     assert sorted(e.path for e in artifact.manifest.contents) == ["best.ckpt", "last.ckpt"]
+
+
+@pytest.mark.e2e
+def test_piped_output_shows_the_losses_every_logging_interval(tmp_path):
+    quiet_bar = "trainer.enable_progress_bar=false"
+    result = run_cli(*TOY, *[f for f in FAST if f != quiet_bar], "trainer.log_every_n_steps=2",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # output captured: not a terminal
+    lines = [line for line in result.stdout.splitlines() if "it/s)" in line]
+    assert [line.split("step ")[1].split()[0] for line in lines] == ["2/4", "4/4"], result.stdout[-2000:]
+    assert all("d_loss " in line and "g_loss " in line for line in lines)
