@@ -3,12 +3,13 @@
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Checkpoint, RichProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
@@ -369,6 +370,59 @@ class RunSummary(L.Callback):
         partial.replace(self.dirpath / "results.json")
 
 
+class LoggerSummary(L.Callback):
+    """Give each logger the run's outcome, from the evaluation log (``evaluations.jsonl``), when training ends.
+
+    W&B: the summary of the metric that picks ``best.ckpt`` (``BestCheckpoint.monitor``) is its best value, not the
+    last (``define_metric``), and ``best/<metric>`` holds the best of every metric; the evaluations as a Table;
+    ``results.json`` and ``evaluations.jsonl`` as run files; with ``log_checkpoints`` (``logger.wandb.log_model``),
+    ``last.ckpt`` and ``best.ckpt`` as a model artifact (ganx's checkpoint callbacks are not Lightning's
+    ``ModelCheckpoint``, so Lightning's own ``log_model`` never sees them). TensorBoard: the hyperparameters with the
+    best metrics, which its HParams tab compares runs by.
+    """
+
+    def __init__(self, dirpath: str, log_checkpoints: bool | str = False):
+        self.dirpath, self.log_checkpoints = Path(dirpath), bool(log_checkpoints)
+
+    @rank_zero_only
+    def on_fit_start(self, trainer, pl_module) -> None:
+        best = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+        for logger in trainer.loggers:
+            if best is not None and isinstance(logger, WandbLogger):
+                logger.experiment.define_metric(best.monitor, summary=best.mode)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer, pl_module) -> None:
+        history = read_evaluations(self.dirpath / EVALUATIONS_FILE)
+        best = {f"best/{key}": value for key, value in best_values(history).items()}
+        step = pl_module.generator_steps
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                self._to_wandb(logger.experiment, trainer, history, best, step)
+            elif isinstance(logger, TensorBoardLogger) and best:
+                logger.log_hyperparams(logger.hparams, metrics=best, step=step)
+
+    def _to_wandb(self, run, trainer, history: list[dict], best: dict[str, float], step: int) -> None:
+        import wandb
+
+        run.summary.update(best)
+        if history:
+            columns = list(dict.fromkeys(key for row in history for key in row))
+            table = wandb.Table(columns=columns, data=[[row.get(key) for key in columns] for row in history])
+            run.log({"evaluations": table, "trainer/global_step": step})
+        for name in ("results.json", EVALUATIONS_FILE):
+            if (self.dirpath / name).is_file():
+                run.save(str(self.dirpath / name), base_path=str(self.dirpath), policy="now")
+        checkpoints = [Path(c.last_model_path if isinstance(c, GeneratorStepCheckpoint) else c.best_model_path)
+                       for c in trainer.callbacks if isinstance(c, GeneratorStepCheckpoint | BestCheckpoint)]
+        checkpoints = [path for path in checkpoints if path.name and path.is_file()]
+        if self.log_checkpoints and checkpoints:
+            artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={"generator_steps": step, **best})
+            for path in checkpoints:
+                artifact.add_file(str(path), name=path.name)
+            run.log_artifact(artifact, aliases=["latest", f"step_{step}"])
+
+
 class GeneratorStepProgressBar(RichProgressBar):
     """Lightning's progress bar, with its total in training batches (generator steps): Lightning derives the total
     from max_steps, which counts every optimizer step, so a 2,000-step WGAN run would show 2000/12000 at its end."""
@@ -380,3 +434,45 @@ class GeneratorStepProgressBar(RichProgressBar):
             remaining = generator_steps_in(trainer.lightning_module, trainer.max_steps - trainer.global_step)
             return min(trainer.num_training_batches, remaining)
         return super().total_train_batches
+
+
+class LogLineProgress(ProgressBar):
+    """The progress display for output that is not a terminal (piped, a cluster job's log file), where a redrawn bar
+    leaves nothing readable: every ``trainer.log_every_n_steps`` generator steps and at the last one, a log line with
+    the step, the progress-bar values (the losses) and the speed in generator steps per second."""
+
+    def __init__(self):
+        super().__init__()
+        self._enabled = True
+        self._since: tuple[float, int] = (time.perf_counter(), 0)  # time and generator step of the last line
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._since = (time.perf_counter(), pl_module.generator_steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step, every = pl_module.generator_steps, trainer.log_every_n_steps
+        final = 0 < trainer.max_steps <= trainer.global_step
+        if not self._enabled or not (final or (every and step % every == 0)):
+            return
+        (then, then_step), now = self._since, time.perf_counter()
+        self._since = (now, step)
+        values = {k.removeprefix("train/"): v for k, v in self.get_metrics(trainer, pl_module).items() if k != "v_num"}
+        shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        total = f"/{generator_steps_in(pl_module, trainer.max_steps)}" if trainer.max_steps > 0 else ""
+        log.info("step %d%s  %s  (%.2f it/s)", step, total, shown, (step - then_step) / max(now - then, 1e-9))
+
+
+def progress_bar() -> ProgressBar:
+    """``GeneratorStepProgressBar`` on a terminal; ``LogLineProgress`` when stdout is not one, so piped and cluster
+    logs show the losses too."""
+    return GeneratorStepProgressBar() if sys.stdout.isatty() else LogLineProgress()

@@ -32,6 +32,37 @@ def wandb_mode() -> str:
     return "offline"
 
 
+# The keys a running sweep varies (``ganx.sweep.SweptKeys`` sets it when the multirun starts; an environment variable,
+# so jobs a launcher runs in other processes see it too).
+SWEPT_KEYS_ENV = "GANX_SWEPT_KEYS"
+
+
+def _sweep_job() -> DictConfig | None:
+    """The Hydra config of the running job when it is one job of a sweep (``-m``), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get() if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN else None
+
+
+def wandb_run_name(name: str) -> str:
+    """``${ganx_wandb_name:NAME}``: NAME for a single run; a sweep job's run is NAME followed by the values it sets for
+    what the sweep varies (``dcgan_mnist model.d_optimizer.lr=0.0001``), so the runs of a sweep are told apart."""
+    job = _sweep_job()
+    if job is None:
+        return name
+    swept = [key for key in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if key]
+    overrides = [o for o in job.overrides.task if not swept or o.lstrip("+~").split("=", 1)[0] in swept]
+    return " ".join([name, *overrides])
+
+
+def wandb_group(name: str) -> str:
+    """``${ganx_wandb_group:NAME}``: NAME for a single run; the jobs of a sweep share one group named after the sweep
+    dir (``multirun/2025-01-31_12-00-00``)."""
+    job = _sweep_job()
+    return name if job is None else "/".join(Path(job.sweep.dir).parts[-2:])
+
+
 def run_dir_for(ckpt_path: str | None, runs_dir: str, timestamp: str) -> str:
     """Hydra run dir: a resumed run continues in its checkpoint's run dir (``<run>/checkpoints/x.ckpt``); a new run
     gets ``<runs_dir>/<timestamp>``, or in a SLURM batch job ``<runs_dir>/slurm_<job id>``, which the requeued job
@@ -71,8 +102,8 @@ def add(*values: int) -> int:
 
 
 def register_resolvers() -> None:
-    resolvers = (("ganx_wandb_mode", wandb_mode), ("ganx_run_dir", run_dir_for), ("ganx_short", short_dirname),
-                 ("ganx_add", add))
+    resolvers = (("ganx_wandb_mode", wandb_mode), ("ganx_wandb_name", wandb_run_name), ("ganx_wandb_group", wandb_group),
+                 ("ganx_run_dir", run_dir_for), ("ganx_short", short_dirname), ("ganx_add", add))
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

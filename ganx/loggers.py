@@ -4,11 +4,16 @@ Every checkpoint holds the W&B run id and the CSV log version of its run (``RunR
 ckpt_path=...`` passes them back (``continue_run``), so W&B continues the same run (``WandbLogger(id=...)``, which
 Lightning opens with ``resume="allow"``) and ``metrics.csv`` is continued by ``ResumableCSVLogger``. TensorBoard
 still starts a new ``version_N`` directory.
+
+Each training run is its own W&B run (``wandb_run_per_job``), also in a sweep, whose jobs run in one process.
 """
 
 import csv
 import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.utils import get_class
@@ -94,3 +99,20 @@ def continue_run(logger_config: Any, versions: dict[str, Any]) -> dict[str, Any]
     ):
         return {"version": versions["csv_version"]}
     return {}
+
+
+@contextmanager
+def wandb_run_per_job() -> Iterator[None]:
+    """Finish the W&B run started inside the block when it ends, failed (exit code 1) or not.
+
+    Hydra's basic launcher and the Optuna sweeper run a sweep's jobs in one process, and Lightning's ``WandbLogger``
+    attaches to the active ``wandb.run``: without this, every job of a sweep would log into the first job's run.
+    """
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        wandb = sys.modules.get("wandb")  # not imported: no W&B run was started
+        if wandb is not None and wandb.run is not None:
+            wandb.finish(exit_code=1 if failed else 0)

@@ -3,18 +3,21 @@
 Registered in ``conf/hydra/default.yaml`` as a Hydra callback, so every ``python -m ganx.train -m ...`` writes it.
 Each row is one run: overrides, status, generator steps and wall time from its ``results.json`` (written by
 ``ganx.callbacks.RunSummary``), final and best metrics from its evaluation log (``evaluations.jsonl``,
-``ganx.metrics.evaluations``).
+``ganx.metrics.evaluations``). ``SweptKeys`` tells the jobs what the sweep varies, which names their W&B runs.
 """
 
 import csv
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ganx.config import SWEPT_KEYS_ENV
 from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, read_evaluations
 
 log = logging.getLogger(__name__)
@@ -64,3 +67,21 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         write_summary(Path(config.hydra.sweep.dir))
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun varies: its sweep overrides (``lr=1e-4,2e-4``, ``seed=range(3)``) and the sweeper's
+    ``params`` (the Optuna search space, ``hparams_search=optuna``)."""
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.key_or_group for o in overrides if o.is_sweep_override()]
+    return list(dict.fromkeys([*keys, *(config.hydra.sweeper.get("params") or {})]))
+
+
+class SweptKeys(Callback):
+    """Tell the jobs of a multirun what it varies (``ganx.config.wandb_run_name`` names each job's W&B run by them)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ.pop(SWEPT_KEYS_ENV, None)

@@ -21,7 +21,7 @@ from ganx.config import check_model_data_pairing, register_resolvers, resolve_ck
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
 from ganx.instantiators import instantiate_callbacks
-from ganx.loggers import continue_run
+from ganx.loggers import continue_run, wandb_run_per_job
 from ganx.metrics import MetricsSetupError
 from ganx.models.base import NonFiniteLossError
 from ganx.preflight import (
@@ -44,11 +44,12 @@ warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimiz
 
 
 def train(cfg: DictConfig) -> L.Trainer:
-    """Build everything the config names and train; one run per run dir at a time (``RunLock``)."""
+    """Build everything the config names and train; one run per run dir at a time (``RunLock``), one W&B run per
+    training run (also per job of a sweep, whose jobs share a process)."""
     check_train_config(cfg)
     check_model_data_pairing(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    with RunLock(output_dir):
+    with RunLock(output_dir), wandb_run_per_job():
         return _train(cfg, output_dir)
 
 

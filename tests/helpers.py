@@ -1,7 +1,9 @@
 """Helpers the tests import (fixtures live in conftest.py): tiny generated data sets, a tiny GAN, one way to train a
 model in-process (``fit``) and a runner for the real CLI."""
 
+import json
 import os
+import struct
 import subprocess
 import sys
 from functools import partial
@@ -152,3 +154,35 @@ def train_in_process(*args: str, cwd: Path) -> None:
             os.environ.update(environ)
             torch.use_deterministic_algorithms(deterministic)
             torch.set_num_threads(threads)
+
+
+def wandb_records(path: Path) -> dict[str, list]:
+    """An offline W&B run's records (``wandb/offline-run-*/run-*.wandb``), by kind: ``run`` and ``artifact`` (protobuf
+    records: run_id, display_name, run_group, tags; type, manifest.contents), ``config`` ({key: value}), ``history``
+    and ``summary`` (one {key: value} per record). The file is a LevelDB-style log of protobuf records in 32 KiB blocks, which wandb no longer reads
+    from Python."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    found: dict[str, list] = {"run": [], "artifact": [], "config": [], "history": [], "summary": []}
+    pos, pending = 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        pending, pos = pending + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind not in (1, 4):  # a record's first or middle fragment
+            continue
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(pending)
+        pending, which = b"", record.WhichOneof("record_type")
+        if which in ("run", "artifact"):
+            found[which].append(getattr(record, which))
+        elif which == "config":
+            found["config"].append({u.key: json.loads(u.value_json) for u in record.config.update})
+        elif which in ("history", "summary"):
+            items = record.history.item if which == "history" else record.summary.update
+            found[which].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
+    return found

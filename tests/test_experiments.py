@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, HANG_GUARD_S, REPO, run_cli, train_in_process, write_image_folder, write_mnist_raw
+from helpers import (
+    FAST,
+    HANG_GUARD_S,
+    REPO,
+    run_cli,
+    train_in_process,
+    wandb_records,
+    write_image_folder,
+    write_mnist_raw,
+)
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -88,6 +97,30 @@ def test_multirun_writes_summary_and_report(tmp_path: Path):
     run_page = (run_dir / "report" / "index.html").read_text()
     assert (run_dir / "report" / "curves.png").stat().st_size > 1000
     assert "../samples/step_0000002.png" in run_page and "../samples/step_0000004.png" in run_page
+
+
+@pytest.mark.slow
+def test_sweep_gives_each_job_its_own_wandb_run_named_by_the_swept_values(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    with_wandb = [f if f != "logger=csv" else "logger=wandb" for f in FAST]
+    run_cli("-m", "model.d_optimizer.lr=1e-4,2e-4", "model=gan", *TOY, *with_wandb, f"hydra.sweep.dir={sweep}",
+            cwd=tmp_path)
+    files = sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb"))
+    assert [f.parents[2].name[0] for f in files] == ["0", "1"]  # one W&B run in each job's run dir
+    runs = [wandb_records(f) for f in files]
+    assert len({r["run"][0].run_id for r in runs}) == 2
+    assert [r["run"][0].display_name for r in runs] == [f"gan_gaussian_ring_seed0 model.d_optimizer.lr={lr}"
+                                                         for lr in ("0.0001", "0.0002")]
+    assert {r["run"][0].run_group for r in runs} == {f"{tmp_path.name}/sweep"}  # one group: the sweep
+    assert all(list(r["run"][0].tags) == ["gan", "gaussian_ring", "non_saturating"] for r in runs)
+    # Each run holds its own job's config, and only its own job's values.
+    configs = [{k: v for c in r["config"] for k, v in c.items()} for r in runs]
+    assert [c["model"]["d_optimizer"]["lr"] for c in configs] == [1e-4, 2e-4]
+    assert all(sum("model" in c for c in r["config"]) == 1 for r in runs)
+    # W&B's step axis is the generator step, as in every other record.
+    train_rows = [row for row in runs[0]["history"] if "train/g_loss" in row]
+    assert [row["trainer/global_step"] for row in train_rows] == [row["trainer/generator_steps"] for row in train_rows]
+    assert [row["trainer/global_step"] for row in train_rows] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow

@@ -309,14 +309,14 @@ class ScriptedFID(L.Callback):
 
 
 def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks: list[L.Callback],
-                 ckpt_path: Path | None = None) -> None:
+                 ckpt_path: Path | None = None, **trainer_kwargs) -> None:
     """Train as ganx.train does: checkpoint (run/checkpoints) and evaluation every 2 steps, the FID from a table."""
     torch.manual_seed(0)
     model = tiny_gan()
     callbacks = [ScriptedFID(fid_by_step, run / EVALUATIONS_FILE), *callbacks,
                  GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True)]
     fit(model, steps, loader(), loader(), ckpt_path=ckpt_path, **EVALUATE_EVERY_2, enable_checkpointing=True,
-        callbacks=callbacks)
+        callbacks=callbacks, **trainer_kwargs)
 
 
 def fit_with_best(run: Path, steps: int, fid_by_step: dict[int, float], ckpt_path: Path | None = None) -> int | None:

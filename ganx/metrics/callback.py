@@ -151,8 +151,12 @@ class ImageMetricsCallback(L.Callback):
             self.class_metrics.reset()
         named = self.metrics.named_values(values, "val")
         logged = {f"val/{k}": float(v) for k, v in {**named, **class_values}.items()}
-        # Every rank holds the same values; sync_dist only keeps Lightning's distributed logging consistent.
-        pl_module.log_dict(logged, sync_dist=True)
+        # For BestCheckpoint (callback_metrics). Every rank holds the same values; sync_dist only keeps Lightning's
+        # distributed logging consistent. The loggers get them at the generator step evaluated (Lightning would log
+        # them one step earlier: it counts the batch only after validation).
+        pl_module.log_dict(logged, sync_dist=True, logger=False)
+        for logger in trainer.loggers:
+            logger.log_metrics(logged, step=pl_module.generator_steps)
         if trainer.is_global_zero:
             step, seconds = pl_module.generator_steps, round(time.perf_counter() - self._started, 2)
             protocol = self.protocol()

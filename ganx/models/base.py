@@ -429,9 +429,10 @@ class AdversarialModule(L.LightningModule):
     def log_step(self, metrics: dict[str, Tensor | float], prog_bar: Iterable[str] = ()) -> None:
         """Log per-step training values under ``train/``, plus both step counters and the learning rates.
 
-        Only at the logging interval, and straight to each logger (``logger.log_metrics``) at the step Lightning uses
-        for training values (the batches trained before this one) with the epoch, as ``self.log`` would: ``self.log``
-        costs ~0.9 ms per value, which made logging ~7% of an MLP GAN's training time. One host sync per logging step
+        Only at the logging interval, and straight to each logger (``logger.log_metrics``) at the generator step just
+        completed (the step axis of every ganx record: sample grids and evaluations of that step share it) with the
+        epoch: ``self.log`` would log at Lightning's step (one less) and costs ~0.9 ms per value, which made logging
+        ~7% of an MLP GAN's training time. One host sync per logging step
         reads all values. ``prog_bar`` values also go to the progress bar.
         """
         if not self._is_log_interval():
@@ -450,7 +451,7 @@ class AdversarialModule(L.LightningModule):
             "epoch": self.trainer.current_epoch,
         })
         for logger in self.trainer.loggers:
-            logger.log_metrics(values, step=self.trainer.fit_loop.total_batch_idx)
+            logger.log_metrics(values, step=self.generator_steps)
             logger.save()
         self.log_dict({f"train/{k}": values[f"train/{k}"] for k in prog_bar}, on_step=True, on_epoch=False,
                       prog_bar=True, logger=False)
