@@ -44,6 +44,8 @@ def test_modulated_conv_equals_a_per_sample_convolution_of_the_modulated_weights
     x, weight, styles = torch.randn(3, 5, 8, 8), torch.randn(4, 5, 3, 3), torch.randn(3, 5)
     for demodulate in (True, False):
         grouped = modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=1)
+        # the training path (activations scaled before and after one shared-weight conv) gives the same
+        torch.testing.assert_close(modulated_conv2d(x, weight, styles, demodulate, padding=1, fused=False), grouped)
         for i in range(3):
             w = weight * styles[i].view(1, 5, 1, 1)  # Eq. 1: w'_ijk = s_i w_ijk
             if demodulate:  # Eq. 3: w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps)

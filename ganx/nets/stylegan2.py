@@ -92,15 +92,25 @@ class EqualizedConv2d(nn.Module):
         return x * self.gain if self.gain != 1 else x
 
 
-def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True, padding: int = 0) -> Tensor:
+def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True, padding: int = 0,
+                     fused: bool = True) -> Tensor:
     """Convolve each sample with its own modulated weights w'_ijk = s_i w_ijk, demodulated to
     w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps) (StyleGAN2 Eqs. 1 and 3).
 
-    x (N, I, H, W), weight (O, I, k, k), styles (N, I). One grouped convolution over the whole batch: the batch
-    becomes the channel groups, each group with its sample's weights (StyleGAN2 Sec. 2.2, "grouped convolutions").
+    x (N, I, H, W), weight (O, I, k, k), styles (N, I). ``fused``: one grouped convolution over the whole batch, the
+    batch becoming the channel groups, each with its sample's weights (StyleGAN2 Sec. 2.2). Otherwise the same result
+    by scaling the activations: conv(x * s, w) * d, d_j = 1 / sqrt(sum_i s_i^2 sum_k w_ijk^2 + eps), one ordinary
+    convolution with shared weights; the official code trains this way, and on a CPU its backward pass is several
+    times faster than the grouped one's.
     """
     n, in_channels, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
+    if not fused:
+        x = F.conv2d(x * styles.reshape(n, in_channels, 1, 1), weight, padding=padding)
+        if demodulate:
+            norms = styles.square() @ weight.square().sum(dim=(2, 3)).T  # (N, O)
+            x = x * (norms + 1e-8).rsqrt().reshape(n, out_channels, 1, 1)
+        return x
     weights = weight.unsqueeze(0) * styles.reshape(n, 1, in_channels, 1, 1)  # (N, O, I, k, k)
     if demodulate:
         weights = weights * (weights.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8).rsqrt()
@@ -155,7 +165,7 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), padding=1)
+        x = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), padding=1, fused=not self.training)
         if self.training:
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
         else:
@@ -175,7 +185,8 @@ class ToRGB(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
+        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False,
+                             fused=not self.training)
         return x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
 
 
