@@ -1,7 +1,7 @@
 """Sample from a trained GAN (unconditional, or class-conditional: model=cgan / model=acgan).
 
     python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz | out=DIR/] [interpolate=true] [seed=0] [class=3]
-                          [ema=false]
+                          [ema=false] [truncation=0.7] [mix=true mix_coarse=4]
 
 ``out=*.png`` (or .jpg/.webp) writes an image grid; ``out=DIR/`` (a trailing slash or an existing folder) writes the n
 samples as separate PNG files ``DIR/000000.png`` ..., the input external FID tools (clean-fid, torch-fidelity's
@@ -9,7 +9,8 @@ CLI) read; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key
 for evaluation elsewhere (a generator of 2-D points, data=gaussian_ring/grid: a scatter plot, or float32 (N, 2) under
 key ``points``); ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
 (Goodfellow et al. 2014, Fig. 3). A checkpoint trained with ``model.ema`` samples from its EMA generator unless
-``ema=false``.
+``ema=false``. A StyleGAN2 checkpoint takes ``truncation=psi`` (w pulled towards the tracked mean w), interpolates in W
+and draws a style-mixing grid with ``mix=true`` (``style_mixing_grid``).
 
 A class-conditional checkpoint draws n samples per class, one row per class with the same codes in every row, or
 n samples of one class with ``class=N`` (alias ``label=N``); interpolation rows keep one class each. ``.npz`` files also
