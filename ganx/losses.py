@@ -143,6 +143,20 @@ def _half_squared_input_gradient(logits: Tensor, inputs: Tensor) -> Tensor:
     return 0.5 * grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
+def path_length_penalty(images: Tensor, ws: Tensor, pl_mean: Tensor, decay: float) -> tuple[Tensor, Tensor]:
+    """E[(||J_w^T y||_2 - a)^2], y ~ N(0, I) / sqrt(H W), a the running mean of the lengths (StyleGAN2 Eq. 4,
+    Sec. 3.2; multiply by pl_weight). Returns (penalty, the moved mean a <- a + decay (mean length - a), detached).
+
+    ``images`` = synthesis(``ws``), ws (N, num_ws, w_dim); the length per sample is the norm of the gradient with
+    respect to each w, squared and averaged over the layers, as the official code takes it.
+    """
+    noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
+    (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    lengths = grad.square().sum(dim=2).mean(dim=1).sqrt()
+    mean = pl_mean.lerp(lengths.mean().detach(), decay)
+    return (lengths - mean).square().mean(), mean
+
+
 @torch.no_grad()
 def clip_weights_(critic: nn.Module, clip_value: float) -> None:
     """Clamp every critic parameter to [-c, c] (Arjovsky et al. 2017, Algorithm 1, line 7)."""
@@ -228,3 +242,30 @@ class AdversarialLoss:
     def d_output(self, logits: Tensor) -> Tensor:
         """D(x) as the paper defines it: a probability for the sigmoid losses, the raw score otherwise."""
         return torch.sigmoid(logits) if self.family.probability_link else logits
+
+
+@dataclass(frozen=True)
+class StyleGAN2Loss(AdversarialLoss):
+    """AdversarialLoss plus StyleGAN2's path-length regularisation of the generator (Karras et al. 2020, Sec. 3.2).
+
+    pl_weight: weight of the path-length penalty (2 in the paper; 0 disables it).
+    pl_every: apply it every this many generator steps, multiplied by it (lazy regularisation, 4 in the paper).
+    pl_decay: decay of the running mean of the path lengths (0.01).
+    pl_batch_shrink: the penalty's own forward pass uses batch_size // pl_batch_shrink samples (2).
+    """
+
+    pl_weight: float = 2.0
+    pl_every: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.pl_weight < 0:
+            raise ValueError(f"loss.pl_weight must be >= 0 (0 turns path-length regularisation off), got {self.pl_weight}.")
+        for key in ("pl_every", "pl_batch_shrink"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"loss.{key} must be a whole number >= 1, got {value!r}.")
+        if not 0 < self.pl_decay <= 1:
+            raise ValueError(f"loss.pl_decay must be in (0, 1] (0.01 in the paper), got {self.pl_decay}.")

@@ -1,7 +1,7 @@
 """Sample from a trained GAN (unconditional, or class-conditional: model=cgan / model=acgan).
 
     python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz | out=DIR/] [interpolate=true] [seed=0] [class=3]
-                          [ema=false]
+                          [ema=false] [truncation=0.7] [mix=true mix_coarse=4]
 
 ``out=*.png`` (or .jpg/.webp) writes an image grid; ``out=DIR/`` (a trailing slash or an existing folder) writes the n
 samples as separate PNG files ``DIR/000000.png`` ..., the input external FID tools (clean-fid, torch-fidelity's
@@ -9,7 +9,8 @@ CLI) read; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key
 for evaluation elsewhere (a generator of 2-D points, data=gaussian_ring/grid: a scatter plot, or float32 (N, 2) under
 key ``points``); ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
 (Goodfellow et al. 2014, Fig. 3). A checkpoint trained with ``model.ema`` samples from its EMA generator unless
-``ema=false``.
+``ema=false``. A StyleGAN2 checkpoint takes ``truncation=psi`` (w pulled towards the tracked mean w), interpolates in W
+and draws a style-mixing grid with ``mix=true`` (``style_mixing_grid``).
 
 A class-conditional checkpoint draws n samples per class, one row per class with the same codes in every row, or
 n samples of one class with ``class=N`` (alias ``label=N``); interpolation rows keep one class each. ``.npz`` files also
@@ -25,10 +26,18 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from ganx.checkpoint import CheckpointError, build_submodule, has_averaged, load_checkpoint, require_model
+from ganx.checkpoint import (
+    CheckpointError,
+    build_submodule,
+    has_averaged,
+    load_checkpoint,
+    model_class,
+    require_model,
+)
 from ganx.config import parse_cli
 from ganx.latent import draw_latent
 from ganx.nets.conditional import class_grid_labels
+from ganx.nets.stylegan2 import StyleGAN2Generator
 from ganx.plots import scatter_points
 
 
@@ -44,6 +53,9 @@ class SampleConfig:
     batch_size: int = 256
     label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
     ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
+    truncation: float = 1.0  # StyleGAN2: psi of the truncation trick, w <- w_avg + psi (w - w_avg); 1: none
+    mix: bool = False  # StyleGAN2: a style-mixing grid (rows: coarse styles from A, columns: fine styles from B)
+    mix_coarse: int = 4  # with mix=true: how many leading (coarse) styles come from A
 
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
@@ -92,28 +104,19 @@ def output_target(out: str) -> tuple[Path, bool]:
 def sample(cfg: SampleConfig) -> Path:
     out, to_folder = output_target(cfg.out)
     checkpoint = load_checkpoint(cfg.ckpt)
-    require_model(checkpoint, ("GAN", "ConditionalGAN", "ACGAN"), "ganx.sample")
+    require_model(checkpoint, ("GAN", "ConditionalGAN", "ACGAN", "StyleGAN2"), "ganx.sample")
     model_cfg = checkpoint["ganx"]["config"]["model"]
     averaged = has_averaged(checkpoint) if cfg.ema is None else cfg.ema
     generator = build_submodule(checkpoint, "generator", averaged=averaged)
     rng = torch.Generator().manual_seed(cfg.seed)
-    dim, distribution = model_cfg["latent_dim"], model_cfg["latent_distribution"]
-    if cfg.interpolate:
-        rows = max(1, cfg.n // cfg.interpolation_steps)
-        ends = draw_latent(2 * rows, dim, distribution, rng)
-        z = interpolate(ends[:rows], ends[rows:], cfg.interpolation_steps, cfg.interpolation)
-        nrow = cfg.interpolation_steps
+    if isinstance(generator, StyleGAN2Generator):
+        images, nrow, labels = *style_based_images(generator, cfg, rng), None
     else:
-        z = draw_latent(cfg.n, dim, distribution, rng)
-        nrow = math.ceil(math.sqrt(cfg.n))
-    labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(z), nrow)
-    if labels is None:
-        images = torch.cat([generator(chunk) for chunk in z.split(cfg.batch_size)])
-    else:
-        if not cfg.interpolate and cfg.label is None:  # one row per class, the same n codes in every row
-            z, nrow = z.repeat(len(labels) // len(z), 1), cfg.n
-        chunks = zip(z.split(cfg.batch_size), labels.split(cfg.batch_size), strict=True)
-        images = torch.cat([generator(codes, classes) for codes, classes in chunks])
+        if cfg.truncation != 1 or cfg.mix:
+            raise CheckpointError(f"truncation= and mix=true act on a StyleGAN2 generator's W space; this checkpoint "
+                                  f"holds a {model_class(checkpoint).rsplit('.', 1)[-1]} (train with model=stylegan2).")
+        images, nrow, labels = latent_images(generator, cfg, rng, model_cfg["latent_dim"],
+                                             model_cfg["latent_distribution"])
     if images.dim() == 2:  # points, not images
         if to_folder:
             raise CheckpointError("out=DIR/ writes images; this generator makes 2-D points: use out=points.npz or "
@@ -133,6 +136,71 @@ def sample(cfg: SampleConfig) -> Path:
     else:
         save_image(images, out, nrow=nrow, padding=2)
     return out
+
+
+def latent_images(generator: torch.nn.Module, cfg: SampleConfig, rng: torch.Generator, dim: int,
+                  distribution: str) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """(images, images per grid row, labels or None) of a generator of latent codes (GAN, cgan, acgan)."""
+    if cfg.interpolate:
+        rows = max(1, cfg.n // cfg.interpolation_steps)
+        ends = draw_latent(2 * rows, dim, distribution, rng)
+        z = interpolate(ends[:rows], ends[rows:], cfg.interpolation_steps, cfg.interpolation)
+        nrow = cfg.interpolation_steps
+    else:
+        z = draw_latent(cfg.n, dim, distribution, rng)
+        nrow = math.ceil(math.sqrt(cfg.n))
+    labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(z), nrow)
+    if labels is None:
+        images = torch.cat([generator(chunk) for chunk in z.split(cfg.batch_size)])
+    else:
+        if not cfg.interpolate and cfg.label is None:  # one row per class, the same n codes in every row
+            z, nrow = z.repeat(len(labels) // len(z), 1), cfg.n
+        chunks = zip(z.split(cfg.batch_size), labels.split(cfg.batch_size), strict=True)
+        images = torch.cat([generator(codes, classes) for codes, classes in chunks])
+    return images, nrow, labels
+
+
+def style_based_images(generator: StyleGAN2Generator, cfg: SampleConfig,
+                       rng: torch.Generator) -> tuple[torch.Tensor, int]:
+    """(images, images per grid row) of a StyleGAN2 generator: samples with w truncated towards the tracked mean w
+    by ``truncation`` psi (StyleGAN Sec. 3.2), rows of interpolations in W (``interpolate``; W is where StyleGAN2
+    interpolates, Sec. 3.2), or a style-mixing grid (``mix``)."""
+    def synthesize(ws: torch.Tensor) -> torch.Tensor:
+        return torch.cat([generator.synthesis(chunk) for chunk in ws.split(cfg.batch_size)])
+
+    def mapped(n: int) -> torch.Tensor:
+        return generator.mapping(draw_latent(n, generator.latent_dim, "normal", rng), cfg.truncation)
+
+    def broadcast(w: torch.Tensor) -> torch.Tensor:
+        return w.unsqueeze(1).expand(-1, generator.num_ws, -1)
+
+    if cfg.mix:
+        return style_mixing_grid(generator, cfg, mapped, broadcast, synthesize)
+    if cfg.interpolate:
+        rows = max(1, cfg.n // cfg.interpolation_steps)
+        ends = mapped(2 * rows)
+        w = interpolate(ends[:rows], ends[rows:], cfg.interpolation_steps, cfg.interpolation)
+        return synthesize(broadcast(w)), cfg.interpolation_steps
+    return synthesize(broadcast(mapped(cfg.n))), math.ceil(math.sqrt(cfg.n))
+
+
+def style_mixing_grid(generator: StyleGAN2Generator, cfg: SampleConfig, mapped, broadcast,
+                      synthesize) -> tuple[torch.Tensor, int]:
+    """A (k + 1) x (k + 1) grid, k = floor(sqrt(n)) (StyleGAN Fig. 3): the top row holds k sources B, the left
+    column k sources A (the corner is blank), cell (i, j) takes the first ``mix_coarse`` styles (the coarse layers:
+    4 covers 4x4 and 8x8) from A_i and the rest (the fine ones) from B_j."""
+    if not 1 <= cfg.mix_coarse < generator.num_ws:
+        raise CheckpointError(f"mix_coarse={cfg.mix_coarse}: give 1..{generator.num_ws - 1}, the number of leading "
+                              f"(coarse) styles taken from the rows' sources; this generator has {generator.num_ws}.")
+    k = max(1, math.isqrt(cfg.n))
+    ws_a, ws_b = broadcast(mapped(k)), broadcast(mapped(k))
+    mixed = torch.cat([ws_a.repeat_interleave(k, dim=0)[:, :cfg.mix_coarse],
+                       ws_b.repeat(k, 1, 1)[:, cfg.mix_coarse:]], dim=1)
+    sources_a, sources_b, cells = synthesize(ws_a), synthesize(ws_b), synthesize(mixed)
+    blank = torch.ones_like(sources_a[:1])
+    rows = [torch.cat([blank, sources_b])]
+    rows += [torch.cat([sources_a[i:i + 1], cells[i * k:(i + 1) * k]]) for i in range(k)]
+    return torch.cat(rows), k + 1
 
 
 def sample_labels(cfg: SampleConfig, num_classes: int | None, n_codes: int, per_row: int) -> torch.Tensor | None:

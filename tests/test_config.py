@@ -12,7 +12,7 @@ from ganx.models import ACGAN, GAN, AdversarialModule, ConditionalGAN, CycleGAN,
 register_resolvers()
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 # The presets whose training step reads labels or image pairs: 2-D points do not fit them.
-NOT_FOR_POINTS = {"cgan", "acgan", "pix2pix", "cyclegan"}
+NOT_FOR_POINTS = {"cgan", "acgan", "pix2pix", "cyclegan", "stylegan2", "stylegan2_lite"}
 
 
 def compose_pairing(model: str, data: str):

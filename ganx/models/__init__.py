@@ -5,5 +5,6 @@ from ganx.models.conditional import ACGAN, ConditionalGAN
 from ganx.models.cyclegan import CycleGAN
 from ganx.models.gan import GAN
 from ganx.models.pix2pix import Pix2Pix
+from ganx.models.stylegan2 import StyleGAN2
 
-__all__ = ["GAN", "ACGAN", "ConditionalGAN", "CycleGAN", "Pix2Pix", "AdversarialModule", "NonFiniteLossError"]
+__all__ = ["GAN", "ACGAN", "ConditionalGAN", "CycleGAN", "Pix2Pix", "StyleGAN2", "AdversarialModule", "NonFiniteLossError"]

@@ -78,6 +78,8 @@ class AveragedGenerator(AveragedModel):
         super().__init__(generator, use_buffers=False)
         self.requires_grad_(False)
         self.decay, self.kimg, self.rampup = decay, kimg, rampup
+        # True: every update also copies the generator's buffers (StyleGAN2's tracked mean w, as its G_ema does).
+        self.copy_buffers = False
         self.update_parameters(generator)  # the first update copies: theta_ema starts at the initial weights
 
     def update(self, generator: nn.Module, images_seen: int, batch_images: int) -> None:
@@ -86,6 +88,9 @@ class AveragedGenerator(AveragedModel):
         beta = ema_decay(images_seen, batch_images, self.decay, self.kimg, self.rampup)
         self.multi_avg_fn = get_ema_multi_avg_fn(beta)
         self.update_parameters(generator)
+        if self.copy_buffers:
+            for averaged, live in zip(self.module.buffers(), generator.buffers(), strict=True):
+                averaged.copy_(live)
 
 
 def averaged_generator(generator: nn.Module, ema: Mapping[str, Any] | None) -> AveragedGenerator | None:

@@ -11,6 +11,7 @@ from ganx.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganx.nets.patchgan import PatchGANDiscriminator
 from ganx.nets.resnet import ResnetGenerator
 from ganx.nets.sngan import SNGANResNetDiscriminator, SNGANResNetGenerator
+from ganx.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from ganx.nets.unet import UNetGenerator
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "ResnetGenerator",
     "SNGANResNetDiscriminator",
     "SNGANResNetGenerator",
+    "StyleGAN2Discriminator",
+    "StyleGAN2Generator",
     "UNetGenerator",
     "init_dcgan_weights",
 ]
