@@ -125,7 +125,7 @@ def train_classifier(datamodule) -> tuple[SmallCNN, dict[str, Any]]:
     Runs inside ``fork_rng`` with its own seed: the same data gives the same classifier, and a training run that
     builds one on first use keeps its own random stream.
     """
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may be in no_grad (evaluate)
         torch.manual_seed(RECIPE["seed"])
         model = SmallCNN(datamodule.channels, datamodule.num_classes, RECIPE["width"], RECIPE["feature_dim"])
         optimizer = torch.optim.Adam(model.parameters(), lr=RECIPE["lr"])

@@ -159,7 +159,7 @@ def train_domain_encoder(datamodule, recipe: DomainRecipe) -> tuple[ContrastiveE
     batch_size = min(recipe.batch_size, len(images))
     log.info("Training domain features on %d images: %d steps of %d pairs of views", len(images), recipe.steps,
              batch_size)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may be in no_grad (evaluate)
         torch.manual_seed(recipe.seed)
         generator = torch.Generator().manual_seed(recipe.seed)
         model = ContrastiveEncoder(images.shape[1], recipe.width, recipe.feature_dim).train()
