@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Time-to-quality on Fashion-MNIST (issue #14): each configuration trains for the same wall clock (BUDGET, default
+# 10 minutes of training; metrics off during training so evaluation does not eat the budget), then is scored with
+# python -m ganx.evaluate on 10,000 samples vs the 10,000 test images (classifier features, the offline MNIST-like
+# protocol). Needs Fashion-MNIST offline: apt-get install dataset-fashion-mnist. Run from the repository root:
+#   bash experiments/quality_per_compute/run.sh [OUT_DIR] [SEED]
+set -euo pipefail
+OUT=${1:-outputs/quality_per_compute}
+SEED=${2:-0}
+BUDGET=${BUDGET:-00:00:10:00}
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} WANDB_MODE=offline
+common=(data=fashion_mnist steps=null "trainer.max_time=$BUDGET" metrics=none logger=csv "seed=$SEED"
+        sample_every=1000000 checkpoint_every=1000000 trainer.enable_progress_bar=false)
+declare -A configs=(
+  [dcgan]="model=dcgan"
+  [dcgan_ema]="model=dcgan model.ema.decay=0.999"
+  [dcgan_sn_hinge]="model=dcgan_sn"
+  [sngan]="model=sngan data.image_size=32"
+)
+for name in dcgan dcgan_ema dcgan_sn_hinge sngan; do
+  run="$OUT/${name}_seed$SEED"
+  [ -f "$run/checkpoints/last.ckpt" ] || $PY -m ganx.train ${configs[$name]} "${common[@]}" "hydra.run.dir=$run"
+  [ -f "$run/eval.json" ] || $PY -m ganx.evaluate "ckpt=$run/checkpoints/last.ckpt" num_samples=10000 \
+      "metrics=[fid,is,kid]" "out=$run/eval.json" > /dev/null
+  $PY -m ganx.sample "ckpt=$run/checkpoints/last.ckpt" n=100 seed=0 "out=$run/grid.png" > /dev/null
+done
