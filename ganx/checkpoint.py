@@ -257,27 +257,31 @@ def load_weights(module: nn.Module, state: dict[str, Any], key: str) -> None:
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError) as err:
-        expected = module.state_dict()
-        shapes = [
-            f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the config"
-            for k, v in state.items()
-            if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape
-        ]
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        problems = []
-        if shapes:
-            more = "; ..." if len(shapes) > 3 else ""
-            problems.append(f"{len(shapes)} tensor(s) of another shape ({'; '.join(shapes[:3])}{more})")
-        if missing:
-            problems.append(f"{len(missing)} missing (first: {missing[0]})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        problems = weight_mismatches(module.state_dict(), state, "in the file", "in the config")
         found = ", ".join(problems) or str(err).splitlines()[-1].strip()
         raise CheckpointError(
             f"the {key} weights in this checkpoint do not fit the networks its stored config builds: {found}. "
             "The stored config (the 'ganx' entry) was edited or the weights come from another run; use the "
             "checkpoint as ganx.train wrote it, or retrain."
         ) from err
+
+
+def weight_mismatches(expected: dict[str, Any], stored: dict[str, Any], stored_as: str, expected_as: str) -> list[str]:
+    """How the ``stored`` weights differ from the ``expected`` state dict, as short phrases (empty when they fit):
+    tensors of another shape (the first three, "<key>: <shape> <stored_as>, <shape> <expected_as>"), missing and
+    unexpected keys."""
+    shapes = [f"{k}: {tuple(v.shape)} {stored_as}, {tuple(expected[k].shape)} {expected_as}" for k, v in stored.items()
+              if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape]
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    problems = []
+    if shapes:
+        more = "; ..." if len(shapes) > 3 else ""
+        problems.append(f"{len(shapes)} tensor(s) of another shape ({'; '.join(shapes[:3])}{more})")
+    if missing:
+        problems.append(f"{len(missing)} missing (first: {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+    return problems
 
 
 def trained_image_shape(checkpoint: dict[str, Any]) -> tuple[int, int] | None:

@@ -13,10 +13,9 @@ from functools import cache
 from pathlib import Path
 
 import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.checkpoint import CheckpointError, load_checkpoint
+from ganx.checkpoint import CheckpointError, load_checkpoint, weight_mismatches
 from ganx.config import CONF_DIR
 
 log = logging.getLogger(__name__)
@@ -128,23 +127,14 @@ def check_resume_fits(model: L.LightningModule, ckpt_path: str) -> None:
     writes anything (its config.yaml, results.json and loggers would otherwise be replaced by the refused run's);
     the message names the model settings that differ from the checkpoint's."""
     checkpoint = load_checkpoint(ckpt_path)
-    expected = model.state_dict()
-    stored = checkpoint["state_dict"]
-    shapes = [f"{k}: {tuple(v.shape)} in the checkpoint, {tuple(expected[k].shape)} now" for k, v in stored.items()
-              if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape]
-    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
-    if not (shapes or missing or unexpected):
+    problems = weight_mismatches(model.state_dict(), checkpoint["state_dict"], "in the checkpoint", "now")
+    if not problems:
         return
     before = _flat(checkpoint["ganx"]["config"].get("model", {}), "model.")
     now = _flat((model.run_config or {}).get("model", {}), "model.")
     differing = [f"{k}={before.get(k, '<unset>')} in the checkpoint, {now.get(k, '<unset>')} now"
                  for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
-    problems = shapes[:3]
-    if missing:
-        problems.append(f"{len(missing)} tensor(s) missing (first: {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-    weights = "; ".join(problems)
+    weights = ", ".join(problems)
     raise CheckpointError(
         f"cannot resume from {ckpt_path}: its weights do not fit the model of this config ({weights}). "
         + (f"Model settings that differ: {'; '.join(differing[:6])}. " if differing else "")
