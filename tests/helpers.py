@@ -78,14 +78,14 @@ def write_mnist_raw(data_dir: Path, n_train: int = 128, n_test: int = 64, seed: 
     return data_dir
 
 
-def tiny_gan(critic_steps=1, loss=None, discriminator=None, **kwargs):
+def tiny_gan(critic_steps=1, loss=None, discriminator=None, generator=None, **kwargs):
     """A GAN on 1x4x4 images small enough for in-process training tests."""
     from ganx.losses import AdversarialLoss
     from ganx.models import GAN
     from ganx.nets import MLPDiscriminator, MLPGenerator
 
     return GAN(
-        generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
+        generator=generator or MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
         discriminator=discriminator or MLPDiscriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0),
         loss=loss or AdversarialLoss("non_saturating"),
         g_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),

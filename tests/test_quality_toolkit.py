@@ -1,5 +1,6 @@
 """Quality toolkit (issue #14): the EMA generator and DiffAugment / ADA, checked against hand computations."""
 
+import copy
 from functools import partial
 
 import lightning as L
@@ -17,6 +18,7 @@ from ganx.losses import AdversarialLoss
 from ganx.models import GAN, CycleGAN
 from ganx.models.common import AveragedGenerator, ema_decay
 from ganx.nets import MLPDiscriminator, MLPGenerator
+from ganx.nets.batchnorm import standing_statistics
 from ganx.sample import SampleConfig, sample
 
 
@@ -89,6 +91,44 @@ def test_ema_copies_batchnorm_buffers_instead_of_averaging_them():
         assert torch.equal(dict(averaged.module.named_buffers())[name], buffer), name
     for b, p, a in zip(before, generator.parameters(), averaged.module.parameters(), strict=True):
         torch.testing.assert_close(a, 0.5 * b + 0.5 * p)
+
+
+def test_standing_statistics_are_the_batch_statistics_of_the_networks_own_weights():
+    # A Linear + BatchNorm net whose live running statistics are wrong for it: standing_statistics must replace them
+    # with the mean and (unbiased) variance of the BatchNorm inputs over every pass, recomputed here by hand.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    net[1].running_mean.fill_(5.0)
+    net[1].running_var.fill_(9.0)
+    net.eval()  # as a sampler calls it: the mode must be restored, not left in train mode
+
+    def draw(n, rng):
+        return (torch.randn(n, 3, generator=rng) * 2 + 1,)
+
+    standing_statistics(net, draw, batches=3, batch_size=50, seed=7)
+    rng = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        hidden = [net[0](draw(50, rng)[0]) for _ in range(3)]
+    torch.testing.assert_close(net[1].running_mean, torch.cat(hidden).mean(0), rtol=1e-5, atol=1e-5)
+    # update_bn's cumulative average of per-batch unbiased variances (equal batch sizes)
+    torch.testing.assert_close(net[1].running_var, torch.stack([h.var(0) for h in hidden]).mean(0), rtol=1e-5, atol=1e-5)
+    assert net[1].momentum == 0.1 and not net.training  # momentum and mode restored
+
+
+def test_the_ema_generator_samples_with_statistics_of_its_own_weights():
+    model = tiny_gan(ema={"decay": 0.5},
+                     generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,), batch_norm=True))
+    fit(model, 3, loader())
+    averaged = model.generator_ema.module
+    copied = [b.clone() for b in averaged.buffers()]
+    assert not model.generator_ema.statistics_match  # just updated: the live generator's statistics
+    sampler = model.sampling_generator
+    assert sampler is averaged and model.generator_ema.statistics_match
+    assert any(not torch.equal(a, b) for a, b in zip(copied, averaged.buffers(), strict=True))
+    expected = copy.deepcopy(averaged)
+    standing_statistics(expected, model.generator_inputs)
+    for a, b in zip(expected.buffers(), averaged.buffers(), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_samples_and_metrics_come_from_the_ema_generator_unless_switched_off():
@@ -257,8 +297,10 @@ def test_quality_toolkit_composes_and_sample_uses_ema_by_default(mnist_dir, tmp_
     assert any(k.startswith("generator_ema.module.") for k in checkpoint["state_dict"])
     model = build_model(checkpoint)
     z = draw_latent(4, 16, "normal", torch.Generator().manual_seed(3))
-    expected = {"ema": model.generator_ema.module.eval()(z), "trained": model.generator(z)}
-    assert torch.equal(build_submodule(checkpoint, "generator", averaged=True)(z), expected["ema"])
+    # The checkpoint's EMA copy carries the live generator's BatchNorm statistics; sampling recomputes them
+    assert torch.equal(build_submodule(checkpoint, "generator", averaged=True)(z),
+                       model.generator_ema.module.eval()(z))
+    expected = {"ema": model.sampling_generator.eval()(z), "trained": model.generator(z)}
     for name, ema in (("ema", None), ("trained", False)):
         out = sample(SampleConfig(ckpt=str(ckpt), n=4, out=str(tmp_path / f"{name}.npz"), seed=3, ema=ema))
         pixels = torch.from_numpy(np.load(out)["images"]).float()

@@ -81,6 +81,8 @@ class AveragedGenerator(AveragedModel):
         # True: every update also copies the generator's buffers (StyleGAN2's tracked mean w, as its G_ema does).
         self.copy_buffers = False
         self.update_parameters(generator)  # the first update copies: theta_ema starts at the initial weights
+        # False after each update: the copied BatchNorm statistics belong to the live weights (standing_statistics).
+        self.statistics_match = False
 
     def update(self, generator: nn.Module, images_seen: int, batch_images: int) -> None:
         """Average in the generator's weights after an update on ``batch_images`` images (all ranks), the
@@ -88,6 +90,7 @@ class AveragedGenerator(AveragedModel):
         beta = ema_decay(images_seen, batch_images, self.decay, self.kimg, self.rampup)
         self.multi_avg_fn = get_ema_multi_avg_fn(beta)
         self.update_parameters(generator)
+        self.statistics_match = False
         if self.copy_buffers:
             for averaged, live in zip(self.module.buffers(), generator.buffers(), strict=True):
                 averaged.copy_(live)
@@ -97,3 +100,4 @@ def averaged_generator(generator: nn.Module, ema: Mapping[str, Any] | None) -> A
     """The EMA copy ``model.ema`` asks for (decay / kimg / rampup), or None when both are unset (the default)."""
     options = {k: v for k, v in (ema or {}).items() if v is not None}
     return AveragedGenerator(generator, **options) if options else None
+

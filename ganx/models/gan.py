@@ -17,6 +17,7 @@ from ganx.latent import draw_latent
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty, r2_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.common import averaged_generator, evaluating, image_grid
+from ganx.nets.batchnorm import standing_statistics
 from ganx.nets.spectral import is_spectral_normalized
 from ganx.plots import scatter_points
 
@@ -214,8 +215,15 @@ class GAN(AdversarialModule):
         """The generator that draws samples, grids and metrics: the EMA copy if there is one and
         ``sample_with_ema``, else the trained one."""
         if self.generator_ema is not None and self.sample_with_ema:
+            if not self.generator_ema.statistics_match:
+                standing_statistics(self.generator_ema.module, self.generator_inputs)
+                self.generator_ema.statistics_match = True
             return self.generator_ema.module
         return self.generator
+
+    def generator_inputs(self, n: int, rng: torch.Generator | None = None) -> tuple[Tensor, ...]:
+        """The generator's inputs for n samples: (z,) here, (z, classes 0, 1, ... in turn) for a conditional G."""
+        return (self.sample_latent(n, rng),)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
