@@ -2,17 +2,14 @@
 each model's data (loading cost is measured separately)."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader, TensorDataset
 
-from ganx.config import register_resolvers
+from ganx.config import CONF_DIR, register_resolvers
 from ganx.models import CycleGAN
 from ganx.trainer import training_batch_size
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,25 @@
 """OmegaConf resolvers used by the configs, and small config helpers shared by the CLIs."""
 
+import ast
+import dataclasses
 import functools
 import hashlib
+import inspect
+import io
 import netrc
 import os
 import sys
+import textwrap
+import tokenize
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -66,7 +75,7 @@ def wandb_group(name: str) -> str:
 def run_dir_for(ckpt_path: str | None, runs_dir: str, timestamp: str) -> str:
     """Hydra run dir: a resumed run continues in its checkpoint's run dir (``<run>/checkpoints/x.ckpt``); a new run
     gets ``<runs_dir>/<timestamp>``, or in a SLURM batch job ``<runs_dir>/slurm_<job id>``, which the requeued job
-    finds again (a requeued job keeps its id; ``ckpt_path=auto`` then resumes from its ``last.ckpt``)."""
+    finds again (a requeued job keeps its id; ``ckpt=auto`` then resumes from its ``last.ckpt``)."""
     from ganx.faults import slurm_job_id
 
     if ckpt_path and ckpt_path != AUTO_RESUME:
@@ -77,7 +86,7 @@ def run_dir_for(ckpt_path: str | None, runs_dir: str, timestamp: str) -> str:
     return f"{runs_dir}/slurm_{job_id}" if job_id else f"{runs_dir}/{timestamp}"
 
 
-# ckpt_path=auto: resume from <run dir>/checkpoints/last.ckpt if it exists, else start the run (SLURM requeue).
+# ckpt=auto: resume from <run dir>/checkpoints/last.ckpt if it exists, else start the run (SLURM requeue).
 AUTO_RESUME = "auto"
 
 
@@ -109,18 +118,103 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-def parse_cli(schema: type[T], argv: list[str] | None, command: str) -> T:
+def parse_cli(schema: type[T], argv: list[str] | None, command: str, renamed: Mapping[str, str] | None = None) -> T:
     """Parse ``key=value`` arguments into the dataclass ``schema``; unknown keys and missing values exit with a
-    message listing the valid keys."""
+    message listing the valid keys. ``--help`` prints the command's docstring and every key with its default and
+    meaning (the comment on its field). ``renamed`` maps deprecated keys to their new names (``renamed_keys``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(cli_help(schema))
+        raise SystemExit(0)
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_cli(sys.argv[1:] if argv is None else argv))
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_cli(renamed_keys(argv, renamed or {}, command)))
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         keys = ", ".join(f"{k}=" for k in schema.__dataclass_fields__)
-        raise SystemExit(f"{command}: {str(err).splitlines()[0]}. Arguments are {keys}") from None
+        raise SystemExit(f"{command}: {str(err).splitlines()[0]}. Arguments are {keys} (--help explains them)") from None
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+def renamed_keys(argv: list[str], renamed: Mapping[str, str], command: str) -> list[str]:
+    """``argv`` with deprecated keys (``old=value``) under their new names, with a one-line notice on stderr for each;
+    old names keep working for one release, so scripts written for it (SLURM jobs) still run."""
+    result = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in renamed:
+            print(f"{command}: {key}= is deprecated and will be removed in the next release; use {renamed[key]}=",
+                  file=sys.stderr)
+            arg = f"{renamed[key]}={value}"
+        result.append(arg)
+    return result
+
+
+def field_comments(schema: type) -> dict[str, str]:
+    """The comment on the line of each field of the dataclass ``schema``: how ganx documents a CLI key, read from the
+    source so the help and the code cannot drift apart."""
+    source = textwrap.dedent(inspect.getsource(schema))
+    comments = {token.start[0]: token.string.lstrip("#").strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+    return {node.target.id: comments.get(node.end_lineno, "") for node in ast.parse(source).body[0].body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+
+
+def cli_value(value: Any) -> str:
+    """``value`` as it is written on a ``key=value`` command line: null, true, [a,b]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return f"[{','.join(cli_value(v) for v in value)}]"
+    return str(value)
+
+
+def cli_help(schema: type) -> str:
+    """``--help`` of a ``key=value`` command: its module docstring, then every key (nested dataclasses as
+    ``group.key``) with its default and meaning."""
+    def rows(cls: type, prefix: str) -> Iterator[tuple[str, str]]:
+        comments = field_comments(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default):
+                yield from rows(type(default), f"{prefix}{f.name}.")
+                continue
+            yield f"{prefix}{f.name}={'(required)' if default == '???' else cli_value(default)}", comments.get(f.name, "")
+
+    table = list(rows(schema, ""))
+    width = max(len(key) for key, _ in table) + 2
+    keys = "\n".join(f"  {key:<{width}}{meaning}".rstrip() for key, meaning in table)
+    doc = (sys.modules[schema.__module__].__doc__ or "").strip()
+    return f"{doc}\n\nKeys (key=value; shown with their defaults):\n{keys}"
+
+
+def resolve_device(name: str) -> "torch.device":
+    """``device=`` of the commands that run a model on one device: ``auto`` (CUDA if available, else the CPU),
+    ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; one that this machine lacks is refused with the ones it has."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={name} is not a device: use auto, cpu, cuda, cuda:N or mps.")
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    present = (device.type == "cpu" or (device.type == "cuda" and (device.index or 0) < cuda_count)
+               or (device.type == "mps" and torch.backends.mps.is_available()))
+    if not present:
+        available = ["cpu", *(f"cuda:{i}" for i in range(cuda_count)), *(["mps"] if torch.backends.mps.is_available() else [])]
+        raise ValueError(f"device={name} is not available on this machine (it has {', '.join(available)}); "
+                         "use device=auto or one of those.")
+    return device
+
+
+# The configs: the repo's top-level conf/, shipped in the wheel as ganx/conf (pyproject.toml maps the package ganx.conf
+# to conf/); a source checkout or an editable install (``pip install -e .``) reads the repo's conf/ itself.
+_PACKAGED_CONF_DIR = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGED_CONF_DIR if _PACKAGED_CONF_DIR.is_dir() else Path(__file__).resolve().parents[1] / "conf"
 
 
 @functools.cache  # a composition takes ~0.3 s; the presets do not change while a process runs

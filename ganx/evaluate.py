@@ -3,7 +3,7 @@ perceptual path length (ppl, torchmetrics) and the Parzen-window log-likelihood 
 
     python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,pr,dc,ppl,parzen]] [num_samples=10000] [data=NAME]
                             [data.key=value] [features=auto|inception|classifier|domain|PATH] [inception_weights=PATH]
-                            [classifier_ckpt=PATH] [resize=legacy|clean] [reference_cache=true] [ema=false]
+                            [classifier_ckpt=PATH] [resize=legacy|clean] [reference_cache=true] [ema=false] [device=auto]
 
 The model generates ``num_samples`` images against as many held-out real images (the data module's val split with
 ``val_size=num_samples``; for MNIST-like data a seeded subset of the official test set, all of it at 10,000), through
@@ -37,7 +37,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ganx.checkpoint import CheckpointError, build_model, check_buildable, load_checkpoint, trained_image_shape
-from ganx.config import compose_data_config, parse_cli, register_resolvers, split_group_overrides
+from ganx.config import compose_data_config, parse_cli, register_resolvers, resolve_device, split_group_overrides
 from ganx.data import DataError
 from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
 from ganx.metrics.conditional import class_metrics_for
@@ -52,17 +52,17 @@ log = logging.getLogger("ganx.evaluate")
 
 @dataclass
 class EvaluateConfig:
-    ckpt: str = "???"
+    ckpt: str = "???"  # a checkpoint of ganx.train (<run>/checkpoints/*.ckpt)
     metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | pr | dc | ppl | parzen
     num_samples: int = 10_000  # generated images, compared with as many held-out real images
     data: str | None = None  # a config in conf/data/; default: the checkpoint's own data config
     features: str = "auto"  # auto | inception | classifier | domain | PATH (see conf/metrics/default.yaml)
-    inception_weights: str | None = None
-    classifier_ckpt: str | None = None
+    inception_weights: str | None = None  # local copy of weights-inception-2015-12-05-6726825d.pth; default: torch hub
+    classifier_ckpt: str | None = None  # a `python -m ganx.metrics.classifier` file; default: the cached one
     batch_size: int | None = None  # default: the run's data.batch_size (same batches, same noise as in training)
-    is_splits: int = 10
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
+    is_splits: int = 10  # IS is the mean over this many splits of the generated images (Salimans et al. 2016)
+    kid_subsets: int = 100  # KID: mean MMD^2 over this many random subsets ...
+    kid_subset_size: int = 1000  # ... of this size (capped at the number of images)
     parzen_val_size: int = 1000  # held-out images used to choose the Parzen sigma; the rest are its test points
     allow_small_fid: bool = False  # FID on fewer images than feature dimensions (biased; refused otherwise)
     resize: str = "legacy"  # legacy | clean (see conf/metrics/default.yaml)
@@ -71,6 +71,7 @@ class EvaluateConfig:
     ppl_samples: int = 10_000  # latent pairs of the perceptual path length
     out: str | None = None  # default: next to the checkpoint
     ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
+    device: str = "auto"  # auto (CUDA if available, else the CPU) | cpu | cuda | cuda:N | mps
 
 
 def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overrides: list[str]):
@@ -138,9 +139,9 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         raise ValueError(f"metrics must be a list of {', '.join(METRIC_NAMES)}, ppl, parzen; got {cfg.metrics}")
     if "parzen" in cfg.metrics and not 0 < cfg.parzen_val_size <= cfg.num_samples - 2:
         raise ValueError(f"parzen_val_size={cfg.parzen_val_size} must leave test points among num_samples={cfg.num_samples}")
+    device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.ckpt)
     data_cfg, datamodule = evaluation_data(cfg, checkpoint, list(data_overrides))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     image_metric_names = [m for m in cfg.metrics if m in METRIC_NAMES]
     metrics = None

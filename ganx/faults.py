@@ -8,7 +8,7 @@
   The process exits with 128 + the signal number (143, 130), so schedulers and ``&&`` chains see an unfinished run.
 * SLURM preemption (``SIGUSR1``, sent ahead of the kill by ``#SBATCH --signal=USR1@<seconds>``): the same stop at the
   step boundary, ``last.ckpt``, then rank 0 requeues the job (``scontrol requeue <job id>``); the requeued job runs
-  the same command, which with ``ckpt_path=auto`` resumes from ``last.ckpt`` in the same run dir (derived from the
+  the same command, which with ``ckpt=auto`` resumes from ``last.ckpt`` in the same run dir (derived from the
   job id, ``ganx.config.run_dir_for``). Lightning's own SLURM requeue is off (``ganx.trainer.build_trainer``): it
   saves from inside the signal handler, in the middle of a step, which on resume replays the half-done step.
 * A NaN/Inf loss (``NonFiniteLossError``, raised before the update): the weights are still the last good ones; we
@@ -100,7 +100,7 @@ class FaultHandler(L.Callback):
                 return
             path = self.dirpath / "last.ckpt"
             trainer.save_checkpoint(path)
-            log.warning("%s at generator step %d: saved %s. Resume with: python -m ganx.train ckpt_path=%s "
+            log.warning("%s at generator step %d: saved %s. Resume with: python -m ganx.train ckpt=%s "
                         "[same overrides]", what, step, path, path)
             if self.stopped_by == REQUEUE_SIGNAL and trainer.is_global_zero:
                 requeue_slurm_job()
@@ -132,7 +132,7 @@ def requeue_slurm_job() -> None:
         log.error("Could not requeue SLURM job %s (%s): resubmit it; it resumes from last.ckpt.", job_id, err)
         return
     if result.returncode == 0:
-        log.warning("Requeued SLURM job %s: it resumes from last.ckpt (ckpt_path=auto).", job_id)
+        log.warning("Requeued SLURM job %s: it resumes from last.ckpt (ckpt=auto).", job_id)
     else:
         log.error("scontrol requeue %s failed (%d): %s. Resubmit the job; it resumes from last.ckpt.", job_id,
                   result.returncode, result.stderr.strip())

@@ -7,6 +7,9 @@ the training split (the held-out split the metrics compare against is left out).
 Fashion-MNIST): the ``ganx.metrics.classifier`` CNN, the usual "MNIST FID". Without ``out=`` the file goes to the
 cache (``$GANX_CACHE_DIR``), where ``metrics.features=domain`` and the offline fallback of ``features=auto`` find it;
 with ``out=PATH``, use it with ``metrics.features=PATH``. Prints what was trained, its hash and the training time.
+
+There is no ``device=``: the extractor always trains on the CPU (a few minutes), so the same data and recipe give the
+same weights on every machine, and FID/KID numbers computed with it stay comparable.
 """
 
 import json

@@ -1,7 +1,7 @@
 """A resumed run continues its loggers' records instead of starting new ones.
 
 Every checkpoint holds the W&B run id and the CSV log version of its run (``RunRecord``'s state); ``ganx.train
-ckpt_path=...`` passes them back (``continue_run``), so W&B continues the same run (``WandbLogger(id=...)``, which
+ckpt=...`` passes them back (``continue_run``), so W&B continues the same run (``WandbLogger(id=...)``, which
 Lightning opens with ``resume="allow"``) and ``metrics.csv`` is continued by ``ResumableCSVLogger``. TensorBoard
 still starts a new ``version_N`` directory.
 

@@ -73,7 +73,7 @@ def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
     if ckpt_path is None and any((output_dir / "checkpoints").glob("*.ckpt")):
         raise RunDirError(
             f"{output_dir} already holds checkpoints of another run; refusing to overwrite them. "
-            f"Resume it with ckpt_path={output_dir}/checkpoints/last.ckpt, or pick a new hydra.run.dir."
+            f"Resume it with ckpt={output_dir}/checkpoints/last.ckpt, or pick a new hydra.run.dir."
         )
     probe = output_dir / "checkpoints" / ".write-test"
     try:

@@ -1,7 +1,7 @@
 """Sample from a trained GAN (unconditional, or class-conditional: model=cgan / model=acgan).
 
     python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz | out=DIR/] [interpolate=true] [seed=0] [class=3]
-                          [ema=false] [truncation=0.7] [mix=true mix_coarse=4]
+                          [ema=false] [truncation=0.7] [mix=true mix_coarse=4] [device=auto]
 
 ``out=*.png`` (or .jpg/.webp) writes an image grid; ``out=DIR/`` (a trailing slash or an existing folder) writes the n
 samples as separate PNG files ``DIR/000000.png`` ..., the input external FID tools (clean-fid, torch-fidelity's
@@ -35,7 +35,7 @@ from ganx.checkpoint import (
     model_class,
     require_model,
 )
-from ganx.config import parse_cli
+from ganx.config import parse_cli, resolve_device
 from ganx.latent import draw_latent
 from ganx.nets.batchnorm import standing_statistics
 from ganx.nets.conditional import class_grid_labels
@@ -45,19 +45,20 @@ from ganx.plots import scatter_points
 
 @dataclass
 class SampleConfig:
-    ckpt: str = "???"
-    n: int = 64
-    out: str = "samples.png"
-    interpolate: bool = False
+    ckpt: str = "???"  # a checkpoint of ganx.train (<run>/checkpoints/*.ckpt)
+    n: int = 64  # samples (per class for a class-conditional checkpoint; with interpolate: n / interpolation_steps rows)
+    out: str = "samples.png"  # a grid image (.png/.jpg/.webp), an .npz file, or DIR/ for one PNG per sample
+    interpolate: bool = False  # rows of latent-space interpolations between random endpoints
     interpolation: str = "linear"  # linear | slerp (spherical, better suited to a normal prior)
-    interpolation_steps: int = 10
-    seed: int = 0
-    batch_size: int = 256
+    interpolation_steps: int = 10  # images per interpolation row
+    seed: int = 0  # seed of the latent codes: the same seed gives the same samples on any device
+    batch_size: int = 256  # codes per generator call
     label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
     ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
     truncation: float = 1.0  # StyleGAN2: psi of the truncation trick, w <- w_avg + psi (w - w_avg); 1: none
     mix: bool = False  # StyleGAN2: a style-mixing grid (rows: coarse styles from A, columns: fine styles from B)
     mix_coarse: int = 4  # with mix=true: how many leading (coarse) styles come from A
+    device: str = "auto"  # auto (CUDA if available, else the CPU) | cpu | cuda | cuda:N | mps
 
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
@@ -104,12 +105,13 @@ def output_target(out: str) -> tuple[Path, bool]:
 
 @torch.no_grad()
 def sample(cfg: SampleConfig) -> Path:
+    device = resolve_device(cfg.device)
     out, to_folder = output_target(cfg.out)
     checkpoint = load_checkpoint(cfg.ckpt)
     require_model(checkpoint, ("GAN", "ConditionalGAN", "ACGAN", "StyleGAN2"), "ganx.sample")
     model_cfg = checkpoint["ganx"]["config"]["model"]
     averaged = has_averaged(checkpoint) if cfg.ema is None else cfg.ema
-    generator = build_submodule(checkpoint, "generator", averaged=averaged)
+    generator = build_submodule(checkpoint, "generator", averaged=averaged).to(device)
     if averaged:  # an EMA copy's BatchNorm statistics are the live generator's: recompute them for its weights
         standing_statistics(generator, partial(generator_inputs, model_cfg))
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -161,13 +163,14 @@ def latent_images(generator: torch.nn.Module, cfg: SampleConfig, rng: torch.Gene
         z = draw_latent(cfg.n, dim, distribution, rng)
         nrow = math.ceil(math.sqrt(cfg.n))
     labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(z), nrow)
+    device = next(generator.parameters()).device
     if labels is None:
-        images = torch.cat([generator(chunk) for chunk in z.split(cfg.batch_size)])
+        images = torch.cat([generator(chunk.to(device)).cpu() for chunk in z.split(cfg.batch_size)])
     else:
         if not cfg.interpolate and cfg.label is None:  # one row per class, the same n codes in every row
             z, nrow = z.repeat(len(labels) // len(z), 1), cfg.n
         chunks = zip(z.split(cfg.batch_size), labels.split(cfg.batch_size), strict=True)
-        images = torch.cat([generator(codes, classes) for codes, classes in chunks])
+        images = torch.cat([generator(codes.to(device), classes.to(device)).cpu() for codes, classes in chunks])
     return images, nrow, labels
 
 
@@ -176,11 +179,13 @@ def style_based_images(generator: StyleGAN2Generator, cfg: SampleConfig,
     """(images, images per grid row) of a StyleGAN2 generator: samples with w truncated towards the tracked mean w
     by ``truncation`` psi (StyleGAN Sec. 3.2), rows of interpolations in W (``interpolate``; W is where StyleGAN2
     interpolates, Sec. 3.2), or a style-mixing grid (``mix``)."""
-    def synthesize(ws: torch.Tensor) -> torch.Tensor:
-        return torch.cat([generator.synthesis(chunk) for chunk in ws.split(cfg.batch_size)])
+    device = next(generator.parameters()).device
 
-    def mapped(n: int) -> torch.Tensor:
-        return generator.mapping(draw_latent(n, generator.latent_dim, "normal", rng), cfg.truncation)
+    def synthesize(ws: torch.Tensor) -> torch.Tensor:
+        return torch.cat([generator.synthesis(chunk).cpu() for chunk in ws.split(cfg.batch_size)])
+
+    def mapped(n: int) -> torch.Tensor:  # codes drawn on the CPU: the same samples on every device
+        return generator.mapping(draw_latent(n, generator.latent_dim, "normal", rng).to(device), cfg.truncation)
 
     def broadcast(w: torch.Tensor) -> torch.Tensor:
         return w.unsqueeze(1).expand(-1, generator.num_ws, -1)
@@ -239,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"ganx.sample: n must be >= 1, got {cfg.n}")
     try:
         out = sample(cfg)
-    except CheckpointError as err:
+    except (CheckpointError, ValueError) as err:
         raise SystemExit(f"ganx.sample: {err}") from None
     print(f"wrote {out}")
 

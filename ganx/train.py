@@ -1,6 +1,10 @@
-"""Train a GAN: ``python -m ganx.train [model=...] [data=...] [loss=...] [key=value ...]``.
+"""Train a GAN: ``python -m ganx.train [model=...] [data=...] [loss=...] [key=value ...]`` (``--help`` lists them).
 
 This file only composes the config, instantiates what it names, and hands it to Lightning.
+
+Training picks its devices with Lightning's ``trainer.accelerator`` and ``trainer.devices`` (presets ``trainer=cpu``,
+``gpu``, ``ddp``), since a run may span several GPUs and nodes; ``device=auto|cpu|cuda|cuda:N|mps``, the key of the
+other commands, is accepted as a shorthand for them (``device_overrides``).
 """
 
 import errno
@@ -17,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import RunRecord, RunSummary
 from ganx.checkpoint import CheckpointError
-from ganx.config import check_model_data_pairing, register_resolvers, resolve_ckpt_path
+from ganx.config import CONF_DIR, check_model_data_pairing, register_resolvers, renamed_keys, resolve_ckpt_path
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
 from ganx.instantiators import instantiate_callbacks
@@ -55,7 +59,7 @@ def train(cfg: DictConfig) -> L.Trainer:
 
 def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     # Under the run lock, so `auto` sees the last.ckpt of every earlier run in this dir (a requeued SLURM job's).
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt, output_dir)
     check_run_dir(output_dir, ckpt_path)
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
     callbacks = instantiate_callbacks(cfg)
@@ -116,12 +120,13 @@ def user_error_message(err: BaseException, output_dir: Path) -> str | None:
     prints its traceback)."""
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return (f"the disk is full ({err.filename or output_dir}). Checkpoints are written atomically, so the newest "
-                f"complete one is intact: free space, then resume with ckpt_path={output_dir / 'checkpoints' / 'last.ckpt'}.")
+                f"complete one is intact: free space, then resume with ckpt={output_dir / 'checkpoints' / 'last.ckpt'}.")
     return str(err) if isinstance(err, USER_ERRORS) else None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+# An absolute path: the configs are found the same way from a source checkout and from an installed wheel.
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def train_app(cfg: DictConfig) -> float | None:
     try:
         trainer = train(cfg)
     except (*USER_ERRORS, OSError) as err:
@@ -139,6 +144,38 @@ def main(cfg: DictConfig) -> float | None:
         raise ValueError(f"optimized_metric={cfg.optimized_metric} was never logged (logged: {sorted(best)}); "
                          "enable metrics and make steps >= eval_every.")
     return best[cfg.optimized_metric]
+
+
+# Deprecated keys of ganx.train and their new names (the same names as the other commands'), for one release.
+RENAMED = {"ckpt_path": "ckpt"}
+
+
+def device_overrides(argv: list[str]) -> list[str]:
+    """``argv`` with ``device=NAME`` (the inference commands' key) as the trainer overrides it stands for: ``auto``
+    leaves Lightning's choice (``trainer.accelerator=auto``), ``cuda:N`` trains on GPU N; a multi-GPU run sets
+    ``trainer.devices`` itself."""
+    accelerators = {"auto": "auto", "cpu": "cpu", "cuda": "gpu", "mps": "mps"}
+    result = []
+    for arg in argv:
+        if not arg.startswith("device="):
+            result.append(arg)
+            continue
+        name = arg.removeprefix("device=")
+        kind, _, index = name.partition(":")
+        if kind not in accelerators or (index and (kind != "cuda" or not index.isdigit())):
+            raise SystemExit(f"ganx.train: device={name} is not a device: use auto, cpu, cuda, cuda:N or mps "
+                             "(or trainer.accelerator= and trainer.devices= for several devices).")
+        result.append(f"trainer.accelerator={accelerators[kind]}")
+        if index:
+            result.append(f"trainer.devices=[{index}]")
+    return result
+
+
+def main() -> float | None:
+    """``ganx-train`` / ``python -m ganx.train``: the Hydra app, once deprecated keys have their new names and
+    ``device=`` has become trainer overrides."""
+    sys.argv = [sys.argv[0], *device_overrides(renamed_keys(sys.argv[1:], RENAMED, "ganx.train"))]
+    return train_app()
 
 
 if __name__ == "__main__":

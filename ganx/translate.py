@@ -1,12 +1,12 @@
 """Translate images with a trained CycleGAN or pix2pix model.
 
-    python -m ganx.translate ckpt=PATH input=FILE_OR_DIR output=DIR [direction=AtoB|BtoA] [device=cpu]
+    python -m ganx.translate ckpt=PATH input=FILE_OR_DIR out=DIR [direction=AtoB|BtoA] [device=auto]
                              [existing=refuse|skip|overwrite]
 
 A pix2pix model translates in the one direction it was trained for (its ``data.direction``); inputs are converted to
 the channels its generator takes (grayscale for a colourisation model).
 
-Each input image (a file, or every image under a folder, recursively) is written to ``output`` under its own file name
+Each input image (a file, or every image under a folder, recursively) is written to ``out`` under its own file name
 (and sub-path), at its own resolution: the generator is fully convolutional, and sizes that are not a multiple of 4
 are padded reflectively for the network and cropped back. Inputs of another size than the model's training images
 are translated as they are, with a note (a model trained on small crops may do worse on much larger images).
@@ -34,7 +34,7 @@ from ganx.checkpoint import (
     require_model,
     trained_image_shape,
 )
-from ganx.config import parse_cli
+from ganx.config import parse_cli, resolve_device
 from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
 
 GENERATORS = {"AtoB": "generator_ab", "BtoA": "generator_ba"}
@@ -44,11 +44,11 @@ MIN_SIDE = 8
 
 @dataclass
 class TranslateConfig:
-    ckpt: str = "???"
+    ckpt: str = "???"  # a CycleGAN or pix2pix checkpoint of ganx.train (<run>/checkpoints/*.ckpt)
     input: str = "???"  # an image file or a folder of images
-    output: str = "???"  # folder for the translated images (created; existing files are never overwritten)
+    out: str = "???"  # folder for the translated images (created; existing files are never overwritten)
     direction: str = "AtoB"  # AtoB (generator_ab) | BtoA (generator_ba)
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA if available, else the CPU) | cpu | cuda | cuda:N | mps
     existing: str = "refuse"  # output files that already exist: refuse | skip (translate the others) | overwrite
 
 
@@ -80,16 +80,16 @@ def input_files(path: Path) -> tuple[Path, list[Path]]:
     raise FileNotFoundError(f"input={path} does not exist; give an image file or a folder of images")
 
 
-def planned_outputs(base: Path, files: list[Path], output: Path, existing: str) -> tuple[list[Path], list[Path]]:
-    """(inputs, targets) to translate: each input's target under ``output`` at its path below ``base``; targets that
+def planned_outputs(base: Path, files: list[Path], out: Path, existing: str) -> tuple[list[Path], list[Path]]:
+    """(inputs, targets) to translate: each input's target under ``out`` at its path below ``base``; targets that
     exist already are refused, left out (``existing=skip``) or kept to be replaced (``existing=overwrite``)."""
-    targets = [output / file.relative_to(base) for file in files]
+    targets = [out / file.relative_to(base) for file in files]
     present = [t for t in targets if t.exists()]
     if present and existing == "refuse":
         raise FileExistsError(
             f"{len(present)} of {len(targets)} output file(s) already exist (first: {present[0]}); refusing to "
             "overwrite them. Continue a partly written folder with existing=skip, replace them with "
-            "existing=overwrite, or choose another output= folder."
+            "existing=overwrite, or choose another out= folder."
         )
     if present and existing == "skip":
         print(f"ganx.translate: {len(present)} of {len(targets)} output(s) exist already; translating the others.")
@@ -104,6 +104,7 @@ def translate(cfg: TranslateConfig) -> list[Path]:
         raise ValueError(f"direction must be one of {sorted(GENERATORS)}, got {cfg.direction!r}")
     if cfg.existing not in EXISTING_POLICIES:
         raise ValueError(f"existing must be one of {', '.join(EXISTING_POLICIES)}, got {cfg.existing!r}")
+    device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.ckpt)
     require_model(checkpoint, ("CycleGAN", "Pix2Pix"), "ganx.translate")
     generator_name = GENERATORS[cfg.direction]
@@ -112,9 +113,9 @@ def translate(cfg: TranslateConfig) -> list[Path]:
             raise ValueError("pix2pix translates in the direction it was trained (data.direction of its run); "
                              "direction= chooses a CycleGAN generator: leave it out for pix2pix.")
         generator_name = "generator"
-    files, targets = planned_outputs(*input_files(Path(cfg.input).expanduser()), Path(cfg.output).expanduser(),
+    files, targets = planned_outputs(*input_files(Path(cfg.input).expanduser()), Path(cfg.out).expanduser(),
                                      cfg.existing)
-    generator = build_submodule(checkpoint, generator_name).to(cfg.device)
+    generator = build_submodule(checkpoint, generator_name).to(device)
     grayscale_input = getattr(generator, "in_channels", 3) == 1
     trained = trained_image_shape(checkpoint)
     written, other_sizes, too_small = [], 0, []
@@ -126,16 +127,16 @@ def translate(cfg: TranslateConfig) -> list[Path]:
         except BAD_IMAGE_ERRORS as err:
             print(f"ganx.translate: skipping {file}: {type(err).__name__}: {err}")
             continue
-        image = (to_tensor(rgb.convert("L") if grayscale_input else rgb) * 2 - 1).unsqueeze(0).to(cfg.device)
+        image = (to_tensor(rgb.convert("L") if grayscale_input else rgb) * 2 - 1).unsqueeze(0).to(device)
         if min(image.shape[-2:]) < MIN_SIDE:
             too_small.append(file)
             print(f"ganx.translate: skipping {file}: {image.shape[-1]}x{image.shape[-2]} pixels is smaller than the "
                   f"{MIN_SIDE}x{MIN_SIDE} the generator needs")
             continue
         other_sizes += trained is not None and tuple(image.shape[-2:]) != (trained[1], trained[1])
-        out = translate_image(generator, image, getattr(generator, "size_multiple", 4))
+        translated = translate_image(generator, image, getattr(generator, "size_multiple", 4))
         target.parent.mkdir(parents=True, exist_ok=True)
-        save_image((out.float().cpu() + 1) / 2, target)
+        save_image((translated.float().cpu() + 1) / 2, target)
         written.append(target)
     if other_sizes:
         size = trained[1]
@@ -149,12 +150,12 @@ def translate(cfg: TranslateConfig) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_cli(TranslateConfig, argv, "ganx.translate")
+    cfg = parse_cli(TranslateConfig, argv, "ganx.translate", renamed={"output": "out"})
     try:
         written = translate(cfg)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"ganx.translate: {err}") from None
-    print(f"wrote {len(written)} image(s) to {cfg.output}")
+    print(f"wrote {len(written)} image(s) to {cfg.out}")
 
 
 if __name__ == "__main__":

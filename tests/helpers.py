@@ -133,8 +133,7 @@ def train_in_process(*args: str, cwd: Path) -> None:
     handlers, level = root.handlers[:], root.level
     environ, deterministic, threads = dict(os.environ), torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
-        # Imported (not run as __main__), Hydra would look for the configs as a module: name the folder.
-        patch.setattr(sys, "argv", ["ganx.train", f"--config-path={REPO / 'conf'}", *args])
+        patch.setattr(sys, "argv", ["ganx.train", *args])
         patch.setenv("HYDRA_FULL_ERROR", "1")  # an error is raised with its traceback, not printed and exited
         patch.chdir(cwd)
         try:

@@ -304,7 +304,7 @@ def test_translate_refuses_a_checkpoint_of_another_model(tmp_path: Path):
     torch.save({"state_dict": {}, "ganx": {"model_class": "ganx.models.gan.GAN", "config": {"run_name": "dcgan_mnist"}}}, ckpt)
     gray(10, 8).save(tmp_path / "x.png")
     with pytest.raises(SystemExit, match="needs a checkpoint of CycleGAN or Pix2Pix, but this one holds a GAN"):
-        translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'x.png'}", f"output={tmp_path / 'out'}"])
+        translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'x.png'}", f"out={tmp_path / 'out'}"])
 
 
 def test_translate_notes_inputs_of_another_size_than_the_training_images(tmp_path: Path, capsys):
@@ -317,7 +317,7 @@ def test_translate_notes_inputs_of_another_size_than_the_training_images(tmp_pat
     (tmp_path / "in").mkdir()
     gray(10, 32).save(tmp_path / "in" / "trained_size.png")
     gray(10, 64).save(tmp_path / "in" / "larger.png")
-    translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"])
+    translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'in'}", f"out={tmp_path / 'out'}"])
     assert "1 of 2 image(s) differ from the 32x32 images the model was trained on" in capsys.readouterr().out
     with Image.open(tmp_path / "out" / "larger.png") as im:
         assert im.size == (64, 64)
@@ -391,12 +391,12 @@ def test_train_then_translate_a_file_and_a_folder(tmp_path: Path):
     (photos / "nested").mkdir(parents=True)
     gray(100, 18).resize((22, 18)).save(photos / "odd size.png")
     Image.new("RGBA", (12, 12), (255, 0, 0, 128)).save(photos / "nested" / "alpha.png")
-    run_cli(f"ckpt={ckpt}", f"input={photos / 'odd size.png'}", f"output={tmp_path / 'one'}", "direction=BtoA",
+    run_cli(f"ckpt={ckpt}", f"input={photos / 'odd size.png'}", f"out={tmp_path / 'one'}", "direction=BtoA",
             module="ganx.translate", cwd=tmp_path)
     with Image.open(tmp_path / "one" / "odd size.png") as im:
         assert im.size == (22, 18) and im.mode == "RGB"
     # A folder, in-process (the same main() without another interpreter start-up).
-    folder_args = [f"ckpt={ckpt}", f"input={photos}", f"output={tmp_path / 'all'}"]
+    folder_args = [f"ckpt={ckpt}", f"input={photos}", f"out={tmp_path / 'all'}"]
     translate_main(folder_args)
     assert sorted(p.relative_to(tmp_path / "all").as_posix() for p in (tmp_path / "all").rglob("*.png")) == [
         "nested/alpha.png", "odd size.png"]
@@ -436,7 +436,7 @@ def test_resume_is_bit_exact_with_replay_buffers_and_the_lr_schedule(tmp_path: P
     resumed = tmp_path / "resumed" / "checkpoints"
     resumed.mkdir(parents=True)
     shutil.copy(full / "checkpoints" / "step_0000003.ckpt", resumed)  # mid-epoch 1, after the first decay
-    run_cli(*common, f"ckpt_path={resumed}/step_0000003.ckpt", cwd=tmp_path)
+    run_cli(*common, f"ckpt={resumed}/step_0000003.ckpt", cwd=tmp_path)
     a = torch.load(full / "checkpoints" / "step_0000006.ckpt", weights_only=True)
     b = torch.load(resumed / "last.ckpt", weights_only=True)
     assert (b["ganx"]["generator_steps"], b["global_step"]) == (6, 12)

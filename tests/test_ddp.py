@@ -96,7 +96,7 @@ def test_a_ddp_run_interrupted_mid_epoch_and_resumed_equals_the_uninterrupted_ru
             env={**env, "MASTER_PORT": free_port()})
     run_cli(*common, "steps=3", f"hydra.run.dir={tmp_path / 'part'}", cwd=tmp_path,
             env={**env, "MASTER_PORT": free_port()})
-    run_cli(*common, "steps=9", f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path,
+    run_cli(*common, "steps=9", f"ckpt={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path,
             env={**env, "MASTER_PORT": free_port()})
     full = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
     resumed = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)

@@ -135,7 +135,7 @@ def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_chan
         deadline = time.time() + HANG_GUARD_S
         while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and first.poll() is None:
             time.sleep(0.2)
-        second = run_cli(*tiny, "steps=3", f"ckpt_path={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path,
+        second = run_cli(*tiny, "steps=3", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path,
                          check=False, env={"HYDRA_FULL_ERROR": "0"})
         assert second.returncode == 1
         assert f"in use by another ganx run (PID {first.pid} on" in second.stderr
@@ -147,7 +147,7 @@ def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_chan
 
     config, results = (run / "config.yaml").read_text(), (run / "results.json").read_text()
     wider = run_cli(*[a.replace("hidden=[16]", "hidden=[32]") for a in tiny], "steps=100000",
-                    f"ckpt_path={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path, check=False,
+                    f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path, check=False,
                     env={"HYDRA_FULL_ERROR": "0"})
     assert wider.returncode == 1
     assert "cannot resume from" in wider.stderr

@@ -275,8 +275,8 @@ def test_train_colourisation_then_translate_a_colour_photo(tmp_path: Path):
     grid = Image.open(run / "samples" / "step_0000003.png")
     assert grid.size == (2 + 3 * 34, 2 + 2 * 34)  # input | output | target for two held-out pairs
     out, ckpt = tmp_path / "colourised", run / "checkpoints" / "last.ckpt"
-    translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'faces' / '3.png'}", f"output={out}"])  # in-process
+    translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'faces' / '3.png'}", f"out={out}"])  # in-process
     colourised = Image.open(out / "3.png")
     assert colourised.size == (40, 40) and colourised.mode == "RGB"  # any size: padded for the U-Net, cropped back
     with pytest.raises(SystemExit, match="pix2pix translates in the direction it was trained"):
-        translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'faces'}", f"output={out}", "direction=BtoA"])
+        translate_main([f"ckpt={ckpt}", f"input={tmp_path / 'faces'}", f"out={out}", "direction=BtoA"])

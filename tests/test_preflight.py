@@ -41,6 +41,6 @@ def test_user_errors_and_a_full_disk_get_one_message_and_bugs_keep_their_traceba
 
     assert user_error_message(DataError("image folder not found: x"), tmp_path) == "image folder not found: x"
     full = user_error_message(OSError(errno.ENOSPC, "No space left on device", "/runs/a/last.ckpt"), tmp_path)
-    assert full.startswith("the disk is full (/runs/a/last.ckpt)") and f"ckpt_path={tmp_path}/checkpoints/last.ckpt" in full
+    assert full.startswith("the disk is full (/runs/a/last.ckpt)") and f"ckpt={tmp_path}/checkpoints/last.ckpt" in full
     assert user_error_message(OSError(errno.EACCES, "Permission denied"), tmp_path) is None
     assert user_error_message(RuntimeError("shape mismatch"), tmp_path) is None

@@ -149,7 +149,7 @@ def test_resume_is_bit_exact(mnist_dir, tmp_path, toolkit):
     resumed = tmp_path / "resumed" / "checkpoints"
     resumed.mkdir(parents=True)
     shutil.copy(full / "checkpoints" / "step_0000005.ckpt", resumed)
-    run_cli(*common, "steps=10", f"ckpt_path={resumed}/step_0000005.ckpt", cwd=tmp_path)
+    run_cli(*common, "steps=10", f"ckpt={resumed}/step_0000005.ckpt", cwd=tmp_path)
     a = torch.load(full / "checkpoints" / "step_0000010.ckpt", weights_only=True)
     b = torch.load(resumed / "last.ckpt", weights_only=True)
     assert b["ganx"]["generator_steps"] == 10
@@ -211,7 +211,7 @@ def test_signal_saves_a_resumable_checkpoint(mnist_dir, tmp_path, sig):
     stdout, stderr = proc.communicate(timeout=HANG_GUARD_S)
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert 3 <= last["ganx"]["generator_steps"] < 100000
-    assert f"Resume with: python -m ganx.train ckpt_path={run}/checkpoints/last.ckpt" in stdout + stderr
+    assert f"Resume with: python -m ganx.train ckpt={run}/checkpoints/last.ckpt" in stdout + stderr
     # Not finished, and schedulers must see it: 128 + the signal (143 SIGTERM, 130 Ctrl-C), not 0.
     assert proc.returncode == 128 + sig
 
@@ -438,7 +438,7 @@ def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
     first = json.loads((run / "run.json").read_text())["loggers"]
     log_before = (run / "csv" / "version_0" / "metrics.csv").read_text()
     # Resume from step 2: steps 3 and 4 are trained (bit-exact) and logged again.
-    run_cli(*args, f"ckpt_path={run}/checkpoints/step_0000002.ckpt", cwd=tmp_path)
+    run_cli(*args, f"ckpt={run}/checkpoints/step_0000002.ckpt", cwd=tmp_path)
     second = json.loads((run / "run.json").read_text())["loggers"]
     assert first == second == {"wandb_run_id": first["wandb_run_id"], "csv_version": 0}
     wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))

@@ -58,7 +58,7 @@ def test_a_requeue_signal_saves_last_ckpt_requeues_and_the_rerun_resumes_to_the_
            "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
     steps = 150
     # The command an sbatch script runs, twice: the requeued job runs it again.
-    args = [*TINY, f"steps={steps}", "sample_every=1", "checkpoint_every=100000", "ckpt_path=auto", *FAST]
+    args = [*TINY, f"steps={steps}", "sample_every=1", "checkpoint_every=100000", "ckpt=auto", *FAST]
     run = tmp_path / "outputs" / "gan_gaussian_ring" / "slurm_4242"
 
     job = subprocess.Popen([sys.executable, "-m", "ganx.train", *args], cwd=tmp_path, env=env, text=True,

@@ -85,7 +85,7 @@ def test_sample_grid_npz_and_interpolation(dcgan_run: Path, tmp_path: Path):
 
 def test_resume_continues_the_same_run(dcgan_run: Path, tmp_path: Path):
     before = load(dcgan_run / "checkpoints" / "step_0000004.ckpt")
-    run_cli(f"ckpt_path={dcgan_run}/checkpoints/last.ckpt", "model=dcgan", "data=anime",
+    run_cli(f"ckpt={dcgan_run}/checkpoints/last.ckpt", "model=dcgan", "data=anime",
             f"data.root={dcgan_run.parent}/images", "data.image_size=32", "data.batch_size=8", "data.num_workers=0",
             "data.val_size=8", "steps=6", "sample_every=2", "checkpoint_every=2", *SMALL_DCGAN, *FAST, cwd=tmp_path)
     after = load(dcgan_run / "checkpoints" / "last.ckpt")
@@ -103,7 +103,7 @@ def test_new_run_refuses_to_overwrite_a_run_dir(dcgan_run: Path, tmp_path: Path)
     result = run_cli("model=dcgan", "data=anime", f"data.root={dcgan_run.parent}/images", f"hydra.run.dir={dcgan_run}",
                      "steps=1", *FAST, cwd=tmp_path, check=False)
     assert result.returncode != 0
-    assert "refusing to overwrite" in result.stderr and "ckpt_path=" in result.stderr
+    assert "refusing to overwrite" in result.stderr and "ckpt=" in result.stderr
 
 
 def test_original_gan_on_mnist_format_files(mnist_dir: Path, tmp_path: Path):

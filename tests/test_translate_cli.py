@@ -36,7 +36,7 @@ def colour_image(path: Path, size: int, seed: int = 0) -> Path:
 def test_direction_picks_the_generator_whose_output_is_written(tmp_path, direction):
     generators = cyclegan_checkpoint(tmp_path / "c.ckpt")
     source = colour_image(tmp_path / "x.png", 16)
-    translate_main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={source}", f"output={tmp_path / 'out'}",
+    translate_main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={source}", f"out={tmp_path / 'out'}",
                     f"direction={direction}"])
     written = to_tensor(Image.open(tmp_path / "out" / "x.png"))
     image = to_tensor(Image.open(source)).unsqueeze(0) * 2 - 1
@@ -53,7 +53,7 @@ def test_inputs_too_small_are_skipped_and_reported_and_the_rest_translated(tmp_p
     (tmp_path / "in").mkdir()
     for i, size in enumerate((16, 4, 16, 16)):
         colour_image(tmp_path / "in" / f"{i}.png", size, seed=i)
-    translate_main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"])
+    translate_main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={tmp_path / 'in'}", f"out={tmp_path / 'out'}"])
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "2.png", "3.png"]
     assert "skipped 1 image(s) smaller than 8x8" in capsys.readouterr().out
 
@@ -66,7 +66,7 @@ def test_a_rerun_into_a_partly_written_folder_refuses_continues_or_overwrites(tm
     out = tmp_path / "out"
     out.mkdir()
     (out / "0.png").write_bytes(b"written by the interrupted run")
-    args = [f"ckpt={tmp_path / 'c.ckpt'}", f"input={tmp_path / 'in'}", f"output={out}"]
+    args = [f"ckpt={tmp_path / 'c.ckpt'}", f"input={tmp_path / 'in'}", f"out={out}"]
     with pytest.raises(SystemExit, match="1 of 3 output file.*existing=skip.*existing=overwrite"):
         translate_main(args)
     translate_main([*args, "existing=skip"])
@@ -74,3 +74,12 @@ def test_a_rerun_into_a_partly_written_folder_refuses_continues_or_overwrites(tm
     assert sorted(p.name for p in out.glob("*.png")) == ["0.png", "1.png", "2.png"]
     translate_main([*args, "existing=overwrite"])
     assert Image.open(out / "0.png").size == (16, 16)
+
+
+def test_the_old_output_key_still_works_for_one_release_with_a_notice(tmp_path, capsys):
+    cyclegan_checkpoint(tmp_path / "c.ckpt")
+    source = colour_image(tmp_path / "x.png", 16)
+    translate_main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={source}", f"output={tmp_path / 'out'}"])
+    assert (tmp_path / "out" / "x.png").is_file()
+    assert "ganx.translate: output= is deprecated and will be removed in the next release; use out=" in (
+        capsys.readouterr().err)

@@ -51,12 +51,12 @@ class DomainRecipe:
     images: int = 4000          # training images used (a random subset of the training split, decoded once)
     steps: int = 250            # optimizer steps of batch_size pairs of views
     batch_size: int = 128       # images per step (2 views each; the other 2 * batch_size - 2 views are negatives)
-    lr: float = 2e-3
+    lr: float = 2e-3            # Adam learning rate (cosine-annealed to 0 over the steps)
     temperature: float = 0.2    # NT-Xent temperature
     width: int = 32             # channels of the first conv stage (doubled per stage)
     feature_dim: int = 128      # FID/KID feature dimension: FID needs at least this many held-out images
     input_size: int = 48        # images are resized to this side (runs at 32, 64, 96 share one feature space)
-    seed: int = 0
+    seed: int = 0               # seed of the weights, the subset and the views: the same data give the same extractor
 
 
 class ContrastiveEncoder(nn.Module):

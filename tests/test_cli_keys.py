@@ -1,0 +1,101 @@
+"""The commands speak one language: ``ckpt=``, ``out=`` and ``device=`` mean the same in each, every ``key=value``
+command has a ``--help`` that explains each key, and the renamed keys keep working for one release."""
+
+import dataclasses
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import ganx.train
+from ganx import evaluate, features, sample, translate
+from ganx.config import resolve_device
+from ganx.metrics import classifier
+
+COMMANDS = {  # module: its key=value schema
+    sample: sample.SampleConfig,
+    evaluate: evaluate.EvaluateConfig,
+    translate: translate.TranslateConfig,
+    features: features.FeaturesConfig,
+    classifier: classifier.ClassifierConfig,
+}
+
+
+def keys_of(schema: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(schema):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        keys += keys_of(type(default), f"{prefix}{f.name}.") if dataclasses.is_dataclass(default) else [prefix + f.name]
+    return keys
+
+
+@pytest.mark.parametrize("module", COMMANDS, ids=lambda m: m.__name__)
+def test_help_lists_every_key_with_its_default_and_meaning(module, capsys):
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(module.__doc__.strip().splitlines()[0])
+    rows = text.split("Keys (key=value; shown with their defaults):\n", 1)[1].splitlines()
+    listed = {}
+    for row in rows:
+        setting, _, meaning = row.strip().partition("  ")
+        key, _, default = setting.partition("=")
+        listed[key] = (default, meaning.strip())
+    assert list(listed) == keys_of(COMMANDS[module])
+    for key, (default, meaning) in listed.items():
+        assert default and meaning, f"{module.__name__} --help: {key} has no default or meaning (comment its field)"
+
+
+def test_the_inference_commands_share_ckpt_out_and_device():
+    for schema in (sample.SampleConfig, evaluate.EvaluateConfig, translate.TranslateConfig):
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        assert {"ckpt", "out", "device"} <= set(fields), schema.__name__
+        assert fields["device"].default == "auto", schema.__name__
+
+
+def test_device_auto_is_cuda_if_available_else_cpu_and_a_missing_device_is_refused():
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device=cuda:99 is not available on this machine .*use device=auto"):
+        resolve_device("cuda:99")
+    with pytest.raises(ValueError, match="device=gpu is not a device: use auto, cpu, cuda, cuda:N or mps"):
+        resolve_device("gpu")
+
+
+def test_a_bad_device_is_one_line_naming_the_choices(tmp_path):
+    with pytest.raises(SystemExit, match="ganx.translate: device=gpu is not a device"):
+        translate.main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={tmp_path}", f"out={tmp_path / 'out'}", "device=gpu"])
+
+
+def composed_train_config(monkeypatch, capsys, *args: str):
+    """(config, stderr) of ``python -m ganx.train args... --cfg job``: the composed config, nothing trained."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.setattr(sys, "argv", ["ganx.train", *args, "--cfg", "job"])
+    try:
+        ganx.train.main()
+    finally:
+        GlobalHydra.instance().clear()
+    out, err = capsys.readouterr()
+    return OmegaConf.create(out), err
+
+
+def test_train_takes_the_old_ckpt_path_for_one_release_with_a_notice(monkeypatch, capsys):
+    cfg, err = composed_train_config(monkeypatch, capsys, "ckpt_path=runs/a/checkpoints/last.ckpt")
+    assert cfg.ckpt == "runs/a/checkpoints/last.ckpt" and "ckpt_path" not in cfg
+    assert "ganx.train: ckpt_path= is deprecated and will be removed in the next release; use ckpt=" in err
+
+
+@pytest.mark.parametrize(("device", "accelerator", "devices"),
+                         [("auto", "auto", 1), ("cpu", "cpu", 1), ("cuda", "gpu", 1), ("cuda:1", "gpu", [1])])
+def test_train_takes_device_as_a_shorthand_for_the_trainer_devices(monkeypatch, capsys, device, accelerator, devices):
+    cfg, _ = composed_train_config(monkeypatch, capsys, f"device={device}")
+    assert cfg.trainer.accelerator == accelerator and cfg.trainer.devices == devices
+
+
+def test_train_refuses_a_device_it_cannot_map(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ganx.train", "device=cuda:x"])
+    with pytest.raises(SystemExit, match="ganx.train: device=cuda:x is not a device: use auto, cpu, cuda, cuda:N"):
+        ganx.train.main()
