@@ -12,6 +12,7 @@ from helpers import (
     FAST,
     HANG_GUARD_S,
     REPO,
+    TOY,
     run_cli,
     train_in_process,
     wandb_records,
@@ -24,11 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 from ganx.config import CONF_DIR, register_resolvers
 
 pytestmark = pytest.mark.e2e
-
-TOY = ["data=gaussian_ring", "data.train_size=512", "data.val_size=256", "data.batch_size=32",
-       "model.generator.hidden=[32]", "model.discriminator.hidden=[32]", "model.latent_dim=4",
-       "model.num_fixed_samples=64", "steps=4", "sample_every=2", "checkpoint_every=4"]
-
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
