@@ -123,11 +123,12 @@ def sweep_page(sweep_dir: Path, runs: list[Path]) -> Path:
         fig.savefig(out / "fid.png", dpi=90)
     rows = collect_results(sweep_dir)
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    table = ["<table border=1 cellpadding=4><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"]
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    table = [f"<div class=wide><table border=1 cellpadding=4><tr>{header}</tr>"]
     for row in rows:
         cells = [f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)) for v in (row.get(c, "") for c in columns)]
         table.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    table.append("</table>")
+    table.append("</table></div>")
     body = [f"<h1>Sweep {html.escape(sweep_dir.name)}</h1>", *table]
     if plotted:
         body.append('<h2>FID over training</h2><img src="fid.png">')
@@ -139,10 +140,15 @@ def sweep_page(sweep_dir: Path, runs: list[Path]) -> Path:
     return page
 
 
+# The page fits its window (tests/test_report.py opens it in a browser): the curves figure is wider than a laptop's
+# window and is scaled down, long overrides wrap, a sweep's table with many metrics scrolls on its own.
+STYLE = ("body{font-family:sans-serif;margin:2em} figure{display:inline-block;margin:4px} img{max-width:100%}"
+         " pre{white-space:pre-wrap} .wide{overflow-x:auto}")
+
+
 def _html(title: str, body: list[str]) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em} figure{display:inline-block;margin:4px}</style></head>"
-            f"<body>{''.join(body)}</body></html>\n")
+            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def report(path: Path) -> Path:

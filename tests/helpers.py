@@ -52,6 +52,12 @@ FAST = [
     "trainer.log_every_n_steps=1",
 ]
 
+# A run on the 8-Gaussian ring small enough for end-to-end tests: 4 generator steps, sample grids at steps 2 and 4, the
+# mode-coverage metrics (val/*) logged at each.
+TOY = ["data=gaussian_ring", "data.train_size=512", "data.val_size=256", "data.batch_size=32",
+       "model.generator.hidden=[32]", "model.discriminator.hidden=[32]", "model.latent_dim=4",
+       "model.num_fixed_samples=64", "steps=4", "sample_every=2", "checkpoint_every=4"]
+
 
 def write_image_folder(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:
     """A folder of random RGB PNGs (nested one level, as real image folders often are)."""

@@ -3,7 +3,6 @@ notebook work."""
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from helpers import (
     FAST,
     HANG_GUARD_S,
     REPO,
+    TOY,
     run_cli,
     train_in_process,
     wandb_records,
@@ -24,11 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from ganx.config import CONF_DIR, register_resolvers
 
 pytestmark = pytest.mark.e2e
-
-TOY = ["data=gaussian_ring", "data.train_size=512", "data.val_size=256", "data.batch_size=32",
-       "model.generator.hidden=[32]", "model.discriminator.hidden=[32]", "model.latent_dim=4",
-       "model.num_fixed_samples=64", "steps=4", "sample_every=2", "checkpoint_every=4"]
-
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -143,25 +138,36 @@ def test_cluster_configs_compose():
     assert "strategy" in OmegaConf.to_yaml(job.trainer)
 
 
-@pytest.mark.slow
-def test_quickstart_notebook_executes(tmp_path: Path):
+def execute_quickstart(cwd: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """The notebook, executed in a kernel started from ``cwd`` with its run dirs pointed at ``run_dir`` (and at no
+    CycleGAN run); the executed notebook."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
+    # The kernel imports this checkout's ganx, not an installed one.
+    for name, value in (("GANX_RUN_DIR", run_dir), ("GANX_CYCLEGAN_RUN_DIR", cwd / "none"), ("OMP_NUM_THREADS", 1),
+                        ("PYTHONPATH", REPO)):
+        monkeypatch.setenv(name, str(value))
+    nbclient.NotebookClient(notebook, timeout=HANG_GUARD_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}}).execute()
+    return notebook
+
+
+@pytest.mark.slow
+def test_quickstart_notebook_executes_on_the_run_it_names(tmp_path: Path, monkeypatch):
     run = tmp_path / "outputs" / "gan_toy" / "run"
     data = write_mnist_raw(tmp_path / "data")
     run_cli("model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16", "data.val_size=16", "steps=3",
             "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
-    notebook = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
-    env = {"GANX_CKPT": str(run / "checkpoints" / "last.ckpt"), "GANX_OUTPUTS": str(tmp_path / "none"),
-           "OMP_NUM_THREADS": "1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        nbclient.NotebookClient(notebook, timeout=HANG_GUARD_S, kernel_name="python3",
-                                resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    notebook = execute_quickstart(tmp_path, run, monkeypatch)
     outputs = json.dumps([c.get("outputs", []) for c in notebook.cells])
     assert "3 generator steps" in outputs
     assert outputs.count("image/png") >= 3  # samples, interpolations, curves
+    assert "No CycleGAN run at" in outputs and "python -m ganx.train model=cyclegan" in outputs
+
+
+@pytest.mark.slow
+def test_quickstart_notebook_names_the_command_that_makes_a_missing_run(tmp_path: Path, monkeypatch):
+    nbclient = pytest.importorskip("nbclient")
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="Make it from .* with:  make train ARGS="):
+        execute_quickstart(tmp_path, tmp_path / "outputs" / "not_trained", monkeypatch)
