@@ -28,11 +28,11 @@ TINY = {
                 "model.discriminator.base_width=8"),
     "cyclegan": ("model=cyclegan", "data=unpaired", "data.image_size=32", "model.generator_ab.ngf=8",
                  "model.generator_ab.n_blocks=1", "model.discriminator_a.ndf=8"),
-    # R1 every 3 critic steps and path length every 2 generator steps: 3 steps take R1, path length, neither and
-    # path length again, so both schedules are compared, with the EMA generator (its ramp-up) and pl_mean.
+    # R1 every 2 critic steps and path length every 3 generator steps: of 3 steps the first takes both, the second
+    # neither, the third R1 only, so both schedules are compared, with the EMA generator (its ramp-up) and pl_mean.
     "stylegan2": ("model=stylegan2_lite", "data=anime", "data.image_size=32", "data.batch_size=4",
                   "model.latent_dim=8", "model.generator.w_dim=8", "model.generator.channel_base=256",
-                  "model.generator.channel_max=16", "loss.reg_every=3", "loss.pl_every=2"),
+                  "model.generator.channel_max=16", "loss.reg_every=2", "loss.pl_every=3"),
 }
 TINY_STEPS = {"stylegan2": 3}
 
