@@ -35,6 +35,7 @@ import torch
 
 from benchmarks.cases import CASES, FP32, SWITCHES, Case, compose_config, steps_per_cycle
 from benchmarks.measure import (
+    CLOCKS,
     REFERENCE_DATA_LOADING_S,
     REFERENCE_FID_S,
     REFERENCE_MATMUL_PEAK_GFLOPS,
@@ -123,6 +124,9 @@ def markdown(report: dict) -> str:
         f"Peak {n}x{n} matmul in this run: {peak:.0f} GFLOP/s float32, {report['matmul_peak_bf16_gflops']:.0f} "
         "GFLOP/s bfloat16.",
     ]
+    if report.get("clock") == "cpu":
+        lines.append("Clock: this process's CPU time, not wall time (`--clock cpu`: step and matmul times as compute, "
+                     "little changed by other jobs on the machine).")
     if report["status"] != "complete":
         lines.append(f"**Partial results: {report['status']}.**")
     if report["budget_notes"]:
@@ -199,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="matrix size of the matmul peak (smaller: quicker, a lower peak; 4096 for real numbers)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="bound the wall time: fewer repeats, then steps, then skip what does not fit (in the table)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="step and matmul times: wall time, or this process's CPU time (on a machine other jobs "
+                             "load; run it with one thread, OMP_NUM_THREADS=1, to time compute)")
     parser.add_argument("--out", default=None, help="output dir (default outputs/bench/<time>)")
     args = parser.parse_args(argv)
     models, switched = args.models.split(","), [m for m in args.switches.split(",") if m]
@@ -232,8 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "status": f"0 of {len(plan)} models measured, the run was stopped or is still running",
         "budget_minutes": args.budget_minutes, "budget_notes": progress.notes, "matmul_peak_size": args.peak_size,
-        "matmul_peak_gflops": matmul_peak(n=args.peak_size) / 1e9,
-        "matmul_peak_bf16_gflops": matmul_peak(torch.bfloat16, n=args.peak_size) / 1e9,
+        "clock": args.clock, "matmul_peak_gflops": matmul_peak(n=args.peak_size, clock=CLOCKS[args.clock]) / 1e9,
+        "matmul_peak_bf16_gflops": matmul_peak(torch.bfloat16, n=args.peak_size, clock=CLOCKS[args.clock]) / 1e9,
         "models": [],
     }
     progress.measured(f"matmul peak: {report['matmul_peak_gflops']:.0f} GFLOP/s float32, "
@@ -260,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[bench] {key}: {', '.join(v.name for v in variants)}, {steps} steps x {repeats} repeats ...",
                       flush=True)
                 report["models"].append(bench_model(key, variants, log_dir, steps, repeats,
-                                                    key in args.profile.split(","), progress))
+                                                    key in args.profile.split(","), progress, args.clock))
                 report["status"] = (f"{i + 1} of {len(plan)} models done, the run was stopped or is still running")
                 write_report(report, out, progress)
         for name, reference_s in extras.items():

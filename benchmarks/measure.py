@@ -39,6 +39,10 @@ REFERENCE_MATMUL_PEAK_GFLOPS = 380.0
 REFERENCE_DATA_LOADING_S = 5.0
 REFERENCE_FID_S = 10.0
 
+# What a step's time is: wall time, or this process's CPU time (``--clock cpu``), which other jobs on a shared machine
+# hardly change (with one thread it is the compute time; with more it sums their times, the matmul peak's alike).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
 
 def reference_seconds(case: Case, n_variants: int, steps: int, repeats: int, cycle: int = 1) -> float:
     """About how long ``bench_model`` takes on the reference machine (compile warm-ups not counted); ``cycle``: the
@@ -59,27 +63,29 @@ def repeat_reference_seconds(case: Case, steps: int) -> float:
 
 
 class StepTimer(L.Callback):
-    """Wall time of each training batch, from the previous batch's end (the whole loop: data fetch, hooks, logging);
-    the first batch from its start."""
+    """Time (``clock``) of each training batch, from the previous batch's end (the whole loop: data fetch, hooks,
+    logging); the first batch from its start."""
 
-    def __init__(self):
+    def __init__(self, clock=time.perf_counter):
         self.times: list[float] = []
         self.last_end: float | None = None
+        self.clock = clock
 
     def on_train_batch_start(self, *args) -> None:
         if self.last_end is None:
-            self.last_end = time.perf_counter()
+            self.last_end = self.clock()
 
     def on_train_batch_end(self, *args) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         self.times.append(now - self.last_end)
         self.last_end = now
 
 
-def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str, data: TensorDataset) -> list[float]:
+def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str, data: TensorDataset,
+              clock=time.perf_counter) -> list[float]:
     """ganx's training path: the model (built with the variant's switches) in a Lightning Trainer, as ganx.train
     builds it (minus checkpointing)."""
-    timer = StepTimer()
+    timer = StepTimer(clock)
     trainer = build_trainer(
         model, steps, accelerator="cpu", devices=1, precision=variant.precision,
         logger=CSVLogger(log_dir, name="bench"), log_every_n_steps=cfg.trainer.log_every_n_steps,
@@ -130,17 +136,17 @@ def top_ops_table(cfg, model, rows: int = 12) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=36)
 
 
-def matmul_peak(dtype=torch.float32, n: int = 4096, repeats: int = 5) -> float:
+def matmul_peak(dtype=torch.float32, n: int = 4096, repeats: int = 5, clock=time.perf_counter) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = min(_timed(lambda: a @ b, clock) for _ in range(repeats))
     return 2 * n**3 / best
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
+def _timed(fn, clock=time.perf_counter) -> float:
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def peak_rss_mib() -> float:
@@ -148,15 +154,15 @@ def peak_rss_mib() -> float:
 
 
 def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | None, repeats: int | None,
-                profile_ops: bool, progress=None) -> dict:
+                profile_ops: bool, progress=None, clock: str = "wall") -> dict:
     """``progress`` (a ``benchmarks.bench.Progress``) hears of each finished measurement and may stop the repeats
     early when the time budget is spent (at least one repeat is always kept). ``steps`` must be whole cycles of the
     model's ``steps_per_cycle``: a model's step time is the median over cycles of the mean step in a cycle (the
-    median step when every step does the same work)."""
+    median step when every step does the same work). ``clock``: a key of ``CLOCKS``."""
     case = CASES[key]
     steps, repeats = steps or case.steps, repeats or case.repeats
     cfg = compose_config(case, log_dir)
-    cycle = steps_per_cycle(cfg)
+    cycle, clock = steps_per_cycle(cfg), CLOCKS[clock]
     if steps % cycle:
         raise ValueError(f"{key}: {steps} steps are not whole cycles of its lazy regularisation ({cycle} steps); "
                          f"time a multiple of {cycle} steps.")
@@ -181,8 +187,8 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     first_step_s = {}
     for v in variants:
         ganx_model, plain = arms[v.name]
-        first_step_s[v.name] = {"ganx": time_ganx(cfg, ganx_model, v, 1, log_dir, data)[0],
-                                "plain": plain.run(cfg, 1, data)[0]}
+        first_step_s[v.name] = {"ganx": time_ganx(cfg, ganx_model, v, 1, log_dir, data, clock)[0],
+                                "plain": plain.run(cfg, 1, data, clock)[0]}
         measured(f"{v.name} warm-up: first step ganx {first_step_s[v.name]['ganx']:.2f} s, "
                  f"plain {first_step_s[v.name]['plain']:.2f} s", repeat_reference_seconds(case, 1))
     times = {v.name: {"ganx": [], "plain": []} for v in variants}
@@ -190,7 +196,7 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     for repeat in range(repeats):
         for v in variants:
             ganx_model, plain = arms[v.name]
-            g, p = time_ganx(cfg, ganx_model, v, steps, log_dir, data), plain.run(cfg, steps, data)
+            g, p = time_ganx(cfg, ganx_model, v, steps, log_dir, data, clock), plain.run(cfg, steps, data, clock)
             g, p = cycle_means(g, cycle), cycle_means(p, cycle)
             times[v.name]["ganx"] += g
             times[v.name]["plain"] += p

@@ -135,12 +135,12 @@ class PlainLoop:
             plain_step(self.model, self.g_opt, self.d_opt, batch, self.generator_steps)
         self.generator_steps += 1
 
-    def run(self, cfg, steps: int, data: TensorDataset) -> list[float]:
+    def run(self, cfg, steps: int, data: TensorDataset, clock=time.perf_counter) -> list[float]:
         times, batches = [], iter(synthetic_loader(cfg, self.model, data))
-        last = time.perf_counter()
+        last = clock()
         for _ in range(steps):
             self.step(next(batches))
-            now = time.perf_counter()
+            now = clock()
             times.append(now - last)
             last = now
         return times

@@ -125,14 +125,15 @@ SMALLEST = ("--switches", "", "--steps", "1", "--repeats", "2", "--peak-size", "
 
 @pytest.mark.e2e
 def test_bench_cli_writes_table_and_json(tmp_path):
-    result = run_cli("--models", "gan", "--profile", "gan", *SMALLEST, "--out", str(tmp_path), cwd=tmp_path,
-                     module="benchmarks.bench")
+    result = run_cli("--models", "gan", "--profile", "gan", "--clock", "cpu", *SMALLEST, "--out", str(tmp_path),
+                     cwd=tmp_path, module="benchmarks.bench")
     report = json.loads((tmp_path / "bench.json").read_text())
     (row,) = report["models"][0]["rows"]
     assert row["ganx_step_s"] > 0 and row["plain_step_s"] > 0 and len(row["per_repeat_ratios"]) == 2
     assert row["step_gflop"] > 0 and report["matmul_peak_gflops"] > 0 and report["status"] == "complete"
     table = (tmp_path / "bench.md").read_text()
     assert "| gan (MLP, 28x28) | fp32 |" in table and "aten::" in table  # the row and the profiler table
+    assert report["clock"] == "cpu" and "Clock: this process's CPU time" in table
     assert "gan fp32 repeat 2/2" in result.stdout and " left] " in result.stdout  # a progress line per measurement
 
 
