@@ -35,7 +35,8 @@ CASES = {
                                              "model.generator_ab.n_blocks=6"), steps=3, repeats=4,
                         reference_step_s=1.8),
     # StyleGAN2 at CPU size: the lite widths (256 channels at 4x4-8x8, 64 at 32x32), 32x32, batch 8 (a multiple of
-    # the minibatch-stddev group of 4). 16 steps: one cycle of the lazy regularisers (steps_per_cycle).
+    # the minibatch-stddev group of 4). 16 steps: one cycle of the lazy regularisers (steps_per_cycle). Its
+    # reference_step_s is an estimate (47 GFLOP a step at ~80 GFLOP/s), not a measurement on that machine.
     "stylegan2_32": Case("stylegan2_lite 32x32", ("model=stylegan2_lite", "data=anime", "data.image_size=32",
                                                   "data.batch_size=8"), steps=16, reference_step_s=0.6),
 }
