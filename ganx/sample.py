@@ -57,7 +57,7 @@ class SampleConfig:
     label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
     ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
     truncation: float = 1.0  # StyleGAN2: psi of the truncation trick, w <- w_avg + psi (w - w_avg); 1: none
-    truncation_cutoff: int | None = None  # StyleGAN2: truncate the first N layers' w only (coarse styles); None: all
+    truncation_cutoff: int | None = None  # StyleGAN2: truncate the first N layers' w only (coarse styles); null: all
     mix: bool = False  # StyleGAN2: a style-mixing grid (rows: coarse styles from A, columns: fine styles from B)
     mix_coarse: int = 4  # with mix=true: how many leading (coarse) styles come from A
     device: str = "auto"  # auto (CUDA if available, else the CPU) | cpu | cuda | cuda:N | mps
