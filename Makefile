@@ -32,7 +32,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PYTEST) -m "not e2e" $(ARGS)
 
-## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, switches, profile, data loading, FID timing (about 4 min;
+## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, switches, profile, data loading, FID timing (about 5 min;
 ## a line per measurement with the time left; ARGS="--budget-minutes 10" bounds it on a slow machine)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)

@@ -1,16 +1,20 @@
 """Benchmark: ganx's real training path against a plain PyTorch loop of the same nets, and the machine's peak.
 
-    python -m benchmarks.bench [--models gan,dcgan28,dcgan64,wgan_gp64,cyclegan128] [--switches dcgan64] [--out DIR]
+    python -m benchmarks.bench [--models gan,dcgan28,dcgan64,wgan_gp64,cyclegan128,stylegan2_32] [--switches dcgan64]
+                               [--out DIR]
                                [--budget-minutes N]
 
 For each model, after a warm-up step, it alternates (A B A B ...) a ganx run (the configured LightningModule in a
 Lightning Trainer, CSV logging at the default interval, no checkpointing) and a plain loop in the style of the
 PyTorch-GAN scripts with the same nets, optimizers, losses, batch and critic steps, and reports medians of the
-per-step times and their ratio. On a noisy machine only ratios taken in one run mean anything.
+per-step times and their ratio. On a noisy machine only ratios taken in one run mean anything. A model with lazy
+regularisation (StyleGAN2: R1 every 16 critic steps, path length every 4 generator steps) is timed in whole cycles of
+its regularisers (``steps_per_cycle``: --steps is rounded up to them), and its step time is the mean over a cycle, so
+the regularised steps count at their share.
 For the ``--switches`` models the same is done for each speed switch (bf16 autocast, channels_last, torch.compile, and
 channels_last with compile), interleaved with the float32 default, so each switch's speed-up is a ratio taken in one run.
-Also: FLOP/s of the training step (``FlopCounterMode``) against a large float32 matmul measured in the same run, a
-``torch.profiler`` table of the top ops, peak resident memory, the image-folder data module's throughput on
+Also: FLOP/s of the training step (``FlopCounterMode``, with the penalties' double backward) against a large float32
+matmul measured in the same run, a ``torch.profiler`` table of the top ops, peak resident memory, the image-folder data module's throughput on
 ../shared/data/anime-faces when present, and the time FID on 10,000 samples takes.
 Prints a line per finished measurement (elapsed, estimated time left) and rewrites ``bench.json`` and ``bench.md`` in
 --out (default: outputs/bench/<time>) after each model, so a stopped run keeps what it measured. ``--budget-minutes``
@@ -19,6 +23,7 @@ bounds the wall time: models get fewer repeats, then fewer steps, and what no lo
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -28,8 +33,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.cases import CASES, FP32, SWITCHES, Case
+from benchmarks.cases import CASES, FP32, SWITCHES, Case, compose_config, steps_per_cycle
 from benchmarks.measure import (
+    CLOCKS,
     REFERENCE_DATA_LOADING_S,
     REFERENCE_FID_S,
     REFERENCE_MATMUL_PEAK_GFLOPS,
@@ -87,23 +93,23 @@ def _minutes(seconds: float) -> str:
 
 
 def fit_to_budget(case: Case, n_variants: int, steps: int, repeats: int, seconds_left: float, slowdown: float,
-                  later_reference_s: float) -> tuple[int, int] | None:
+                  later_reference_s: float, cycle: int = 1) -> tuple[int, int] | None:
     """The (steps, repeats) a model gets under a time budget: its share of the time left, in proportion to its planned
-    cost against the work planned after it, by fewer repeats (down to MIN_REPEATS) and then fewer steps (down to 1).
-    None when even the least measurement does not fit in all the time left."""
+    cost against the work planned after it, by fewer repeats (down to MIN_REPEATS) and then fewer steps (down to one
+    ``cycle``, in whole cycles). None when even the least measurement does not fit in all the time left."""
     def cost(steps_: int, repeats_: int) -> float:
-        return reference_seconds(case, n_variants, steps_, repeats_) * slowdown
+        return reference_seconds(case, n_variants, steps_, repeats_, cycle) * slowdown
 
     least = min(repeats, MIN_REPEATS)
-    if cost(1, least) > seconds_left:
+    if cost(cycle, least) > seconds_left:
         return None
-    planned = reference_seconds(case, n_variants, steps, repeats)
+    planned = reference_seconds(case, n_variants, steps, repeats, cycle)
     share = seconds_left * planned / (planned + later_reference_s)
-    while cost(steps, repeats) > share and (repeats > least or steps > 1):
+    while cost(steps, repeats) > share and (repeats > least or steps > cycle):
         if repeats > least:
             repeats -= 1
         else:
-            steps -= 1
+            steps -= cycle
     return steps, repeats
 
 
@@ -118,6 +124,9 @@ def markdown(report: dict) -> str:
         f"Peak {n}x{n} matmul in this run: {peak:.0f} GFLOP/s float32, {report['matmul_peak_bf16_gflops']:.0f} "
         "GFLOP/s bfloat16.",
     ]
+    if report.get("clock") == "cpu":
+        lines.append("Clock: this process's CPU time, not wall time (`--clock cpu`: step and matmul times as compute, "
+                     "little changed by other jobs on the machine).")
     if report["status"] != "complete":
         lines.append(f"**Partial results: {report['status']}.**")
     if report["budget_notes"]:
@@ -135,15 +144,21 @@ def markdown(report: dict) -> str:
                 f"| {r['model']} | {r['variant']} | {r['batch_size']} x {r['critic_steps']} | {r['steps_x_repeats']} "
                 f"| {r['ganx_step_s']:.4f} | {r['plain_step_s']:.4f} | {r['speed_ratio_ganx_over_plain']:.3f} "
                 f"| {r['speedup_vs_fp32']:.2f} | {r['ganx_images_per_s']:.0f} "
-                f"| {'' if r['flops_exact'] else '>= '}{r['step_gflop']:.2f} "
+                f"| {r['step_gflop']:.2f} "
                 f"| {100 * r['ganx_gflops_per_s'] / peak:.1f} "
                 f"| {r['first_step_s']['ganx']:.2f} / {r['first_step_s']['plain']:.2f} | {r['peak_rss_mib_so_far']:.0f} |"
             )
     lines += ["", "ganx/plain speed = median plain step time / median ganx step time (> 1: ganx faster), the median of "
               "the per-repeat ratios; ganx and plain runs alternate after a warm-up step, and the switches of a model "
               "alternate with its fp32 runs. Speed-up vs fp32 = median fp32 ganx step / median ganx step with the "
-              "switch. The first step (warm-up) includes compile time with `compile`. `>=`: FLOPs counted without the "
-              "gradient penalty (FlopCounterMode cannot trace its double backward).", ""]
+              "switch. The first step (warm-up) includes compile time with `compile`. GFLOP/step: the matmuls and "
+              "convolutions of one generator step (FlopCounterMode), forward, backward and the penalties' double "
+              "backward.", ""]
+    lazy = sorted({(r["model"], r["steps_per_cycle"]) for m in report["models"] for r in m["rows"]
+                   if r.get("steps_per_cycle", 1) > 1})
+    lines += [f"{name}: lazy regularisation repeats every {cycle} steps, so its step times are the means over "
+              f"{cycle}-step cycles (the median of those) and its GFLOP/step the mean over a cycle.\n"
+              for name, cycle in lazy]
     for model in report["models"]:
         if "top_ops" in model["rows"][0]:
             lines += [f"## Top ops of one {model['rows'][0]['model']} training step (fp32, torch.profiler)", "",
@@ -188,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="matrix size of the matmul peak (smaller: quicker, a lower peak; 4096 for real numbers)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="bound the wall time: fewer repeats, then steps, then skip what does not fit (in the table)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="step and matmul times: wall time, or this process's CPU time (on a machine other jobs "
+                             "load; run it with one thread, OMP_NUM_THREADS=1, to time compute)")
     parser.add_argument("--out", default=None, help="output dir (default outputs/bench/<time>)")
     args = parser.parse_args(argv)
     models, switched = args.models.split(","), [m for m in args.switches.split(",") if m]
@@ -199,17 +217,21 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or f"outputs/bench/{datetime.now():%Y-%m-%d_%H-%M-%S}")
     out.mkdir(parents=True, exist_ok=True)
 
-    plan = []  # (key, variants, steps, repeats), the sizes as asked
+    plan = []  # (key, variants, steps, repeats, steps_per_cycle), the sizes as asked (in whole cycles)
     for key in models:
         case = CASES[key]
-        plan.append((key, [FP32, *SWITCHES] if key in switched else [FP32], args.steps or case.steps,
-                     args.repeats or case.repeats))
+        asked, cycle = args.steps or case.steps, steps_per_cycle(compose_config(case, str(out)))
+        steps = math.ceil(asked / cycle) * cycle
+        if steps != asked:
+            print(f"[bench] {key}: {steps} steps instead of {asked}: whole cycles of its lazy regularisation "
+                  f"({cycle} steps)", flush=True)
+        plan.append((key, [FP32, *SWITCHES] if key in switched else [FP32], steps, args.repeats or case.repeats, cycle))
     extras = {"data loading": None if args.no_data_loading else REFERENCE_DATA_LOADING_S,
               "FID timing": None if args.no_fid else REFERENCE_FID_S}
     extras_reference_s = sum(s for s in extras.values() if s is not None)
     peak_reference_s = 2 * 5 * 2 * args.peak_size**3 / (REFERENCE_MATMUL_PEAK_GFLOPS * 1e9)  # fp32 (bf16 is quicker)
     progress = Progress(peak_reference_s + extras_reference_s
-                        + sum(reference_seconds(CASES[k], len(v), s, r) for k, v, s, r in plan),
+                        + sum(reference_seconds(CASES[k], len(v), s, r, c) for k, v, s, r, c in plan),
                         None if args.budget_minutes is None else 60 * args.budget_minutes)
     report = {
         "date": f"{datetime.now():%Y-%m-%d}", "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
@@ -217,8 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "status": f"0 of {len(plan)} models measured, the run was stopped or is still running",
         "budget_minutes": args.budget_minutes, "budget_notes": progress.notes, "matmul_peak_size": args.peak_size,
-        "matmul_peak_gflops": matmul_peak(n=args.peak_size) / 1e9,
-        "matmul_peak_bf16_gflops": matmul_peak(torch.bfloat16, n=args.peak_size) / 1e9,
+        "clock": args.clock, "matmul_peak_gflops": matmul_peak(n=args.peak_size, clock=CLOCKS[args.clock]) / 1e9,
+        "matmul_peak_bf16_gflops": matmul_peak(torch.bfloat16, n=args.peak_size, clock=CLOCKS[args.clock]) / 1e9,
         "models": [],
     }
     progress.measured(f"matmul peak: {report['matmul_peak_gflops']:.0f} GFLOP/s float32, "
@@ -226,13 +248,13 @@ def main(argv: list[str] | None = None) -> None:
     write_report(report, out, progress)
     try:
         with tempfile.TemporaryDirectory() as log_dir:
-            for i, (key, variants, steps, repeats) in enumerate(plan):
-                planned_s = reference_seconds(CASES[key], len(variants), steps, repeats)
+            for i, (key, variants, steps, repeats, cycle) in enumerate(plan):
+                planned_s = reference_seconds(CASES[key], len(variants), steps, repeats, cycle)
                 if args.budget_minutes is not None:
-                    later_s = extras_reference_s + sum(reference_seconds(CASES[k], len(v), s, r)
-                                                       for k, v, s, r in plan[i + 1:])
+                    later_s = extras_reference_s + sum(reference_seconds(CASES[k], len(v), s, r, c)
+                                                       for k, v, s, r, c in plan[i + 1:])
                     fitted = fit_to_budget(CASES[key], len(variants), steps, repeats, progress.seconds_left(),
-                                           progress.slowdown(), later_s)
+                                           progress.slowdown(), later_s, cycle)
                     if fitted is None:
                         progress.note(f"{CASES[key].name}: skipped, not measured (time budget spent)")
                         progress.replan(-planned_s)
@@ -240,12 +262,12 @@ def main(argv: list[str] | None = None) -> None:
                     if fitted != (steps, repeats):
                         progress.note(f"{CASES[key].name}: {fitted[0]} x {fitted[1]} steps x repeats instead of "
                                       f"{steps} x {repeats} (time budget)")
-                        progress.replan(reference_seconds(CASES[key], len(variants), *fitted) - planned_s)
+                        progress.replan(reference_seconds(CASES[key], len(variants), *fitted, cycle) - planned_s)
                         steps, repeats = fitted
                 print(f"[bench] {key}: {', '.join(v.name for v in variants)}, {steps} steps x {repeats} repeats ...",
                       flush=True)
                 report["models"].append(bench_model(key, variants, log_dir, steps, repeats,
-                                                    key in args.profile.split(","), progress))
+                                                    key in args.profile.split(","), progress, args.clock))
                 report["status"] = (f"{i + 1} of {len(plan)} models done, the run was stopped or is still running")
                 write_report(report, out, progress)
         for name, reference_s in extras.items():

@@ -1,10 +1,12 @@
 """What the benchmark measures: the models (ganx presets), the speed switches, and synthetic batches shaped like
 each model's data (loading cost is measured separately)."""
 
+import math
 from dataclasses import dataclass
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.config import CONF_DIR, register_resolvers
@@ -32,6 +34,11 @@ CASES = {
     "cyclegan128": Case("cyclegan 128x128", ("model=cyclegan", "data=unpaired", "data.image_size=128",
                                              "model.generator_ab.n_blocks=6"), steps=3, repeats=4,
                         reference_step_s=1.8),
+    # StyleGAN2 at CPU size: the lite widths (256 channels at 4x4-8x8, 64 at 32x32), 32x32, batch 8 (a multiple of
+    # the minibatch-stddev group of 4). 16 steps: one cycle of the lazy regularisers (steps_per_cycle). Its
+    # reference_step_s is an estimate (47 GFLOP a step at ~80 GFLOP/s), not a measurement on that machine.
+    "stylegan2_32": Case("stylegan2_lite 32x32", ("model=stylegan2_lite", "data=anime", "data.image_size=32",
+                                                  "data.batch_size=8"), steps=16, reference_step_s=0.6),
 }
 
 
@@ -66,6 +73,18 @@ def compose_config(case: Case, output_dir: str):
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=[*case.overrides, f"paths.output_dir={output_dir}", "logger=csv"])
+
+
+def steps_per_cycle(cfg) -> int:
+    """Generator steps after which a model's sequence of steps repeats. Lazy regularisation (StyleGAN2 Sec. 3.1)
+    adds the critic's penalty only every ``loss.reg_every`` critic steps and the path-length penalty every
+    ``loss.pl_every`` generator steps, so only runs of whole cycles include them at their share; 1 for a model whose
+    every step does the same work."""
+    loss = instantiate(cfg.loss)
+    critic_steps = cfg.model.get("critic_steps", 1)
+    critic_cycle = loss.reg_every // math.gcd(loss.reg_every, critic_steps) if loss.penalized else 1
+    path_length_cycle = loss.pl_every if getattr(loss, "pl_weight", 0) > 0 else 1
+    return math.lcm(critic_cycle, path_length_cycle)
 
 
 def synthetic_data(cfg, model, n_batches: int) -> TensorDataset:

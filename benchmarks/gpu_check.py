@@ -53,7 +53,7 @@ def check(key: str, precision: str, steps: int, run_dir: Path) -> tuple[bool, st
     L.seed_everything(0)
     model = instantiate(cfg.model)
     data = synthetic_data(cfg, model, n_batches=2)
-    flops, _ = step_flops(cfg, instantiate(cfg.model))
+    flops = step_flops(cfg, instantiate(cfg.model))
     losses = LastLosses()
     trainer = build_trainer(model, steps, accelerator="gpu", devices=1, precision=precision, logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

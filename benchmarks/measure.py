@@ -5,7 +5,7 @@ import resource
 import statistics
 import tempfile
 import time
-from dataclasses import replace
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -16,8 +16,18 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.cases import CASES, FP32, Case, Variant, batch_images, compose_config, synthetic_data, synthetic_loader
-from benchmarks.plain_loop import PlainLoop, plain_step
+from benchmarks.cases import (
+    CASES,
+    FP32,
+    Case,
+    Variant,
+    batch_images,
+    compose_config,
+    steps_per_cycle,
+    synthetic_data,
+    synthetic_loader,
+)
+from benchmarks.plain_loop import PlainLoop
 from ganx.trainer import build_trainer
 
 SHARED_ANIME = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces"
@@ -29,11 +39,22 @@ REFERENCE_MATMUL_PEAK_GFLOPS = 380.0
 REFERENCE_DATA_LOADING_S = 5.0
 REFERENCE_FID_S = 10.0
 
+# What a step's time is: wall time, or this process's CPU time (``--clock cpu``), which other jobs on a shared machine
+# hardly change (with one thread it is the compute time; with more it sums their times, the matmul peak's alike).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
-def reference_seconds(case: Case, n_variants: int, steps: int, repeats: int) -> float:
-    """About how long ``bench_model`` takes on the reference machine (compile warm-ups not counted)."""
+
+def reference_seconds(case: Case, n_variants: int, steps: int, repeats: int, cycle: int = 1) -> float:
+    """About how long ``bench_model`` takes on the reference machine (compile warm-ups not counted); ``cycle``: the
+    model's ``steps_per_cycle``, the steps its FLOPs are counted over."""
     warm_up = 2 * (case.reference_step_s + REFERENCE_RUN_OVERHEAD_S)  # one ganx and one plain step
-    return n_variants * (warm_up + repeats * repeat_reference_seconds(case, steps)) + 3 * case.reference_step_s
+    return (n_variants * (warm_up + repeats * repeat_reference_seconds(case, steps))
+            + count_reference_seconds(case, cycle))
+
+
+def count_reference_seconds(case: Case, cycle: int) -> float:
+    """The FLOP count (a cycle of steps) and the profile (two steps) on the reference machine."""
+    return (cycle + 2) * case.reference_step_s
 
 
 def repeat_reference_seconds(case: Case, steps: int) -> float:
@@ -42,27 +63,29 @@ def repeat_reference_seconds(case: Case, steps: int) -> float:
 
 
 class StepTimer(L.Callback):
-    """Wall time of each training batch, from the previous batch's end (the whole loop: data fetch, hooks, logging);
-    the first batch from its start."""
+    """Time (``clock``) of each training batch, from the previous batch's end (the whole loop: data fetch, hooks,
+    logging); the first batch from its start."""
 
-    def __init__(self):
+    def __init__(self, clock=time.perf_counter):
         self.times: list[float] = []
         self.last_end: float | None = None
+        self.clock = clock
 
     def on_train_batch_start(self, *args) -> None:
         if self.last_end is None:
-            self.last_end = time.perf_counter()
+            self.last_end = self.clock()
 
     def on_train_batch_end(self, *args) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         self.times.append(now - self.last_end)
         self.last_end = now
 
 
-def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str, data: TensorDataset) -> list[float]:
+def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str, data: TensorDataset,
+              clock=time.perf_counter) -> list[float]:
     """ganx's training path: the model (built with the variant's switches) in a Lightning Trainer, as ganx.train
     builds it (minus checkpointing)."""
-    timer = StepTimer()
+    timer = StepTimer(clock)
     trainer = build_trainer(
         model, steps, accelerator="cpu", devices=1, precision=variant.precision,
         logger=CSVLogger(log_dir, name="bench"), log_every_n_steps=cfg.trainer.log_every_n_steps,
@@ -72,17 +95,35 @@ def time_ganx(cfg, model, variant: Variant, steps: int, log_dir: str, data: Tens
     return timer.times
 
 
-def step_flops(cfg, model) -> tuple[int, bool]:
-    """FLOPs of one training step and whether the count is exact. FlopCounterMode cannot trace the gradient
-    penalty's autograd.grad, so with a penalty the step is counted without it: a lower bound."""
-    penalty = getattr(model.loss, "gp_weight", 0) > 0
-    if penalty:
-        model.loss = replace(model.loss, gp_weight=0.0)
-    g_opt, d_opt = model.configure_optimizers()[0]
+class _NoModuleTracking(nullcontext):
+    parents = ("Global",)
+
+
+def flop_counter() -> FlopCounterMode:
+    """FlopCounterMode counting every op under "Global" only. Its module tracker hooks each module's inputs for the
+    backward pass, and those hooks fail inside autograd.grad on a leaf input (R1's and the gradient penalty's
+    input gradients: "A leaf node was passed to _will_engine_execute_node"); without it the double backward is
+    counted like any backward."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModuleTracking()
+    return counter
+
+
+def step_flops(cfg, model) -> int:
+    """FLOPs of one training step (matmuls and convolutions, forward, backward and the penalties' double backward),
+    averaged over a cycle of ``steps_per_cycle`` steps so lazily applied regularisers count at their share."""
+    loop, cycle = PlainLoop(model, FP32), steps_per_cycle(cfg)
     batch = next(iter(synthetic_loader(cfg, model)))
-    with FlopCounterMode(display=False) as counter:
-        plain_step(model, g_opt, d_opt, batch)
-    return counter.get_total_flops(), not penalty
+    with flop_counter() as counter:
+        for _ in range(cycle):
+            loop.step(batch)
+    return counter.get_total_flops() // cycle
+
+
+def cycle_means(step_times: list[float], cycle: int) -> list[float]:
+    """The mean step time of each run of ``cycle`` consecutive steps (any ``cycle`` consecutive steps include each
+    lazy regulariser equally often); with cycle 1, the step times."""
+    return [statistics.fmean(step_times[i:i + cycle]) for i in range(0, len(step_times), cycle)]
 
 
 def top_ops_table(cfg, model, rows: int = 12) -> str:
@@ -95,17 +136,17 @@ def top_ops_table(cfg, model, rows: int = 12) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=36)
 
 
-def matmul_peak(dtype=torch.float32, n: int = 4096, repeats: int = 5) -> float:
+def matmul_peak(dtype=torch.float32, n: int = 4096, repeats: int = 5, clock=time.perf_counter) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = min(_timed(lambda: a @ b, clock) for _ in range(repeats))
     return 2 * n**3 / best
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
+def _timed(fn, clock=time.perf_counter) -> float:
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def peak_rss_mib() -> float:
@@ -113,12 +154,18 @@ def peak_rss_mib() -> float:
 
 
 def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | None, repeats: int | None,
-                profile_ops: bool, progress=None) -> dict:
+                profile_ops: bool, progress=None, clock: str = "wall") -> dict:
     """``progress`` (a ``benchmarks.bench.Progress``) hears of each finished measurement and may stop the repeats
-    early when the time budget is spent (at least one repeat is always kept)."""
+    early when the time budget is spent (at least one repeat is always kept). ``steps`` must be whole cycles of the
+    model's ``steps_per_cycle``: a model's step time is the median over cycles of the mean step in a cycle (the
+    median step when every step does the same work). ``clock``: a key of ``CLOCKS``."""
     case = CASES[key]
     steps, repeats = steps or case.steps, repeats or case.repeats
     cfg = compose_config(case, log_dir)
+    cycle, clock = steps_per_cycle(cfg), CLOCKS[clock]
+    if steps % cycle:
+        raise ValueError(f"{key}: {steps} steps are not whole cycles of its lazy regularisation ({cycle} steps); "
+                         f"time a multiple of {cycle} steps.")
     L.seed_everything(0, workers=True)
     fresh = instantiate(cfg.model)
     state = fresh.state_dict()
@@ -140,8 +187,8 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     first_step_s = {}
     for v in variants:
         ganx_model, plain = arms[v.name]
-        first_step_s[v.name] = {"ganx": time_ganx(cfg, ganx_model, v, 1, log_dir, data)[0],
-                                "plain": plain.run(cfg, 1, data)[0]}
+        first_step_s[v.name] = {"ganx": time_ganx(cfg, ganx_model, v, 1, log_dir, data, clock)[0],
+                                "plain": plain.run(cfg, 1, data, clock)[0]}
         measured(f"{v.name} warm-up: first step ganx {first_step_s[v.name]['ganx']:.2f} s, "
                  f"plain {first_step_s[v.name]['plain']:.2f} s", repeat_reference_seconds(case, 1))
     times = {v.name: {"ganx": [], "plain": []} for v in variants}
@@ -149,7 +196,8 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     for repeat in range(repeats):
         for v in variants:
             ganx_model, plain = arms[v.name]
-            g, p = time_ganx(cfg, ganx_model, v, steps, log_dir, data), plain.run(cfg, steps, data)
+            g, p = time_ganx(cfg, ganx_model, v, steps, log_dir, data, clock), plain.run(cfg, steps, data, clock)
+            g, p = cycle_means(g, cycle), cycle_means(p, cycle)
             times[v.name]["ganx"] += g
             times[v.name]["plain"] += p
             ratios[v.name].append(statistics.median(p) / statistics.median(g))
@@ -159,7 +207,7 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         if repeat + 1 < repeats and progress is not None and progress.out_of_time():
             progress.note(f"{case.name}: stopped after {repeat + 1} of {repeats} repeats (time budget spent)")
             repeats = repeat + 1
-    flops, exact = step_flops(cfg, copy_of_model())
+    flops = step_flops(cfg, copy_of_model())
     images_per_step = batch_images(cfg, fresh)
     reference = statistics.median(times[variants[0].name]["ganx"])
     results = []
@@ -168,16 +216,17 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         results.append({
             "model": case.name, "key": key, "overrides": list(case.overrides), "variant": v.name,
             "batch_size": cfg.data.batch_size, "critic_steps": fresh.real_batches_per_step,
-            "steps_x_repeats": f"{steps} x {repeats}", "ganx_step_s": ganx_s, "plain_step_s": plain_s,
+            "steps_x_repeats": f"{steps} x {repeats}", "steps_per_cycle": cycle,
+            "ganx_step_s": ganx_s, "plain_step_s": plain_s,
             "ganx_images_per_s": images_per_step / ganx_s, "plain_images_per_s": images_per_step / plain_s,
             "speed_ratio_ganx_over_plain": statistics.median(ratios[v.name]), "per_repeat_ratios": ratios[v.name],
             "speedup_vs_" + variants[0].name: reference / ganx_s,
-            "first_step_s": first_step_s[v.name], "step_gflop": flops / 1e9, "flops_exact": exact,
+            "first_step_s": first_step_s[v.name], "step_gflop": flops / 1e9,
             "ganx_gflops_per_s": flops / ganx_s / 1e9, "peak_rss_mib_so_far": peak_rss_mib(),
         })
     if profile_ops:
         results[0]["top_ops"] = top_ops_table(cfg, copy_of_model())
-    measured("FLOP count" + (" and profile" if profile_ops else ""), 3 * case.reference_step_s)
+    measured("FLOP count" + (" and profile" if profile_ops else ""), count_reference_seconds(case, cycle))
     return {"key": key, "rows": results}
 
 

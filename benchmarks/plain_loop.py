@@ -2,14 +2,15 @@
 the PyTorch-GAN scripts (tests/test_bench.py checks that a step of it ends at ganx's weights)."""
 
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from benchmarks.cases import Variant, synthetic_loader
-from ganx.losses import clip_weights_, gradient_penalty
-from ganx.models import CycleGAN
+from ganx.losses import clip_weights_, gradient_penalty, path_length_penalty, r1_penalty
+from ganx.models import CycleGAN, StyleGAN2
 from ganx.models.base import frozen
 
 
@@ -34,6 +35,54 @@ def plain_gan_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tens
     g_opt.step()
 
 
+def plain_stylegan2_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+    """One StyleGAN2 iteration (Karras et al. 2020) with ganx's nets and losses: a critic step with the logistic loss
+    and, every ``reg_every``-th critic step, R1 scaled by ``reg_every``; a generator step with the non-saturating
+    loss and, every ``pl_every``-th, the path-length penalty scaled by ``pl_every`` on batch // ``pl_batch_shrink``
+    fresh samples; style mixing in every fake; then the EMA generator. ``step``: generator steps before this one.
+    As in ganx the regularisers join their step's loss (the official code takes them as extra optimizer steps: the
+    same forward and backward passes), and run in float32 under autocast."""
+    G, D, loss = model.generator, model.discriminator, model.loss
+    batch = images.shape[0] // model.critic_steps
+
+    def mixed_styles(n: int) -> torch.Tensor:
+        # Style mixing: for style_mixing_prob of the batches the layers from a random crossover on take another w.
+        z = torch.randn(n, model.latent_dim)
+        ws = G.styles(z)
+        if torch.rand(()).item() < model.style_mixing_prob:
+            crossover = int(torch.randint(1, ws.shape[1], ()))
+            ws = torch.cat([ws[:, :crossover], G.styles(torch.randn_like(z), track_w_avg=False)[:, crossover:]], dim=1)
+        return ws
+
+    for i, real in enumerate(images.chunk(model.critic_steps)):
+        r1 = loss.r1_weight > 0 and (step * model.critic_steps + i) % loss.reg_every == 0
+        with torch.autocast("cpu", enabled=False) if r1 else nullcontext():
+            with torch.no_grad():
+                fake = G.synthesis(mixed_styles(batch))
+            if r1:
+                real = real.detach().float().requires_grad_(True)
+            real_logits = D(real)
+            d_loss = loss.d_loss(real_logits, D(fake))
+            if r1:
+                d_loss = d_loss + loss.reg_every * loss.r1_weight * r1_penalty(real_logits, real)
+            d_opt.zero_grad()
+            d_loss.backward()
+            d_opt.step()
+    fake = G.synthesis(mixed_styles(batch))
+    with frozen(D):
+        g_loss = loss.g_loss(D(fake))
+    if loss.pl_weight > 0 and step % loss.pl_every == 0:
+        with torch.autocast("cpu", enabled=False):
+            ws = mixed_styles(max(1, batch // loss.pl_batch_shrink))
+            penalty, pl_mean = path_length_penalty(G.synthesis(ws), ws, model.pl_mean, loss.pl_decay)
+        model.pl_mean.copy_(pl_mean)
+        g_loss = g_loss + loss.pl_every * loss.pl_weight * penalty
+    g_opt.zero_grad()
+    g_loss.backward()
+    g_opt.step()
+    model.generator_ema.update(G, step * batch, batch)
+
+
 def plain_cyclegan_step(model, g_opt, d_opt, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
     """One CycleGAN iteration as the official code writes it: both generators, then both discriminators on fakes
     drawn through the image buffers."""
@@ -55,8 +104,15 @@ def plain_cyclegan_step(model, g_opt, d_opt, real_a: torch.Tensor, real_b: torch
     d_opt.step()
 
 
-def plain_step(model, g_opt, d_opt, batch) -> None:
-    (plain_cyclegan_step if isinstance(model, CycleGAN) else plain_gan_step)(model, g_opt, d_opt, *batch)
+def plain_step(model, g_opt, d_opt, batch, step: int) -> None:
+    """One generator step of ``model``'s algorithm; ``step``: generator steps before it (lazy regularisation's
+    schedule)."""
+    if isinstance(model, StyleGAN2):
+        plain_stylegan2_step(model, g_opt, d_opt, *batch, step)
+    elif isinstance(model, CycleGAN):
+        plain_cyclegan_step(model, g_opt, d_opt, *batch)
+    else:
+        plain_gan_step(model, g_opt, d_opt, *batch)
 
 
 class PlainLoop:
@@ -70,19 +126,21 @@ class PlainLoop:
             for network in model.networks_to_compile():
                 network.compile()
         self.g_opt, self.d_opt = model.configure_optimizers()[0]
+        self.generator_steps = 0
 
     def step(self, batch) -> None:
         # No autocast weight cache (as Lightning's bf16-mixed): the step updates weights inside the context, and a
         # cached bf16 copy of D from before the critic update would be stale in the generator update.
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.bf16, cache_enabled=False):
-            plain_step(self.model, self.g_opt, self.d_opt, batch)
+            plain_step(self.model, self.g_opt, self.d_opt, batch, self.generator_steps)
+        self.generator_steps += 1
 
-    def run(self, cfg, steps: int, data: TensorDataset) -> list[float]:
+    def run(self, cfg, steps: int, data: TensorDataset, clock=time.perf_counter) -> list[float]:
         times, batches = [], iter(synthetic_loader(cfg, self.model, data))
-        last = time.perf_counter()
+        last = clock()
         for _ in range(steps):
             self.step(next(batches))
-            now = time.perf_counter()
+            now = clock()
             times.append(now - last)
             last = now
         return times

@@ -1,7 +1,7 @@
 """Sample from a trained GAN (unconditional, or class-conditional: model=cgan / model=acgan).
 
     python -m ganx.sample ckpt=PATH [n=64] [out=grid.png | out=samples.npz | out=DIR/] [interpolate=true] [seed=0] [class=3]
-                          [ema=false] [truncation=0.7] [mix=true mix_coarse=4] [device=auto]
+                          [ema=false] [truncation=0.7 [truncation_cutoff=4]] [mix=true mix_coarse=4] [device=auto]
 
 ``out=*.png`` (or .jpg/.webp) writes an image grid; ``out=DIR/`` (a trailing slash or an existing folder) writes the n
 samples as separate PNG files ``DIR/000000.png`` ..., the input external FID tools (clean-fid, torch-fidelity's
@@ -9,7 +9,8 @@ CLI) read; ``out=*.npz`` writes the n raw images as uint8 (N, C, H, W) under key
 for evaluation elsewhere (a generator of 2-D points, data=gaussian_ring/grid: a scatter plot, or float32 (N, 2) under
 key ``points``); ``interpolate=true`` writes rows of latent-space interpolations between random endpoints
 (Goodfellow et al. 2014, Fig. 3). A checkpoint trained with ``model.ema`` samples from its EMA generator unless
-``ema=false``. A StyleGAN2 checkpoint takes ``truncation=psi`` (w pulled towards the tracked mean w), interpolates in W
+``ema=false``. A StyleGAN2 checkpoint takes ``truncation=psi`` (w pulled towards the tracked mean w; in the first
+``truncation_cutoff`` layers only, the coarse styles, when set), interpolates in W
 and draws a style-mixing grid with ``mix=true`` (``style_mixing_grid``).
 
 A class-conditional checkpoint draws n samples per class, one row per class with the same codes in every row, or
@@ -56,6 +57,7 @@ class SampleConfig:
     label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
     ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
     truncation: float = 1.0  # StyleGAN2: psi of the truncation trick, w <- w_avg + psi (w - w_avg); 1: none
+    truncation_cutoff: int | None = None  # StyleGAN2: truncate the first N layers' w only (coarse styles); null: all
     mix: bool = False  # StyleGAN2: a style-mixing grid (rows: coarse styles from A, columns: fine styles from B)
     mix_coarse: int = 4  # with mix=true: how many leading (coarse) styles come from A
     device: str = "auto"  # auto (CUDA if available, else the CPU) | cpu | cuda | cuda:N | mps
@@ -118,9 +120,9 @@ def sample(cfg: SampleConfig) -> Path:
     if isinstance(generator, StyleGAN2Generator):
         images, nrow, labels = *style_based_images(generator, cfg, rng), None
     else:
-        if cfg.truncation != 1 or cfg.mix:
-            raise CheckpointError(f"truncation= and mix=true act on a StyleGAN2 generator's W space; this checkpoint "
-                                  f"holds a {model_class(checkpoint).rsplit('.', 1)[-1]} (train with model=stylegan2).")
+        if cfg.truncation != 1 or cfg.truncation_cutoff is not None or cfg.mix:
+            raise CheckpointError(f"truncation=, truncation_cutoff= and mix=true act on a StyleGAN2 generator's W "
+                                  f"space; this checkpoint holds a {model_class(checkpoint).rsplit('.', 1)[-1]} (train with model=stylegan2).")
         images, nrow, labels = latent_images(generator, cfg, rng, model_cfg["latent_dim"],
                                              model_cfg["latent_distribution"])
     if images.dim() == 2:  # points, not images
@@ -185,10 +187,15 @@ def style_based_images(generator: StyleGAN2Generator, cfg: SampleConfig,
         return torch.cat([generator.synthesis(chunk).cpu() for chunk in ws.split(cfg.batch_size)])
 
     def mapped(n: int) -> torch.Tensor:  # codes drawn on the CPU: the same samples on every device
-        return generator.mapping(draw_latent(n, generator.latent_dim, "normal", rng).to(device), cfg.truncation)
+        return generator.mapping(draw_latent(n, generator.latent_dim, "normal", rng).to(device))
 
     def broadcast(w: torch.Tensor) -> torch.Tensor:
-        return w.unsqueeze(1).expand(-1, generator.num_ws, -1)
+        return generator.truncate(w.unsqueeze(1).expand(-1, generator.num_ws, -1), cfg.truncation,
+                                  cfg.truncation_cutoff)
+
+    if cfg.truncation_cutoff is not None and not 1 <= cfg.truncation_cutoff <= generator.num_ws:
+        raise CheckpointError(f"truncation_cutoff={cfg.truncation_cutoff}: give 1..{generator.num_ws}, the number of "
+                              f"leading (coarse) layers to truncate, or leave it unset for all {generator.num_ws}.")
 
     if cfg.mix:
         return style_mixing_grid(generator, cfg, mapped, broadcast, synthesize)

@@ -10,7 +10,16 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from benchmarks.bench import Progress, fit_to_budget, main
-from benchmarks.cases import CASES, FP32, Case, Variant, compose_config, synthetic_loader
+from benchmarks.cases import (
+    CASES,
+    FP32,
+    Case,
+    Variant,
+    compose_config,
+    steps_per_cycle,
+    synthetic_data,
+)
+from benchmarks.measure import cycle_means, flop_counter
 from benchmarks.plain_loop import PlainLoop
 
 TINY = {
@@ -19,11 +28,17 @@ TINY = {
                 "model.discriminator.base_width=8"),
     "cyclegan": ("model=cyclegan", "data=unpaired", "data.image_size=32", "model.generator_ab.ngf=8",
                  "model.generator_ab.n_blocks=1", "model.discriminator_a.ndf=8"),
+    # R1 every 2 critic steps and path length every 3 generator steps: of 3 steps the first takes both, the second
+    # neither, the third R1 only, so both schedules are compared, with the EMA generator (its ramp-up) and pl_mean.
+    "stylegan2": ("model=stylegan2_lite", "data=anime", "data.image_size=32", "data.batch_size=4",
+                  "model.latent_dim=8", "model.generator.w_dim=8", "model.generator.channel_base=256",
+                  "model.generator.channel_max=16", "loss.reg_every=2", "loss.pl_every=3"),
 }
+TINY_STEPS = {"stylegan2": 3}
 
 
-def one_step(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False):
-    """The weights after one training step from ``state`` on the same batch and random stream, by ``arm``.
+def train_steps(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False, steps: int = 1):
+    """The weights after ``steps`` training steps from ``state`` on the same batches and random stream, by ``arm``.
     ``sgd``: plain SGD instead of the preset's Adam, whose first step (lr * g / |g|) turns float noise in a
     near-zero gradient into a full +-lr change."""
     # The switches are ganx's (applied by the model in setup); the plain arm applies the variant's itself.
@@ -32,26 +47,28 @@ def one_step(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False):
     if sgd:
         model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)
     torch.manual_seed(1)
-    loader = synthetic_loader(cfg, model)
-    batch = next(iter(loader))
-    single = DataLoader(list(zip(*batch, strict=True)), batch_size=len(batch[0]))
+    data = synthetic_data(cfg, model, n_batches=steps)
+    in_order = DataLoader(data, batch_size=len(data) // steps)
     torch.manual_seed(2)
     if arm == "ganx":
-        fit(model, 1, single, precision=variant.precision)
+        fit(model, steps, in_order, precision=variant.precision)
     else:
         loop = PlainLoop(model, variant)
-        loop.step(next(iter(single)))
+        for batch in in_order:
+            loop.step(batch)
     return model.state_dict()
 
 
 @pytest.mark.parametrize("name", list(TINY))
 def test_plain_loop_is_the_same_algorithm_as_ganx(name, tmp_path):
-    """Same start, batch and random stream -> the same weights after a step: the benchmark times equal work.
-    (A plain loop that skipped the penalty, a critic step or a cycle term would end elsewhere.)"""
+    """Same start, batches and random stream -> the same weights after a step (StyleGAN2: three, to cover its lazy
+    regularisers' schedules): the benchmark times equal work. (A plain loop that skipped the penalty, a critic step,
+    a cycle term, style mixing or the EMA update would end elsewhere.)"""
     cfg = compose_config(Case(name, TINY[name], steps=1), str(tmp_path))
     torch.manual_seed(0)
     state = instantiate(cfg.model).state_dict()
-    ganx_state, plain_state = one_step(cfg, state, "ganx"), one_step(cfg, state, "plain")
+    steps = TINY_STEPS.get(name, 1)
+    ganx_state, plain_state = train_steps(cfg, state, "ganx", steps=steps), train_steps(cfg, state, "plain", steps=steps)
     moved = [k for k in state if isinstance(state[k], torch.Tensor) and state[k].is_floating_point() and not torch.equal(state[k], ganx_state[k])]
     assert moved, "the training step changed no weight"
     for key in state:
@@ -66,8 +83,8 @@ def test_channels_last_switch_keeps_the_math(tmp_path):
                                         "model.discriminator.base_width=8"), steps=1), str(tmp_path))
     torch.manual_seed(0)
     state = instantiate(cfg.model).state_dict()
-    default = one_step(cfg, state, "ganx", sgd=True)
-    switched = one_step(cfg, state, "ganx", Variant("cl", channels_last=True), sgd=True)
+    default = train_steps(cfg, state, "ganx", sgd=True)
+    switched = train_steps(cfg, state, "ganx", Variant("cl", channels_last=True), sgd=True)
     nhwc = [k for k, v in switched.items() if v.dim() == 4 and min(v.shape[1:]) > 1
             and v.is_contiguous(memory_format=torch.channels_last) and not v.is_contiguous()]
     assert nhwc, "no conv weight is in channels_last layout"
@@ -78,20 +95,45 @@ def test_channels_last_switch_keeps_the_math(tmp_path):
             assert difference <= 0.05 * step + 1e-7, f"{key}: {difference:.2e} apart after a step of {step:.2e}"
 
 
+def test_every_case_times_whole_cycles_of_its_lazy_regularisers(tmp_path):
+    """StyleGAN2's R1 (every 16 critic steps) and path length (every 4 generator steps) repeat every 16 steps; the
+    cases' step counts are whole cycles, so each timed repeat includes the regularised steps at their share."""
+    cycles = {key: steps_per_cycle(compose_config(case, str(tmp_path))) for key, case in CASES.items()}
+    assert cycles["stylegan2_32"] == 16 and cycles["wgan_gp64"] == 1 and cycles["dcgan64"] == 1
+    assert all(CASES[key].steps % cycle == 0 for key, cycle in cycles.items())
+    with_five_critic_steps = compose_config(Case("s", (*CASES["stylegan2_32"].overrides, "model.critic_steps=5",
+                                                       "loss.reg_every=4", "loss.pl_every=3"), steps=1), str(tmp_path))
+    assert steps_per_cycle(with_five_critic_steps) == 12  # R1 every 4 critic steps: every 4 generator steps; lcm(4, 3)
+    assert cycle_means([1.0, 3.0, 2.0, 2.0], 2) == [2.0, 2.0] and cycle_means([1.0, 3.0], 1) == [1.0, 3.0]
+
+
+def test_flops_include_the_double_backward_of_an_input_gradient_penalty():
+    """R1 on a bias-free linear critic y = x W^T (N x I inputs, O outputs): the forward, the input gradient and the
+    penalty's gradient with respect to W are one N x I x O matmul each, 3 x 2 N I O FLOPs."""
+    n, i, o = 6, 10, 4
+    critic = torch.nn.Linear(i, o, bias=False)
+    x = torch.randn(n, i, requires_grad=True)
+    with flop_counter() as counter:
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        grad.square().sum().backward()
+    assert counter.get_total_flops() == 3 * 2 * n * i * o
+
+
 # The least work that shows the CLI's outputs: one model, one step, a small matmul, no data loading or FID.
 SMALLEST = ("--switches", "", "--steps", "1", "--repeats", "2", "--peak-size", "256", "--no-data-loading", "--no-fid")
 
 
 @pytest.mark.e2e
 def test_bench_cli_writes_table_and_json(tmp_path):
-    result = run_cli("--models", "gan", "--profile", "gan", *SMALLEST, "--out", str(tmp_path), cwd=tmp_path,
-                     module="benchmarks.bench")
+    result = run_cli("--models", "gan", "--profile", "gan", "--clock", "cpu", *SMALLEST, "--out", str(tmp_path),
+                     cwd=tmp_path, module="benchmarks.bench")
     report = json.loads((tmp_path / "bench.json").read_text())
     (row,) = report["models"][0]["rows"]
     assert row["ganx_step_s"] > 0 and row["plain_step_s"] > 0 and len(row["per_repeat_ratios"]) == 2
     assert row["step_gflop"] > 0 and report["matmul_peak_gflops"] > 0 and report["status"] == "complete"
     table = (tmp_path / "bench.md").read_text()
     assert "| gan (MLP, 28x28) | fp32 |" in table and "aten::" in table  # the row and the profiler table
+    assert report["clock"] == "cpu" and "Clock: this process's CPU time" in table
     assert "gan fp32 repeat 2/2" in result.stdout and " left] " in result.stdout  # a progress line per measurement
 
 
@@ -127,6 +169,9 @@ def test_budget_cuts_repeats_then_steps_then_skips():
     # The same time left, shared with later work: a smaller share.
     shared = fit_to_budget(gan, 1, 40, 5, seconds_left=12.0, slowdown=3.0, later_reference_s=100.0)
     assert shared is not None and shared[0] < steps
+    # Lazy regularisation: whole cycles of 16 steps, at least one.
+    cut = fit_to_budget(CASES["stylegan2_32"], 1, 64, 3, seconds_left=60.0, slowdown=1.0, later_reference_s=0, cycle=16)
+    assert cut is not None and cut[0] % 16 == 0 and 16 <= cut[0] < 64
 
 
 def test_budget_skips_what_does_not_fit_and_says_so(tmp_path, capsys):

@@ -4,6 +4,7 @@ import math
 import shutil
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import ganx.models.gan as gan_module
 import ganx.models.stylegan2 as stylegan2_module
 from ganx.callbacks import GeneratorStepCheckpoint
+from ganx.checkpoint import CheckpointError
 from ganx.losses import StyleGAN2Loss
 from ganx.models import StyleGAN2
 from ganx.nets.stylegan2 import (
@@ -24,6 +26,7 @@ from ganx.nets.stylegan2 import (
     minibatch_stddev,
     modulated_conv2d,
 )
+from ganx.sample import SampleConfig, sample
 
 TINY = dict(image_size=32, channel_base=256, channel_max=16)
 
@@ -135,6 +138,23 @@ def test_truncation_psi_0_gives_the_mean_w_image_and_psi_1_the_untruncated():
     torch.testing.assert_close(g(z, truncation_psi=0.0), mean_image.expand(4, -1, -1, -1))
     torch.testing.assert_close(g(z, truncation_psi=1.0), g.synthesis(g.styles(z)))
     assert not torch.allclose(g(z, truncation_psi=0.7), g(z))
+
+
+def test_truncation_cutoff_truncates_the_first_layers_and_leaves_the_rest():
+    """truncation_cutoff=N (the official code's): layers < N get w_avg + psi (w - w_avg), the others w itself."""
+    torch.manual_seed(0)
+    g = tiny_generator()
+    g.styles(torch.randn(16, 8))  # training mode: moves the tracked mean w away from 0
+    g.eval()
+    z, psi, cutoff = torch.randn(4, 8), 0.7, 3
+    w, w_avg = g.mapping(z), g.mapping.w_avg
+    ws = g.styles(z, truncation_psi=psi, truncation_cutoff=cutoff)
+    assert ws.shape == (4, g.num_ws, 8) and 0 < cutoff < g.num_ws
+    for layer in range(g.num_ws):
+        expected = w_avg + psi * (w - w_avg) if layer < cutoff else w
+        torch.testing.assert_close(ws[:, layer], expected, msg=f"layer {layer}")
+    torch.testing.assert_close(g(z, psi, cutoff), g.synthesis(ws))
+    torch.testing.assert_close(g.styles(z, psi), g.styles(z, psi, truncation_cutoff=g.num_ws))  # None: every layer
 
 
 def test_w_avg_tracks_the_mean_w_in_training_mode_only():
@@ -276,6 +296,16 @@ def test_cli_trains_stylegan2_lite_and_samples_truncated_mixed_and_interpolated(
     run_cli(f"ckpt={ckpt}", "n=20", "interpolate=true", "truncation=0.7", f"out={tmp_path / 'walk.png'}",
             module="ganx.sample", cwd=tmp_path)
     assert Image.open(tmp_path / "walk.png").size == (10 * 34 + 2, 2 * 34 + 2)
+
+    def images(name: str, **options) -> np.ndarray:
+        sample(SampleConfig(ckpt=str(ckpt), n=4, out=str(tmp_path / f"{name}.npz"), **options))
+        return np.load(tmp_path / f"{name}.npz")["images"]
+
+    truncated, coarse_only = images("all", truncation=0.2), images("coarse", truncation=0.2, truncation_cutoff=2)
+    np.testing.assert_array_equal(images("cutoff_all", truncation=0.2, truncation_cutoff=8), truncated)  # 8 ws at 32x32
+    assert not np.array_equal(coarse_only, truncated) and not np.array_equal(coarse_only, images("none"))
+    with pytest.raises(CheckpointError, match="truncation_cutoff=9: give 1..8"):
+        images("bad", truncation=0.2, truncation_cutoff=9)
     run_cli(f"ckpt={ckpt}", "n=4", "ema=false", f"out={tmp_path / 'raw'}/", module="ganx.sample", cwd=tmp_path)
     assert len(list((tmp_path / "raw").glob("*.png"))) == 4
     shutil.rmtree(tmp_path / "raw")

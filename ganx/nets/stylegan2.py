@@ -2,7 +2,8 @@
 for square images of 32 to 1024 pixels (powers of two).
 
 Generator: z -> pixel norm -> mapping MLP (``mapping_layers`` equalized-lr layers, learning rate x0.01) -> w, broadcast
-to one w per layer (``num_ws``; style mixing swaps the tail for another w) -> synthesis: a learned 4x4 constant, then per
+to one w per layer (``num_ws``; style mixing swaps the tail for another w; truncation pulls the first layers' towards
+the mean w) -> synthesis: a learned 4x4 constant, then per
 resolution [2x upsampling,] 3x3 *modulated* convolutions with weight demodulation (Sec. 2.2), per-pixel noise with a
 learned strength, bias and leaky ReLU, and a 1x1 toRGB whose outputs are summed across resolutions ("skip"
 architecture, Sec. 4.1). The generator tracks the mean w (``mapping.w_avg``) for the truncation trick.
@@ -123,8 +124,8 @@ class MappingNetwork(nn.Module):
     """z (N, latent_dim) -> w (N, w_dim): pixel norm, then ``num_layers`` equalized-lr layers with leaky ReLU.
 
     In training mode every forward moves the tracked mean ``w_avg`` (a buffer) towards the batch mean:
-    w_avg <- w_avg + (1 - w_avg_decay) (mean(w) - w_avg). ``truncation_psi`` < 1 pulls w towards it (the truncation
-    trick, StyleGAN Sec. 3.2 / Appendix B): w' = w_avg + psi (w - w_avg).
+    w_avg <- w_avg + (1 - w_avg_decay) (mean(w) - w_avg), the centre of the truncation trick
+    (``StyleGAN2Generator.truncate``).
     """
 
     def __init__(self, latent_dim: int, w_dim: int, num_layers: int = 8, lr_multiplier: float = 0.01,
@@ -138,13 +139,11 @@ class MappingNetwork(nn.Module):
         self.w_avg_decay = w_avg_decay
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: Tensor, truncation_psi: float = 1.0, track_w_avg: bool = True) -> Tensor:
+    def forward(self, z: Tensor, track_w_avg: bool = True) -> Tensor:
         w = self.layers(pixel_norm(z))
         if self.training and track_w_avg:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_decay))
-        if truncation_psi != 1:
-            w = self.w_avg.to(w.dtype).lerp(w, truncation_psi)
         return w
 
 
@@ -265,13 +264,24 @@ class StyleGAN2Generator(nn.Module):
         self.mapping = MappingNetwork(latent_dim, w_dim, mapping_layers, mapping_lr_multiplier, w_avg_decay)
         self.num_ws = self.synthesis.num_ws
 
-    def styles(self, z: Tensor, truncation_psi: float = 1.0, track_w_avg: bool = True) -> Tensor:
-        """ws (N, num_ws, w_dim): the mapping of z, the same w for every layer."""
-        w = self.mapping(z, truncation_psi, track_w_avg)
-        return w.unsqueeze(1).expand(-1, self.num_ws, -1)
+    def styles(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+               track_w_avg: bool = True) -> Tensor:
+        """ws (N, num_ws, w_dim): the mapping of z, the same w for every layer, truncated by ``truncate``."""
+        w = self.mapping(z, track_w_avg)
+        return self.truncate(w.unsqueeze(1).expand(-1, self.num_ws, -1), truncation_psi, truncation_cutoff)
 
-    def forward(self, z: Tensor, truncation_psi: float = 1.0) -> Tensor:
-        return self.synthesis(self.styles(z, truncation_psi))
+    def truncate(self, ws: Tensor, psi: float = 1.0, cutoff: int | None = None) -> Tensor:
+        """The truncation trick (StyleGAN Sec. 3.2 / Appendix B): w' = w_avg + psi (w - w_avg) for the first
+        ``cutoff`` layers (the coarse styles; None: all of them), the official code's ``truncation_cutoff``; the
+        later layers keep their w. ws (N, num_ws, w_dim)."""
+        if psi == 1:
+            return ws
+        cutoff = ws.shape[1] if cutoff is None else cutoff
+        truncated = self.mapping.w_avg.to(ws.dtype).lerp(ws[:, :cutoff], psi)
+        return torch.cat([truncated, ws[:, cutoff:]], dim=1)
+
+    def forward(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> Tensor:
+        return self.synthesis(self.styles(z, truncation_psi, truncation_cutoff))
 
 
 def minibatch_stddev(x: Tensor, group_size: int, num_channels: int = 1) -> Tensor:
