@@ -55,7 +55,7 @@ class DomainRecipe:
     temperature: float = 0.2    # NT-Xent temperature
     width: int = 32             # channels of the first conv stage (doubled per stage)
     feature_dim: int = 128      # FID/KID feature dimension: FID needs at least this many held-out images
-    input_size: int = 48        # images are resized to this side (runs at 32, 64, 96 share one feature space)
+    input_size: int = 64        # images are resized to this side (runs at 32, 64, 96 share one feature space)
     seed: int = 0
 
 
