@@ -63,31 +63,66 @@ def repeated(images: torch.Tensor, distinct: int) -> torch.Tensor:
     return images[:distinct].repeat(math.ceil(len(images) / distinct), *([1] * (images.dim() - 1)))[: len(images)]
 
 
+DEGRADATIONS = {  # name: (level, degradation of images in [-1, 1]); the mild ones first, in the order of the strong
+    "JPEG quality 30": ("mild", lambda images: jpeg(images, 30)),
+    "Gaussian blur sigma 1": ("mild", lambda images: blur(images, 1.0)),
+    "Gaussian noise std 0.05": ("mild", lambda images: noise(images, 0.05)),
+    "JPEG quality 10": ("strong", lambda images: jpeg(images, 10)),
+    "Gaussian blur sigma 2": ("strong", lambda images: blur(images, 2.0)),
+    "Gaussian noise std 0.1": ("strong", lambda images: noise(images, 0.1)),
+}
+REAL = "held-out real (disjoint)"
+COLLAPSED = {"collapsed: 8 images repeated": 8, "collapsed: 1 image repeated": 1}  # name: distinct images of B
+
+
 class StoredFeatures(FeatureExtractor):
-    """Hands ``ImageMetrics`` features computed beforehand (the extractor's output, one row per image), so each image
-    is extracted once however many splits reuse it."""
+    """Hands ``ImageMetrics`` features computed beforehand (one row per image), so each image is extracted once
+    however many splits reuse it."""
 
     num_logits = 0
 
-    def __init__(self, extractor: FeatureExtractor):
+    def __init__(self, name: str, pool_dim: int, info: dict | None = None):
         super().__init__()
-        self.name, self.info, self.pool_dim = extractor.name, extractor.info, extractor.pool_dim
+        self.name, self.pool_dim, self.info = name, pool_dim, info or {}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features
 
 
 @torch.no_grad()
-def extract(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
+def extract(extractor: torch.nn.Module, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
     return torch.cat([extractor(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def fid_kid(metrics: ImageMetrics, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
-    metrics.reset_all()
-    metrics.set_reference(real)
-    metrics.update(None, fake)
-    values = metrics.compute()
-    return values["fid"], values["kid"]
+def held_out_images(root: Path, per_set: int) -> tuple[list[str], torch.Tensor]:
+    """(the data overrides, the 2 x ``per_set`` held-out images at 64x64): the split the extractor never trains on."""
+    data_overrides = [f"data.root={root.resolve()}", f"data.val_size={2 * per_set}", "data.image_size=64"]
+    datamodule = instantiate(compose_data_config("anime", data_overrides))
+    datamodule.setup("fit")
+    return data_overrides, torch.cat([images for images, _ in datamodule.real_dataloader("val", batch_size=256)])
+
+
+def split_orders(count: int, splits: int) -> list[torch.Tensor]:
+    """Orders of the held-out images, A = the first half, B = the second: split 0 keeps the loading order."""
+    return [torch.arange(count)] + [torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+                                    for seed in range(1, splits)]
+
+
+def per_split_values(metrics: ImageMetrics, real: torch.Tensor, degraded: dict[str, torch.Tensor],
+                     orders: list[torch.Tensor]) -> dict[str, list[dict[str, float]]]:
+    """``metrics`` of A against each comparison set, per split: B, each degraded B (``degraded``: the features of every
+    held-out image after that degradation), B's first 8 or 1 images repeated."""
+    values: dict[str, list[dict[str, float]]] = {name: [] for name in [REAL, *degraded, *COLLAPSED]}
+    for order in orders:
+        a, b = order[: len(order) // 2], order[len(order) // 2 :]
+        fakes = {REAL: real[b], **{name: features[b] for name, features in degraded.items()},
+                 **{name: repeated(real[b], distinct) for name, distinct in COLLAPSED.items()}}
+        for name, fake in fakes.items():
+            metrics.reset_all()
+            metrics.set_reference(real[a])
+            metrics.update(None, fake)
+            values[name].append(metrics.compute())
+    return values
 
 
 def main() -> None:
@@ -101,7 +136,7 @@ def main() -> None:
     root = Path(args.root).expanduser()
     if not root.is_dir():
         raise SystemExit(f"{root} not found: the anime faces are needed (--root PATH); skipped.")
-    data_overrides = [f"data.root={root.resolve()}", f"data.val_size={2 * args.per_set}", "data.image_size=64"]
+    data_overrides, held_out = held_out_images(root, args.per_set)
 
     start = time.perf_counter()
     if Path(args.out).is_file():
@@ -111,34 +146,19 @@ def main() -> None:
     extractor = DomainFeatures(args.out)
     train_seconds = time.perf_counter() - start
 
-    datamodule = instantiate(compose_data_config("anime", data_overrides))
-    datamodule.setup("fit")
-    held_out = torch.cat([images for images, _ in datamodule.real_dataloader("val", batch_size=256)])
-    degradations = {
-        "JPEG quality 30": ("mild", lambda images: jpeg(images, 30)),
-        "Gaussian blur sigma 1": ("mild", lambda images: blur(images, 1.0)),
-        "Gaussian noise std 0.05": ("mild", lambda images: noise(images, 0.05)),
-        "JPEG quality 10": ("strong", lambda images: jpeg(images, 10)),
-        "Gaussian blur sigma 2": ("strong", lambda images: blur(images, 2.0)),
-        "Gaussian noise std 0.1": ("strong", lambda images: noise(images, 0.1)),
-    }
     eval_start = time.perf_counter()
     real = extract(extractor, held_out)
-    degraded = {name: extract(extractor, make(held_out)) for name, (_, make) in degradations.items()}
-    n = args.per_set
-    orders = [torch.arange(2 * n)] + [torch.randperm(2 * n, generator=torch.Generator().manual_seed(seed))
-                                      for seed in range(1, args.splits)]
-    comparisons = {"held-out real (disjoint)": ("real", lambda b: real[b]),
-                   **{name: (level, lambda b, name=name: degraded[name][b]) for name, (level, _) in degradations.items()},
-                   "collapsed: 8 images repeated": ("collapsed", lambda b: repeated(real[b], 8)),
-                   "collapsed: 1 image repeated": ("collapsed", lambda b: repeated(real[b], 1))}
-    metrics = ImageMetrics(StoredFeatures(extractor), ["fid", "kid"], kid_subsets=50, kid_subset_size=1000)
-    values = {name: [fid_kid(metrics, real[order[:n]], fake(order[n:])) for order in orders]
-              for name, (_, fake) in comparisons.items()}
-    floor = torch.tensor([fid for fid, _ in values["held-out real (disjoint)"]])
+    degraded = {name: extract(extractor, make(held_out)) for name, (_, make) in DEGRADATIONS.items()}
+    orders = split_orders(len(held_out), args.splits)
+    metrics = ImageMetrics(StoredFeatures(extractor.name, extractor.pool_dim, extractor.info), ["fid", "kid"],
+                           kid_subsets=50, kid_subset_size=1000)
+    values = per_split_values(metrics, real, degraded, orders)
+    levels = {REAL: "real", **{name: level for name, (level, _) in DEGRADATIONS.items()},
+              **dict.fromkeys(COLLAPSED, "collapsed")}
+    floor = torch.tensor([v["fid"] for v in values[REAL]])
     rows = []
-    for name, (level, _) in comparisons.items():
-        fids, kids = torch.tensor([fid for fid, _ in values[name]]), torch.tensor([kid for _, kid in values[name]])
+    for name, level in levels.items():
+        fids, kids = torch.tensor([v["fid"] for v in values[name]]), torch.tensor([v["kid"] for v in values[name]])
         rows.append({"set": name, "level": level, "fid": fids.mean().item(), "fid_std": fids.std().item(),
                      "fid_split0": fids[0].item(), "kid": kids.mean().item(),
                      "splits_above_real": int((fids > floor).sum()) if level != "real" else None,
@@ -148,28 +168,29 @@ def main() -> None:
     fid = {r["set"]: r["fid"] for r in rows}
     worst = {level: max(r["fid"] for r in rows if r["level"] == level) for level in ("real", "mild", "strong")}
     best = {level: min(r["fid"] for r in rows if r["level"] == level) for level in ("mild", "strong", "collapsed")}
-    ranked = worst["real"] < best["mild"] and worst["mild"] < best["strong"] and worst["strong"] < best["collapsed"]
-    mild_strong = [(mild, strong) for mild, strong in zip(list(degradations)[:3], list(degradations)[3:], strict=True)]
     checks = {
         "real<every degradation": worst["real"] < min(best["mild"], best["strong"]),
-        "each degradation mild<strong": all(fid[mild] < fid[strong] for mild, strong in mild_strong),
-        "every degradation<collapsed": worst["strong"] < best["collapsed"] and worst["mild"] < best["collapsed"],
-        "strict real<mild<strong<collapsed": ranked,
+        "each degradation mild<strong": all(fid[mild] < fid[strong]
+                                            for mild, strong in zip(list(DEGRADATIONS)[:3], list(DEGRADATIONS)[3:],
+                                                                    strict=True)),
+        "every degradation<collapsed": max(worst["mild"], worst["strong"]) < best["collapsed"],
+        "strict real<mild<strong<collapsed": worst["real"] < best["mild"] and worst["mild"] < best["strong"]
+                                             and worst["strong"] < best["collapsed"],
         "every split: real<every degradation": all(r["splits_above_real"] == len(orders) for r in rows
                                                    if r["level"] in ("mild", "strong")),
     }
-    result = {"extractor": extractor.name, "extractor_info": extractor_info, "per_set": n, "splits": len(orders),
-              "extractor_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - eval_start, 1),
-              "checks": checks, "rows": rows}
+    result = {"extractor": extractor.name, "extractor_info": extractor_info, "per_set": args.per_set,
+              "splits": len(orders), "extractor_seconds": round(train_seconds, 1),
+              "eval_seconds": round(time.perf_counter() - eval_start, 1), "checks": checks, "rows": rows}
     (HERE / "degradations.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     table = [f"| set B (vs held-out real A) | level | FID (domain), mean +- std over {len(orders)} splits | FID, split 0 "
-             f"| above real-vs-real in | KID (domain), mean |", "|---|---|---:|---:|---:|---:|"]
+             "| above real-vs-real in | KID (domain), mean |", "|---|---|---:|---:|---:|---:|"]
     table += [f"| {r['set']} | {r['level']} | {r['fid']:.3f} +- {r['fid_std']:.3f} | {r['fid_split0']:.3f} | "
               + ("" if r["splits_above_real"] is None else f"{r['splits_above_real']}/{len(orders)}")
               + f" | {r['kid']:.5f} |" for r in rows]
     print("\n".join(table))
-    print(f"extractor {extractor.name}: {train_seconds:.0f} s; evaluations {result['eval_seconds']:.0f} s; " +
-          "; ".join(f"{k}: {v}" for k, v in checks.items()))
+    print(f"extractor {extractor.name}: {train_seconds:.0f} s; evaluations {result['eval_seconds']:.0f} s; "
+          + "; ".join(f"{k}: {v}" for k, v in checks.items()))
 
 
 if __name__ == "__main__":
