@@ -171,7 +171,7 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
     # Class-conditional models (ganx.models.conditional): class accuracy and intra-FID on the same classifier.
     class_metrics = None
     if metrics is not None and hasattr(model, "num_classes"):
-        class_metrics = class_metrics_for(metrics.extractor, model.num_classes)
+        class_metrics = class_metrics_for(metrics.extractor, model.num_classes, metrics.resize)
         if class_metrics is not None:
             class_metrics.to(device)
     reals, fakes = [], []

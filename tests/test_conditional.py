@@ -19,8 +19,9 @@ from ganx.data import ImageFolderDataModule
 from ganx.evaluate import EvaluateConfig, evaluate
 from ganx.losses import AdversarialLoss
 from ganx.metrics.classifier import SmallCNN, save_classifier
-from ganx.metrics.conditional import ClassConditionalMetrics
-from ganx.metrics.features import ClassifierFeatures
+from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
+from ganx.metrics.features import ClassifierFeatures, MetricsSetupError
+from ganx.metrics.resize import RESIZE_MODES, clean_resize
 from ganx.models.conditional import ACGAN, ConditionalGAN
 from ganx.nets import DCGANDiscriminator
 from ganx.nets.conditional import (
@@ -290,6 +291,23 @@ def test_intra_fid_is_zero_for_generated_images_equal_to_the_real_ones_and_nan_f
     metrics.reset()
     metrics.update(None, images.flip(-1) * 0.2, labels)
     assert metrics.compute()["intra_fid"] > 1e-3
+
+
+def test_class_metrics_resize_images_like_the_image_metrics(classifier_features):
+    # 56x56 images, and as "real" their clean (PIL bicubic) resize to the classifier's 28x28. With resize=clean the
+    # generated side goes through that same resize, so each class's intra-FID is ~0; the legacy (bilinear) resize
+    # gives other features, so ignoring metrics.resize=clean would show here.
+    torch.manual_seed(3)
+    large = torch.rand(30, 1, 56, 56) * 2 - 1
+    labels = torch.arange(30) % 3
+    intra_fid = {}
+    for resize in RESIZE_MODES:
+        metrics = class_metrics_for(classifier_features, K, resize)
+        metrics.update(clean_resize(large, classifier_features.input_size), large, labels)
+        intra_fid[resize] = metrics.compute()["intra_fid"]
+    assert abs(intra_fid["clean"]) < 1e-3 < intra_fid["legacy"]
+    with pytest.raises(MetricsSetupError, match="metrics.resize must be one of"):
+        ClassConditionalMetrics(classifier_features, K, "bicubic")
 
 
 def test_class_metrics_need_a_classifier_of_the_classes(classifier_features):

@@ -1,6 +1,7 @@
 """Domain features (ganx.metrics.domain, python -m ganx.features): FID/KID offline on any image folder."""
 
 import json
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from ganx.metrics import build_training_metrics
 from ganx.metrics.domain import (
     DomainFeatures,
     DomainRecipe,
+    cache_key,
+    domain_data,
     ensure_domain_encoder,
     load_domain_encoder,
     nt_xent,
@@ -70,6 +73,19 @@ def test_file_round_trips_with_weights_only_and_its_hash_and_is_cached(folder, t
     torch.save(checkpoint, edited)
     with pytest.raises(MetricsSetupError, match="SHA-256"):
         load_domain_encoder(edited)
+
+
+def test_every_recipe_field_is_in_the_cache_key_and_the_training_config_has_the_same_defaults(folder):
+    # A cached extractor is reused only under the recipe it was trained with (e.g. after the default input_size
+    # changed); and training runs (conf/metrics/default.yaml) and `python -m ganx.features` (DomainRecipe) must
+    # train the same default extractor, or each would cache its own.
+    recipe = DomainRecipe(**TINY)
+    stem, _ = cache_key(domain_data(data_cfg(folder), recipe), recipe)
+    for field in fields(DomainRecipe):
+        changed = replace(recipe, **{field.name: getattr(recipe, field.name) + 1})
+        assert cache_key(domain_data(data_cfg(folder), changed), changed)[0] != stem, field.name
+    config = OmegaConf.load(Path(__file__).parents[1] / "conf" / "metrics" / "default.yaml")
+    assert OmegaConf.to_container(config.domain) == asdict(DomainRecipe())
 
 
 def inception_unavailable(*args, **kwargs):

@@ -133,8 +133,8 @@ class ImageMetricsCallback(L.Callback):
         if trainer.sanity_checking:
             # Run the extractor on a few images now, so a shape or range problem shows before training, not after
             # eval_every steps; the statistics start with the first real evaluation.
-            self.metrics.extractor(real[:2])
-            self.metrics.extractor(fake[:2])
+            self.metrics.features(real[:2])
+            self.metrics.features(fake[:2])
             return
         self.metrics.update(real, fake)
         if self.class_metrics is not None:
@@ -262,6 +262,6 @@ def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_pat
     names = metric_names_for(extractor, names, cfg.features)
     metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size,
                            cfg.get("resize", "legacy"), cfg.get("nearest_k", 3))
-    class_metrics = class_metrics_for(extractor, num_classes) if num_classes else None
+    class_metrics = class_metrics_for(extractor, num_classes, metrics.resize) if num_classes else None
     return ImageMetricsCallback(metrics, log_path, cfg.get("allow_small_fid", False), class_metrics,
                                 cfg.get("reference_cache", False))

@@ -13,7 +13,8 @@ same feature extractor, when the model is class-conditional (``model.num_classes
 ``conf/callbacks/image_metrics.yaml``) and the extractor is a classifier of the data's classes
 (``metrics.features=classifier``, the default for MNIST-like data); the model's ``generate_for_metrics`` returns one
 sample for each real image's label, in order, so the batch's labels are the classes of both the real and the
-generated images. ``ganx.evaluate`` reports them for conditional checkpoints under ``class_metrics``.
+generated images. Images reach the classifier through the run's ``metrics.resize`` (``ganx.metrics.resize``), as for
+FID/IS/KID. ``ganx.evaluate`` reports them for conditional checkpoints under ``class_metrics``.
 """
 
 import logging
@@ -27,6 +28,7 @@ from torchmetrics.image import FrechetInceptionDistance
 
 from ganx.metrics.features import ClassifierFeatures, FeatureExtractor
 from ganx.metrics.image_metrics import ColumnSlice
+from ganx.metrics.resize import check_resize, resized_features
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +40,18 @@ class ClassConditionalMetrics(nn.Module):
         extractor: a ``ClassifierFeatures`` trained on the data's ``num_classes`` classes (its logits classify, its
             feature layer feeds the per-class FIDs).
         num_classes: the classes of the conditional model.
+        resize: how images reach the classifier's input size, "legacy" or "clean" (``ganx.metrics.resize``).
     """
 
-    def __init__(self, extractor: FeatureExtractor, num_classes: int):
+    def __init__(self, extractor: FeatureExtractor, num_classes: int, resize: str = "legacy"):
         super().__init__()
         if not isinstance(extractor, ClassifierFeatures) or extractor.num_logits != num_classes:
             raise ValueError(
                 f"class accuracy and intra-FID need a classifier of the {num_classes} data classes as feature "
                 f"extractor (metrics.features=classifier), got {getattr(extractor, 'name', type(extractor).__name__)}."
             )
-        self.extractor, self.num_classes = extractor, num_classes
+        check_resize(extractor, resize)
+        self.extractor, self.num_classes, self.resize = extractor, num_classes, resize
         self.pool_dim = extractor.pool_dim
         self.per_class_accuracy = MulticlassAccuracy(num_classes, average=None)
         self.accuracy = MulticlassAccuracy(num_classes, average="micro")
@@ -61,11 +65,12 @@ class ClassConditionalMetrics(nn.Module):
     def update(self, real: Tensor | None, fake: Tensor, labels: Tensor) -> None:
         """Add generated images ``fake`` of classes ``labels`` (and, until the real statistics are complete, the real
         images ``real`` of the same classes), all in [-1, 1]."""
-        fake_features = self.extractor(fake)
+        fake_features = resized_features(self.extractor, fake, self.resize)
         predicted = fake_features[:, self.pool_dim :]
         self.per_class_accuracy.update(predicted, labels)
         self.accuracy.update(predicted, labels)
-        real_features = self.extractor(real) if real is not None and not self.real_complete else None
+        real_features = (resized_features(self.extractor, real, self.resize)
+                         if real is not None and not self.real_complete else None)
         for c, fid in enumerate(self.fids):
             members = labels == c
             if members.any():
@@ -113,11 +118,12 @@ class ClassConditionalMetrics(nn.Module):
         self.real_complete = False
 
 
-def class_metrics_for(extractor: FeatureExtractor, num_classes: int) -> ClassConditionalMetrics | None:
-    """Class accuracy and intra-FID on ``extractor``, or None (with a note) when it is not a classifier of the
+def class_metrics_for(extractor: FeatureExtractor, num_classes: int,
+                      resize: str = "legacy") -> ClassConditionalMetrics | None:
+    """Class accuracy and intra-FID on ``extractor`` after the ``resize`` mode (pass the ``ImageMetrics``' own), or None (with a note) when it is not a classifier of the
     ``num_classes`` classes (e.g. Inception)."""
     if not isinstance(extractor, ClassifierFeatures) or extractor.num_logits != num_classes:
         log.info("Class accuracy and intra-FID need metrics.features=classifier (a classifier of the %d classes); "
                  "FID/IS/KID are measured on %s only.", num_classes, extractor.name)
         return None
-    return ClassConditionalMetrics(extractor, num_classes)
+    return ClassConditionalMetrics(extractor, num_classes, resize)

@@ -7,8 +7,11 @@ encoder (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visua
 split: two random views of every image (crop/resize, flip, colour jitter, grayscale), a small conv encoder and a
 projection head, the NT-Xent loss; the FID/KID features are the encoder's output before the head (as in SimCLR,
 where the head discards what the augmentations vary and the layer before it keeps more). Blur, noise and JPEG
-artefacts are not among the augmentations, so the features keep seeing them: they rank such degradations like
-Inception does (experiments/metrics/README.md), but their numbers are not comparable with published Inception FIDs.
+artefacts are not among the augmentations. The encoder sees 64x64 inputs: a 48x48 downscale averages away most of
+a mild noise. On anime faces their FID ranks held-out real < JPEG, blur, noise (each mild < strong) < a collapsed
+set, averaged over held-out splits; a mild JPEG (quality 30) moves it by less than one split's sampling noise, with
+any pooling and even for an untrained encoder (experiments/metrics/README.md). Their numbers are not comparable with
+published Inception FIDs.
 
 The file holds the weights, their SHA-256 (checked on load, loaded with ``weights_only=True``) and what they were
 trained on; it is cached under ``$GANX_CACHE_DIR/domain_features`` keyed by the data set (class, source, split sizes,
@@ -46,7 +49,8 @@ NOT_COMPARABLE = ("domain features: numbers are comparable only with other numbe
 @dataclass
 class DomainRecipe:
     """How the extractor is trained (``metrics.domain`` / ``python -m ganx.features domain.KEY=VALUE``); every field
-    is part of the cache key. The defaults train in ~4 minutes on 2 CPU cores (experiments/metrics/README.md)."""
+    is part of the cache key. The defaults train in ~9 minutes on one thread of a busy 2-core machine
+    (experiments/metrics/README.md)."""
 
     images: int = 4000          # training images used (a random subset of the training split, decoded once)
     steps: int = 250            # optimizer steps of batch_size pairs of views
@@ -55,7 +59,7 @@ class DomainRecipe:
     temperature: float = 0.2    # NT-Xent temperature
     width: int = 32             # channels of the first conv stage (doubled per stage)
     feature_dim: int = 128      # FID/KID feature dimension: FID needs at least this many held-out images
-    input_size: int = 48        # images are resized to this side (runs at 32, 64, 96 share one feature space)
+    input_size: int = 64        # images are resized to this side (runs at 32, 64, 96 share one feature space)
     seed: int = 0               # seed of the weights, the subset and the views: the same data give the same extractor
 
 

@@ -31,7 +31,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from ganx.metrics.features import FeatureExtractor, MetricsSetupError
 from ganx.metrics.prdc import PRDC_NAMES, prdc
 from ganx.metrics.reference import load_reference, save_reference
-from ganx.metrics.resize import RESIZE_MODES, clean_resize
+from ganx.metrics.resize import check_resize, resized_features
 
 METRIC_NAMES = ("fid", "is", "kid", "pr", "dc")
 # The values each metric name logs, and which of them carry the protocol in a second, named key (see protocol_key).
@@ -162,11 +162,7 @@ class ImageMetrics(nn.Module):
         unknown = sorted(set(names) - set(METRIC_NAMES))
         if unknown or not names:
             raise ValueError(f"metrics must be a non-empty list of {', '.join(METRIC_NAMES)}; got {list(names)}")
-        if resize not in RESIZE_MODES:
-            raise MetricsSetupError(f"metrics.resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}.")
-        if resize == "clean" and getattr(extractor, "input_size", None) is None:
-            raise MetricsSetupError(f"metrics.resize=clean needs the extractor's input size, which {extractor.name} "
-                                    "does not state; use metrics.resize=legacy.")
+        check_resize(extractor, resize)
         self.names, self.kid_subset_size, self.resize, self.nearest_k = names, kid_subset_size, resize, nearest_k
         self.extractor = extractor
         pool = ColumnSlice(0, extractor.pool_dim)
@@ -198,9 +194,7 @@ class ImageMetrics(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """The extractor's features of images in [-1, 1], after the ``resize`` mode's resizing."""
-        if self.resize == "clean":
-            images = clean_resize(images, self.extractor.input_size)
-        return self.extractor(images)
+        return resized_features(self.extractor, images, self.resize)
 
     def use_reference_cache(self, path: Path, key: dict[str, Any]) -> bool:
         """Take the reference from ``path`` if it holds ``key`` (True: no real image will be extracted), else write it

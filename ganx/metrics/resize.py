@@ -7,13 +7,17 @@
   widens with the scale factor, so downsampling does not alias. The Inception port takes uint8, so for it the
   resized image is rounded to uint8 once (clean-fid feeds floats); the classifier gets the floats.
 
-Images already at the input size pass unchanged in both modes.
+Images already at the input size pass unchanged in both modes. Every metric that runs the extractor (``ImageMetrics``,
+the class metrics of ``ganx.metrics.conditional``) takes its features through ``resized_features``, so one run's
+numbers all share the resize its protocol names.
 """
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from ganx.metrics.features import FeatureExtractor, MetricsSetupError
 
 RESIZE_MODES = ("legacy", "clean")
 
@@ -28,3 +32,19 @@ def clean_resize(images: Tensor, size: int) -> Tensor:
         for image in pixels
     ])
     return (torch.from_numpy(resized).to(images.device) / 127.5 - 1).clamp(-1, 1)
+
+
+def check_resize(extractor: FeatureExtractor, resize: str) -> None:
+    """Refuse an unknown mode, and ``clean`` for an extractor that does not state its input size."""
+    if resize not in RESIZE_MODES:
+        raise MetricsSetupError(f"metrics.resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}.")
+    if resize == "clean" and getattr(extractor, "input_size", None) is None:
+        raise MetricsSetupError(f"metrics.resize=clean needs the extractor's input size, which {extractor.name} "
+                                "does not state; use metrics.resize=legacy.")
+
+
+def resized_features(extractor: FeatureExtractor, images: Tensor, resize: str) -> Tensor:
+    """The extractor's output for images in [-1, 1], after the ``resize`` mode's resizing."""
+    if resize == "clean":
+        images = clean_resize(images, extractor.input_size)
+    return extractor(images)
