@@ -219,3 +219,9 @@ def test_cli_toy_run_logs_mode_metrics_and_scatter_plots(tmp_path):
     ckpt = run / "checkpoints" / "last.ckpt"
     run_cli(f"ckpt={ckpt}", "n=300", f"out={tmp_path / 'points.npz'}", module="ganx.sample", cwd=tmp_path)
     assert np.load(tmp_path / "points.npz")["points"].shape == (300, 2)
+
+
+def test_gradient_penalty_with_a_packing_critic_is_refused_from_the_config():
+    cfg = compose_run("experiment=pacgan_2d", "loss=wasserstein_gp", "model.discriminator.pack=2")
+    with pytest.raises(Exception, match="packing critic.*pack=1"):
+        instantiate(cfg.model)

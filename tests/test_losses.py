@@ -195,3 +195,16 @@ def test_reg_every_must_be_a_whole_number_of_critic_steps(bad):
         AdversarialLoss("rpgan", reg_every=bad)
     with pytest.raises(ValueError, match="r2_weight"):
         AdversarialLoss("rpgan", r2_weight=-1)
+
+
+def test_r1_penalty_of_a_packing_critic_averages_over_packs():
+    # With PacGAN packing a critic input is a pack of samples: E[||grad D||^2] sums each pack's samples' gradients.
+    from ganx.nets import MLPDiscriminator
+
+    torch.manual_seed(0)
+    packed = MLPDiscriminator(in_shape=(2,), hidden=(8,), dropout=0.0, pack=2)
+    single = MLPDiscriminator(in_shape=(4,), hidden=(8,), dropout=0.0)
+    single.load_state_dict(packed.state_dict())
+    points = torch.randn(6, 2).requires_grad_(True)
+    packs = points.detach().reshape(3, 4).requires_grad_(True)
+    assert r1_penalty(packed(points), points).item() == pytest.approx(r1_penalty(single(packs), packs).item(), rel=1e-6)

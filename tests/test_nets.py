@@ -65,3 +65,22 @@ def test_mlp_shapes_and_maxout():
     assert x.shape == (7, 1, 28, 28) and d(x).shape == (7,)
     points = MLPGenerator(latent_dim=2, out_shape=(2,), hidden=(8,), out_activation="none")(torch.randn(5, 2))
     assert points.shape == (5, 2) and points.abs().max() > 0
+
+
+def test_mlp_discriminator_packs_consecutive_samples_into_one_input():
+    # PacGAN (Lin et al. 2018): pack=m judges m samples together, as one input of m times the width.
+    torch.manual_seed(0)
+    packed = MLPDiscriminator(in_shape=(2,), hidden=(8,), maxout_pieces=5, dropout=0.0, pack=2)
+    single = MLPDiscriminator(in_shape=(4,), hidden=(8,), maxout_pieces=5, dropout=0.0)
+    single.load_state_dict(packed.state_dict())  # same layers: the packed D is a D on concatenated pairs
+    points = torch.randn(6, 2)
+    assert packed(points).shape == (3,)
+    assert torch.equal(packed(points), single(points.reshape(3, 4)))
+    moved = points.clone()
+    moved[2] += 1.0  # the second pack is samples 2 and 3: only its logit may change
+    changed = packed(moved) != packed(points)
+    assert changed.tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="multiple of 2"):
+        packed(points[:5])
+    with pytest.raises(ValueError, match="pack must be an integer >= 1"):
+        MLPDiscriminator(in_shape=(2,), pack=0)

@@ -74,6 +74,12 @@ class GAN(AdversarialModule):
                 "per-sample input gradient the penalty constrains is not defined (Gulrajani et al. 2017, Sec. 4). "
                 "Use model.discriminator.norm=layer (or instance/none), or set loss.gp_weight=0."
             )
+        if loss.gp_weight > 0 and getattr(discriminator, "pack", 1) > 1:
+            raise ValueError(
+                f"A gradient penalty with a packing critic (model.discriminator.pack={discriminator.pack}): the penalty "
+                "interpolates single samples, not packs, so its gradient norm is not the packed critic's. Use "
+                "model.discriminator.pack=1, or a loss without gp_weight (loss=rpgan's R1/R2 work with packing)."
+            )
         if loss.clip_value is not None and is_spectral_normalized(discriminator):
             raise ValueError(
                 f"Weight clipping (loss.clip_value={loss.clip_value}) with a spectrally normalised critic: spectral "

@@ -61,6 +61,9 @@ class MLPDiscriminator(nn.Module):
     BatchNorm it keeps the per-sample input gradients a gradient penalty constrains (Gulrajani et al. 2017, Sec. 4).
     ``norm="spectral"`` divides every weight matrix (maxout pieces included) by its largest singular value instead
     (Miyato et al. 2018).
+    ``pack=m`` is PacGAN's packing (Lin et al. 2018, Sec. 3): D judges m samples at once, concatenated into one input,
+    so a batch of N samples (all real or all generated) gives N / m logits. A generator that drops modes makes packs
+    of near-identical samples, which real packs rarely are, so D can tell them apart. N must be a multiple of m.
     Returns logits (no sigmoid): the losses apply the link function, which is numerically stable.
     """
 
@@ -71,12 +74,16 @@ class MLPDiscriminator(nn.Module):
         dropout: float = 0.5,
         maxout_pieces: int = 0,
         norm: str = "none",
+        pack: int = 1,
     ):
         super().__init__()
         if norm not in ("none", "layer", "spectral"):
             raise ValueError(f"norm must be 'none' or 'layer' (per-sample norms) or 'spectral', got {norm!r}")
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = prod(in_shape)
+        if not isinstance(pack, int) or pack < 1:
+            raise ValueError(f"pack must be an integer >= 1 (samples per discriminator input; 1: no packing), got {pack!r}")
+        self.pack = pack
+        layers: list[nn.Module] = [nn.Flatten()]  # a no-op after forward's reshape; kept so checkpoint keys stay
+        width = pack * prod(in_shape)
         for h in hidden:
             if maxout_pieces > 1:
                 layers += [Maxout(width, h, maxout_pieces)]
@@ -93,4 +100,8 @@ class MLPDiscriminator(nn.Module):
             spectral_normalize(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        if x.shape[0] % self.pack:
+            raise ValueError(f"A batch of {x.shape[0]} samples cannot be packed {self.pack} at a time (model.discriminator"
+                             f".pack={self.pack}); use a data.batch_size that is a multiple of {self.pack}.")
+        # Consecutive samples form a pack: they are independent draws, so any grouping is a valid pack.
+        return self.net(x.reshape(x.shape[0] // self.pack, -1)).squeeze(1)
