@@ -140,9 +140,9 @@ def r2_penalty(fake_logits: Tensor, fake: Tensor) -> Tensor:
 def _half_squared_input_gradient(logits: Tensor, inputs: Tensor) -> Tensor:
     # create_graph: the penalty's own gradient must reach the critic's parameters (double backward).
     (grad,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
-    # The expectation is over the critic's inputs, one per logit: with PacGAN packing (MLPDiscriminator's pack) an
-    # input is m samples, and its squared gradient norm sums over all m.
-    return 0.5 * grad.pow(2).sum() / logits.numel()
+    # The expectation is over the critic's inputs, one per row of logits: with PacGAN packing (MLPDiscriminator's
+    # pack) an input is m samples, and its squared gradient norm sums over all m.
+    return 0.5 * grad.pow(2).sum() / logits.shape[0]
 
 
 def path_length_penalty(images: Tensor, ws: Tensor, pl_mean: Tensor, decay: float) -> tuple[Tensor, Tensor]:
