@@ -60,7 +60,9 @@ class GeneratorStepCheckpoint(Checkpoint):
         if trainer.sanity_checking or trainer.fast_dev_run or not (periodic or final):
             return
         if periodic:
-            trainer.save_checkpoint(self._unused_path(trainer, f"step_{step:07d}"))
+            # weights_only=False: full checkpoints (optimizer and callback state, for resume), said explicitly, since
+            # Lightning logs a line per save otherwise.
+            trainer.save_checkpoint(self._unused_path(trainer, f"step_{step:07d}"), weights_only=False)
             if self.keep is not None and trainer.is_global_zero:
                 self._delete_old_periodic()
         self._save_last(trainer, step)
@@ -73,7 +75,7 @@ class GeneratorStepCheckpoint(Checkpoint):
     def _save_last(self, trainer, step: int) -> None:
         if self.save_last:
             self.last_model_path = str(self.dirpath / "last.ckpt")
-            trainer.save_checkpoint(self.last_model_path)
+            trainer.save_checkpoint(self.last_model_path, weights_only=False)
         self._last_saved_step = step
 
     def periodic_files(self) -> list[Path]:
@@ -147,7 +149,7 @@ class BestCheckpoint(Checkpoint):
             score < self.best_model_score if self.mode == "min" else score > self.best_model_score))
         if trainer.strategy.reduce_boolean_decision(better, all=True):
             self.best_model_score, self.best_model_path = score, str(self.dirpath / f"{self.filename}.ckpt")
-            trainer.save_checkpoint(self.best_model_path)  # holds this state, so its own score
+            trainer.save_checkpoint(self.best_model_path, weights_only=False)  # holds this state, so its own score
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.ckpt_path is None:

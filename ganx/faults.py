@@ -88,7 +88,7 @@ class FaultHandler(L.Callback):
         step = pl_module.generator_steps
         if isinstance(exception, NonFiniteLossError):
             path = self.dirpath / f"nonfinite_step_{step:07d}.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)
             log.error("Non-finite loss: saved the last good weights for diagnosis to %s (last.ckpt untouched).", path)
         elif isinstance(exception, KeyboardInterrupt | SIGTERMException):
             if isinstance(exception, SIGTERMException) and self.stopped_by is None:
@@ -99,7 +99,7 @@ class FaultHandler(L.Callback):
                             "half-done step). Resume from the newest checkpoint in %s.", what, step + 1, self.dirpath)
                 return
             path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)
             log.warning("%s at generator step %d: saved %s. Resume with: python -m ganx.train ckpt=%s "
                         "[same overrides]", what, step, path, path)
             if self.stopped_by == REQUEUE_SIGNAL and trainer.is_global_zero:
