@@ -141,11 +141,13 @@ def process_state_restored(cwd: Path) -> Iterator[pytest.MonkeyPatch]:
     from hydra.core.global_hydra import GlobalHydra
 
     # What a run sets process-wide: Hydra's global state and logging, Lightning's seed variables (and the global RNGs
-    # seed_everything seeds), trainer.deterministic's switch, the thread count, the float32 matmul precision.
+    # seed_everything seeds), trainer.deterministic's and trainer.benchmark's switches, the thread count, the float32
+    # matmul precision.
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     environ, deterministic, threads = dict(os.environ), torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     matmul_precision = torch.get_float32_matmul_precision()
+    cudnn = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
     rngs = random.getstate(), np.random.get_state(), torch.get_rng_state()
     signal_handlers = {sig: signal.getsignal(sig) for sig in SIGNALS_A_RUN_HANDLES}
     with pytest.MonkeyPatch.context() as patch:
@@ -173,6 +175,7 @@ def process_state_restored(cwd: Path) -> Iterator[pytest.MonkeyPatch]:
             torch.use_deterministic_algorithms(deterministic)
             torch.set_num_threads(threads)
             torch.set_float32_matmul_precision(matmul_precision)
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
             random.setstate(rngs[0])
             np.random.set_state(rngs[1])
             torch.set_rng_state(rngs[2])
