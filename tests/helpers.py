@@ -1,5 +1,6 @@
 """Helpers the tests import (fixtures live in conftest.py): tiny generated data sets, a tiny GAN, one way to train a
-model in-process (``fit``) and a runner for the real CLI."""
+model in-process (``fit``), the commands' real entry points run in-process (``train_in_process``, ``cli_in_process``)
+and a runner for a command in its own process (``run_cli``), for tests of the process itself."""
 
 import importlib
 import io
@@ -33,7 +34,9 @@ HANG_GUARD_S = 1800
 def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = True, timeout: int = HANG_GUARD_S,
             env: dict[str, str] | None = None):
     """Run ``python -m <module> args...`` in a subprocess as a user would; fail with its output if it fails.
-    ``env`` adds or replaces environment variables."""
+    ``env`` adds or replaces environment variables. An interpreter start-up and ``import lightning`` cost ~6 s on an
+    idle core (many times that on a loaded one): only for what needs the process (exit codes, stderr as printed,
+    signals, environments); the rest runs in-process (``train_in_process``, ``cli_in_process``)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
