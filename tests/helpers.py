@@ -134,6 +134,14 @@ def training_loader(model: L.LightningModule, data: Dataset, batch_size: int, **
     return DataLoader(data, batch_size=training_batch_size(model, batch_size), drop_last=True, **loader_kwargs)
 
 
+def end_wandb_session() -> None:
+    """End this process's W&B session, if any: it reads the WANDB_* variables once and outlives its runs (its
+    service's address in WANDB_SERVICE), so a run started afterwards starts its own, as in a new process."""
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 SIGNALS_A_RUN_HANDLES = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
@@ -143,6 +151,7 @@ def process_state_restored(cwd: Path) -> Iterator[pytest.MonkeyPatch]:
     process is given back to the test process afterwards (the block's MonkeyPatch undoes what the caller patches)."""
     from hydra.core.global_hydra import GlobalHydra
 
+    end_wandb_session()
     # What a run sets process-wide: Hydra's global state and logging, Lightning's seed variables (and the global RNGs
     # seed_everything seeds), trainer.deterministic's and trainer.benchmark's switches, the thread count, the float32
     # matmul precision.
@@ -163,6 +172,7 @@ def process_state_restored(cwd: Path) -> Iterator[pytest.MonkeyPatch]:
         finally:
             for sig, handler in signal_handlers.items():
                 signal.signal(sig, handler)
+            end_wandb_session()
             GlobalHydra.instance().clear()
             # Hydra's job logging replaced the root logger's handlers (a console and a file in the run dir).
             for handler in root.handlers[:]:
