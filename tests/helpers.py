@@ -1,16 +1,25 @@
 """Helpers the tests import (fixtures live in conftest.py): tiny generated data sets, a tiny GAN, one way to train a
-model in-process (``fit``) and a runner for the real CLI."""
+model in-process (``fit``), the commands' real entry points run in-process (``train_in_process``, ``cli_in_process``)
+and a runner for a command in its own process (``run_cli``), for tests of the process itself."""
 
+import importlib
+import io
 import json
+import logging
 import os
+import random
+import signal
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from functools import partial
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -25,7 +34,9 @@ HANG_GUARD_S = 1800
 def run_cli(*args: str, cwd: Path, module: str = "ganx.train", check: bool = True, timeout: int = HANG_GUARD_S,
             env: dict[str, str] | None = None):
     """Run ``python -m <module> args...`` in a subprocess as a user would; fail with its output if it fails.
-    ``env`` adds or replaces environment variables."""
+    ``env`` adds or replaces environment variables. An interpreter start-up and ``import lightning`` cost ~6 s on an
+    idle core (many times that on a loaded one): only for what needs the process (exit codes, stderr as printed,
+    signals, environments); the rest runs in-process (``train_in_process``, ``cli_in_process``)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -123,28 +134,45 @@ def training_loader(model: L.LightningModule, data: Dataset, batch_size: int, **
     return DataLoader(data, batch_size=training_batch_size(model, batch_size), drop_last=True, **loader_kwargs)
 
 
-def train_in_process(*args: str, cwd: Path) -> None:
-    """``python -m ganx.train args...`` in this process: no interpreter start-up and ``import lightning`` (~6 s each).
-    For tests of what a run builds and writes; the process itself (exit codes, stderr, signals) is run_cli's."""
-    import logging
+def end_wandb_session() -> None:
+    """End this process's W&B session, if any: it reads the WANDB_* variables once and outlives its runs (its
+    service's address in WANDB_SERVICE), so a run started afterwards starts its own, as in a new process."""
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    os.environ.pop("WANDB_SERVICE", None)
 
-    import pytest
+
+SIGNALS_A_RUN_HANDLES = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextmanager
+def process_state_restored(cwd: Path) -> Iterator[pytest.MonkeyPatch]:
+    """Run a command's ``main`` inside the block, in ``cwd``, as if in its own process: what a run sets for its
+    process is given back to the test process afterwards (the block's MonkeyPatch undoes what the caller patches)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    import ganx.train
-
-    # What a run sets for its process and a test process must get back: Hydra's logging, Lightning's seed variables,
-    # trainer.deterministic's global switch, the thread count.
+    end_wandb_session()
+    # What a run sets process-wide: Hydra's global state and logging, Lightning's seed variables (and the global RNGs
+    # seed_everything seeds), trainer.deterministic's and trainer.benchmark's switches, the thread count, the float32
+    # matmul precision.
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     environ, deterministic, threads = dict(os.environ), torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    matmul_precision = torch.get_float32_matmul_precision()
+    cudnn = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    rngs = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    signal_handlers = {sig: signal.getsignal(sig) for sig in SIGNALS_A_RUN_HANDLES}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["ganx.train", *args])
-        patch.setenv("HYDRA_FULL_ERROR", "1")  # an error is raised with its traceback, not printed and exited
         patch.chdir(cwd)
         try:
-            ganx.train.main()
+            yield patch
+            # ganx.faults.FaultHandler and Lightning hand the signals back when a run ends (train() from a notebook).
+            left = [sig.name for sig, handler in signal_handlers.items() if signal.getsignal(sig) is not handler]
+            assert not left, f"the run left its handlers of {left} installed"
         finally:
+            for sig, handler in signal_handlers.items():
+                signal.signal(sig, handler)
+            end_wandb_session()
             GlobalHydra.instance().clear()
             # Hydra's job logging replaced the root logger's handlers (a console and a file in the run dir).
             for handler in root.handlers[:]:
@@ -159,6 +187,36 @@ def train_in_process(*args: str, cwd: Path) -> None:
             os.environ.update(environ)
             torch.use_deterministic_algorithms(deterministic)
             torch.set_num_threads(threads)
+            torch.set_float32_matmul_precision(matmul_precision)
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
+            random.setstate(rngs[0])
+            np.random.set_state(rngs[1])
+            torch.set_rng_state(rngs[2])
+
+
+def train_in_process(*args: str, cwd: Path) -> None:
+    """``python -m ganx.train args...`` in this process: no interpreter start-up and ``import lightning`` (~6 s each).
+    For tests of what a run builds and writes, multiruns too (Hydra's basic launcher and the Optuna sweeper run their
+    jobs in the calling process anyway); the process itself (exit codes, stderr, signals) is run_cli's."""
+    import ganx.train
+
+    with process_state_restored(cwd) as patch:
+        patch.setattr(sys, "argv", ["ganx.train", *args])
+        patch.setenv("HYDRA_FULL_ERROR", "1")  # an error is raised with its traceback, not printed and exited
+        patch.setenv("WANDB_MODE", "offline")  # as run_cli runs it
+        ganx.train.main()
+
+
+def cli_in_process(module: str, *args: str, cwd: Path) -> str:
+    """``python -m <module> args...`` for the commands with a ``main(argv=None)`` (ganx.sample, ganx.evaluate,
+    ganx.translate, ganx.features, ganx.report, benchmarks.bench) in this process, reading ``sys.argv`` as the
+    command does; what it printed to stdout. An error is raised, not printed: SystemExit with the message the user
+    would see."""
+    main = importlib.import_module(module).main
+    with process_state_restored(cwd) as patch, redirect_stdout(io.StringIO()) as stdout:
+        patch.setattr(sys, "argv", [module, *args])
+        main()
+    return stdout.getvalue()
 
 
 def wandb_records(path: Path) -> dict[str, list]:

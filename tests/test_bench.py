@@ -5,7 +5,7 @@ from functools import partial
 
 import pytest
 import torch
-from helpers import fit, run_cli
+from helpers import cli_in_process, fit, run_cli
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
@@ -125,8 +125,8 @@ SMALLEST = ("--switches", "", "--steps", "1", "--repeats", "2", "--peak-size", "
 
 @pytest.mark.e2e
 def test_bench_cli_writes_table_and_json(tmp_path):
-    result = run_cli("--models", "gan", "--profile", "gan", "--clock", "cpu", *SMALLEST, "--out", str(tmp_path),
-                     cwd=tmp_path, module="benchmarks.bench")
+    stdout = cli_in_process("benchmarks.bench", "--models", "gan", "--profile", "gan", "--clock", "cpu", *SMALLEST,
+                            "--out", str(tmp_path), cwd=tmp_path)
     report = json.loads((tmp_path / "bench.json").read_text())
     (row,) = report["models"][0]["rows"]
     assert row["ganx_step_s"] > 0 and row["plain_step_s"] > 0 and len(row["per_repeat_ratios"]) == 2
@@ -134,7 +134,7 @@ def test_bench_cli_writes_table_and_json(tmp_path):
     table = (tmp_path / "bench.md").read_text()
     assert "| gan (MLP, 28x28) | fp32 |" in table and "aten::" in table  # the row and the profiler table
     assert report["clock"] == "cpu" and "Clock: this process's CPU time" in table
-    assert "gan fp32 repeat 2/2" in result.stdout and " left] " in result.stdout  # a progress line per measurement
+    assert "gan fp32 repeat 2/2" in stdout and " left] " in stdout  # a progress line per measurement
 
 
 def test_a_stopped_run_keeps_the_models_it_measured(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FAST, fit, run_cli, training_loader
+from helpers import FAST, fit, train_in_process, training_loader
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -323,10 +323,10 @@ TINY_NETS = ["model.generator.base_width=8", "model.discriminator.base_width=8",
 @pytest.mark.e2e
 def test_train_cgan_with_class_metrics_then_sample_a_class_and_a_class_grid(mnist_dir: Path, tmp_path: Path):
     run, classifier = tmp_path / "run", untrained_classifier(tmp_path / "classifier.pt")
-    run_cli("model=cgan", "data=mnist", f"data.data_dir={mnist_dir}", "data.val_size=64", *TINY_NETS, *FAST,
-            "metrics=default", "metrics.names=[fid]", f"metrics.classifier_ckpt={classifier}", "metrics.allow_small_fid=true",
-            "steps=3", "eval_every=3", "sample_every=3",
-            "checkpoint_every=3", f"hydra.run.dir={run}", cwd=tmp_path)
+    train_in_process("model=cgan", "data=mnist", f"data.data_dir={mnist_dir}", "data.val_size=64", *TINY_NETS, *FAST,
+                     "metrics=default", "metrics.names=[fid]", f"metrics.classifier_ckpt={classifier}",
+                     "metrics.allow_small_fid=true", "steps=3", "eval_every=3", "sample_every=3", "checkpoint_every=3",
+                     f"hydra.run.dir={run}", cwd=tmp_path)  # the CLI's process: test_train_cli
     rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["generator_steps"] == 3 and "val/fid" in rows[0]
     assert 0.0 <= rows[0]["val/class_accuracy"] <= 1.0
@@ -351,7 +351,7 @@ def test_train_cgan_with_class_metrics_then_sample_a_class_and_a_class_grid(mnis
 @pytest.mark.e2e
 def test_acgan_with_a_gradient_penalty_trains_from_the_cli(mnist_dir: Path, tmp_path: Path):
     run = tmp_path / "run"
-    run_cli("model=acgan", "loss=wasserstein_gp", "model.discriminator.norm=layer", "data=mnist",
-            f"data.data_dir={mnist_dir}", *TINY_NETS, *FAST, "steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    train_in_process("model=acgan", "loss=wasserstein_gp", "model.discriminator.norm=layer", "data=mnist",
+                     f"data.data_dir={mnist_dir}", *TINY_NETS, *FAST, "steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
     header, *rows = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     assert "train/d_auxiliary" in header and "train/gradient_penalty" in header and "train/g_auxiliary" in header

@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, fit, run_cli
+from helpers import FAST, cli_in_process, fit, train_in_process
 from PIL import Image
 from scipy.stats import chi2_contingency, chisquare
 from torch.utils.data import DataLoader, TensorDataset
@@ -375,8 +375,8 @@ TINY = [
 def test_train_then_translate_a_file_and_a_folder(tmp_path: Path):
     root = write_unpaired(tmp_path / "ab", {"trainA": 4, "trainB": 3, "testA": 2, "testB": 2}, size=36)
     run = tmp_path / "run"
-    run_cli(*TINY, f"data.root={root}", "steps=3", "sample_every=2", "checkpoint_every=3",
-            f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process(*TINY, f"data.root={root}", "steps=3", "sample_every=2", "checkpoint_every=3",
+                     f"hydra.run.dir={run}", *FAST, cwd=tmp_path)  # the CLI's process: test_train_cli
     ckpt = run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert checkpoint["ganx"]["generator_steps"] == 3 and checkpoint["global_step"] == 6
@@ -391,11 +391,11 @@ def test_train_then_translate_a_file_and_a_folder(tmp_path: Path):
     (photos / "nested").mkdir(parents=True)
     gray(100, 18).resize((22, 18)).save(photos / "odd size.png")
     Image.new("RGBA", (12, 12), (255, 0, 0, 128)).save(photos / "nested" / "alpha.png")
-    run_cli(f"ckpt={ckpt}", f"input={photos / 'odd size.png'}", f"out={tmp_path / 'one'}", "direction=BtoA",
-            module="ganx.translate", cwd=tmp_path)
+    cli_in_process("ganx.translate", f"ckpt={ckpt}", f"input={photos / 'odd size.png'}", f"out={tmp_path / 'one'}",
+                   "direction=BtoA", cwd=tmp_path)
     with Image.open(tmp_path / "one" / "odd size.png") as im:
         assert im.size == (22, 18) and im.mode == "RGB"
-    # A folder, in-process (the same main() without another interpreter start-up).
+    # A folder, through main(argv) as a Python caller passes it.
     folder_args = [f"ckpt={ckpt}", f"input={photos}", f"out={tmp_path / 'all'}"]
     translate_main(folder_args)
     assert sorted(p.relative_to(tmp_path / "all").as_posix() for p in (tmp_path / "all").rglob("*.png")) == [
@@ -432,11 +432,13 @@ def test_resume_is_bit_exact_with_replay_buffers_and_the_lr_schedule(tmp_path: P
     common = [*tiny, "data.num_workers=2", f"data.root={root}", "model.n_epochs=1", "model.n_epochs_decay=3",
               "model.replay_buffer_size=2", "checkpoint_every=3", "sample_every=100", "trainer.deterministic=true", "seed=7", "steps=6", *FAST]
     full = tmp_path / "full"
-    run_cli(*common, f"hydra.run.dir={full}", cwd=tmp_path)
+    train_in_process(*common, f"hydra.run.dir={full}", cwd=tmp_path)
     resumed = tmp_path / "resumed" / "checkpoints"
     resumed.mkdir(parents=True)
     shutil.copy(full / "checkpoints" / "step_0000003.ckpt", resumed)  # mid-epoch 1, after the first decay
-    run_cli(*common, f"ckpt={resumed}/step_0000003.ckpt", cwd=tmp_path)
+    # In the same process as the full run: nothing it left behind may make up for state the checkpoint lacks
+    # (a resume in a fresh process: test_ddp, test_slurm).
+    train_in_process(*common, f"ckpt={resumed}/step_0000003.ckpt", cwd=tmp_path)
     a = torch.load(full / "checkpoints" / "step_0000006.ckpt", weights_only=True)
     b = torch.load(resumed / "last.ckpt", weights_only=True)
     assert (b["ganx"]["generator_steps"], b["global_step"]) == (6, 12)

@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from helpers import FAST, run_cli, wandb_records
+from helpers import FAST, end_wandb_session, run_cli, train_in_process, wandb_records
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_reliability import fit_scripted
@@ -27,7 +27,8 @@ def tensorboard_events(run: Path) -> EventAccumulator:
 @pytest.mark.e2e
 def test_every_record_logs_a_value_at_the_generator_step_it_was_measured(tmp_path):
     run = tmp_path / "run"
-    run_cli(*TOY, *FAST, "logger=tensorboard", "trainer.log_every_n_steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    train_in_process(*TOY, *FAST, "logger=tensorboard", "trainer.log_every_n_steps=2", f"hydra.run.dir={run}",
+                     cwd=tmp_path)
     rows = list(csv.DictReader((run / "csv" / "version_0" / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows if r["train/g_loss"]] == [2, 4]
     assert all(float(r["trainer/generator_steps"]) == int(r["step"]) for r in rows if r["train/g_loss"])
@@ -52,6 +53,9 @@ def test_wandb_run_gets_the_best_metrics_evaluations_files_and_checkpoints(tmp_p
         best = BestCheckpoint(dirpath=run / "checkpoints", monitor="val/fid", mode="min")
         fit_scripted(run, 6, {2: 5.0, 4: 1.0, 6: 3.0}, [best, RunSummary(str(run)), LoggerSummary(str(run), True)],
                      logger=[wandb, TensorBoardLogger(tmp_path)])
+    # finish() may return before W&B's service has written the run file out (seen after an earlier W&B session in
+    # this process); ending the session waits for it.
+    end_wandb_session()
     offline_run = next(tmp_path.glob("wandb/offline-run-*"))
     records = wandb_records(next(offline_run.glob("run-*.wandb")))
     summary = {k: v for update in records["summary"] for k, v in update.items()}

@@ -165,8 +165,9 @@ def read_rows(run: Path) -> list[dict]:
 def test_cli_trains_wasserstein_presets_on_an_image_folder(tmp_path, model, regulariser):
     folder = write_image_folder(tmp_path / "images", n=60)
     run = tmp_path / "run"
-    run_cli(f"model={model}", "data=anime", f"data.root={folder}", "data.image_size=32", "data.batch_size=8",
-            "data.num_workers=0", "data.val_size=8", "steps=2", f"hydra.run.dir={run}", *SMALL, *FAST, cwd=tmp_path)
+    train_in_process(f"model={model}", "data=anime", f"data.root={folder}", "data.image_size=32", "data.batch_size=8",
+                     "data.num_workers=0", "data.val_size=8", "steps=2", f"hydra.run.dir={run}", *SMALL, *FAST,
+                     cwd=tmp_path)
     rows = read_rows(run)
     logged = set().union(*rows)
     assert {"train/wasserstein_estimate", "train/critic_grad_norm/net.0"} <= logged
@@ -196,9 +197,9 @@ def test_cli_trains_every_dcgan_net_preset_two_steps(tmp_path):
     assert {"dcgan", "lsgan", "wgan", "wgan_gp", "dcgan_sn", "sngan", "sngan_ttur"} <= set(presets)
     folder = write_image_folder(tmp_path / "images", n=40)
     sweep = tmp_path / "sweep"
-    run_cli("-m", f"model={','.join(presets)}", "data=anime", f"data.root={folder}", "data.image_size=32",
-            "data.batch_size=4", "data.num_workers=0", "data.val_size=4", "steps=2", "sample_every=2",
-            "checkpoint_every=2", f"hydra.sweep.dir={sweep}", *SMALL, *FAST, cwd=tmp_path)
+    train_in_process("-m", f"model={','.join(presets)}", "data=anime", f"data.root={folder}", "data.image_size=32",
+                     "data.batch_size=4", "data.num_workers=0", "data.val_size=4", "steps=2", "sample_every=2",
+                     "checkpoint_every=2", f"hydra.sweep.dir={sweep}", *SMALL, *FAST, cwd=tmp_path)
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert {r["overrides"] for r in rows} == {f"model={name}" for name in presets}
     assert all(r["status"] == "finished" and r["generator_steps"] == "2" for r in rows)

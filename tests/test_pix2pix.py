@@ -11,7 +11,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, fit, run_cli
+from helpers import FAST, fit, train_in_process
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -268,10 +268,11 @@ def test_train_colourisation_then_translate_a_colour_photo(tmp_path: Path):
     for i in range(10):
         save(noise(40, 40, seed=i), tmp_path / "faces" / f"{i}.png")
     run = tmp_path / "run"
-    run_cli("model=pix2pix", "data=anime_colorize", f"data.root={tmp_path / 'faces'}", "data.load_size=36",
-            "data.image_size=32", "data.batch_size=2", "data.num_workers=0", "data.val_size=2",
-            "model.generator.num_downs=5", "model.generator.ngf=4", "model.discriminator.ndf=4", "model.num_visual=2",
-            *FAST, "steps=3", "sample_every=3", "checkpoint_every=3", f"hydra.run.dir={run}", cwd=tmp_path)
+    train_in_process("model=pix2pix", "data=anime_colorize", f"data.root={tmp_path / 'faces'}", "data.load_size=36",
+                     "data.image_size=32", "data.batch_size=2", "data.num_workers=0", "data.val_size=2",
+                     "model.generator.num_downs=5", "model.generator.ngf=4", "model.discriminator.ndf=4",
+                     "model.num_visual=2", *FAST, "steps=3", "sample_every=3", "checkpoint_every=3",
+                     f"hydra.run.dir={run}", cwd=tmp_path)
     grid = Image.open(run / "samples" / "step_0000003.png")
     assert grid.size == (2 + 3 * 34, 2 + 2 * 34)  # input | output | target for two held-out pairs
     out, ckpt = tmp_path / "colourised", run / "checkpoints" / "last.ckpt"

@@ -7,7 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, fit, run_cli, tiny_gan
+from helpers import FAST, fit, run_cli, tiny_gan, train_in_process
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -286,11 +286,11 @@ def test_gan_steps_augment_real_and_fake_and_log_p():
 @pytest.mark.e2e
 def test_quality_toolkit_composes_and_sample_uses_ema_by_default(mnist_dir, tmp_path):
     run = tmp_path / "run"
-    run_cli("model=dcgan", "loss=hinge", "model.discriminator.norm=spectral", "augment=diffaug",
-            "model.ema.decay=0.999", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=8",
-            "data.val_size=8", "model.generator.base_width=8", "model.discriminator.base_width=8",
-            "model.latent_dim=16", "model.num_fixed_samples=4", "steps=2", "checkpoint_every=2", "sample_every=2",
-            f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process("model=dcgan", "loss=hinge", "model.discriminator.norm=spectral", "augment=diffaug",
+                     "model.ema.decay=0.999", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=8",
+                     "data.val_size=8", "model.generator.base_width=8", "model.discriminator.base_width=8",
+                     "model.latent_dim=16", "model.num_fixed_samples=4", "steps=2", "checkpoint_every=2",
+                     "sample_every=2", f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
     ckpt = run / "checkpoints" / "last.ckpt"
     checkpoint = load_checkpoint(ckpt)
     assert checkpoint["ganx"]["generator_steps"] == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import FAST, HANG_GUARD_S, REPO, fit, run_cli, tiny_gan
+from helpers import FAST, HANG_GUARD_S, REPO, fit, tiny_gan, train_in_process
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
@@ -143,13 +143,15 @@ def test_resume_is_bit_exact(mnist_dir, tmp_path, toolkit):
     common = [*TINY_GAN, "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16",
               "checkpoint_every=5", "trainer.deterministic=true", "seed=7", *toolkit, *FAST]
     full = tmp_path / "full"
-    run_cli(*common, "steps=10", f"hydra.run.dir={full}", cwd=tmp_path)  # 7 batches per epoch: resume mid-epoch 1
+    train_in_process(*common, "steps=10", f"hydra.run.dir={full}", cwd=tmp_path)  # 7 batches per epoch: resume mid-epoch 1
     # Periodic checkpoints follow checkpoint_every, not epoch ends (the epoch ended at step 7).
     assert sorted(p.name for p in (full / "checkpoints").glob("step_*.ckpt")) == ["step_0000005.ckpt", "step_0000010.ckpt"]
     resumed = tmp_path / "resumed" / "checkpoints"
     resumed.mkdir(parents=True)
     shutil.copy(full / "checkpoints" / "step_0000005.ckpt", resumed)
-    run_cli(*common, "steps=10", f"ckpt={resumed}/step_0000005.ckpt", cwd=tmp_path)
+    # In the full run's process: nothing it left behind may make up for state the checkpoint lacks (a resume in a
+    # fresh process: test_ddp, test_slurm).
+    train_in_process(*common, "steps=10", f"ckpt={resumed}/step_0000005.ckpt", cwd=tmp_path)
     a = torch.load(full / "checkpoints" / "step_0000010.ckpt", weights_only=True)
     b = torch.load(resumed / "last.ckpt", weights_only=True)
     assert b["ganx"]["generator_steps"] == 10
@@ -185,7 +187,7 @@ def test_sample_checkpoint_and_log_intervals_do_not_change_a_seeded_run(setup, m
                  "rarely": ["sample_every=100", "checkpoint_every=6", "trainer.log_every_n_steps=10"]}
     last = {}
     for name, args in intervals.items():
-        run_cli(*data, *args, "steps=6", "seed=0", f"hydra.run.dir={tmp_path / name}", *fast, cwd=tmp_path)
+        train_in_process(*data, *args, "steps=6", "seed=0", f"hydra.run.dir={tmp_path / name}", *fast, cwd=tmp_path)
         last[name] = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["often"]["ganx"]["generator_steps"] == last["rarely"]["ganx"]["generator_steps"] == 6
     for key, value in last["often"]["state_dict"].items():
@@ -434,11 +436,11 @@ def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
     args = [*TINY_GAN, "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16", "steps=4",
             "checkpoint_every=2", "sample_every=100", "trainer.deterministic=true", "seed=3",
             *[f if f != "logger=csv" else "logger=wandb" for f in FAST]]  # W&B (offline in tests) and CSV
-    run_cli(*args, f"hydra.run.dir={run}", cwd=tmp_path)
+    train_in_process(*args, f"hydra.run.dir={run}", cwd=tmp_path)
     first = json.loads((run / "run.json").read_text())["loggers"]
     log_before = (run / "csv" / "version_0" / "metrics.csv").read_text()
     # Resume from step 2: steps 3 and 4 are trained (bit-exact) and logged again.
-    run_cli(*args, f"ckpt={run}/checkpoints/step_0000002.ckpt", cwd=tmp_path)
+    train_in_process(*args, f"ckpt={run}/checkpoints/step_0000002.ckpt", cwd=tmp_path)
     second = json.loads((run / "run.json").read_text())["loggers"]
     assert first == second == {"wandb_run_id": first["wandb_run_id"], "csv_version": 0}
     wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))

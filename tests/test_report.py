@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import FAST, TOY, run_cli, train_in_process
+from helpers import FAST, TOY, cli_in_process, train_in_process
 from PIL import Image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -76,7 +76,7 @@ def test_report_pages_show_every_sample_grid_and_curve_in_a_browser(tmp_path: Pa
     sweep = tmp_path / "sweep"
     train_in_process(*TOY, *FAST, f"hydra.run.dir={sweep / '0'}", cwd=tmp_path)
     shutil.copytree(sweep / "0", sweep / "1")  # the sweep page only needs a second run dir
-    run_cli(str(sweep), module="ganx.report", cwd=tmp_path)  # the sweep's page and a page per run
+    cli_in_process("ganx.report", str(sweep), cwd=tmp_path)  # the sweep's page and a page per run
 
     sweep_page = open_page(chromium, sweep / "report" / "index.html")
     assert sweep_page.problems == []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FAST, fit, run_cli, write_image_folder
+from helpers import FAST, cli_in_process, fit, train_in_process, write_image_folder
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -284,17 +284,17 @@ def test_bf16_mixed_trains_with_finite_losses():
 def test_cli_trains_stylegan2_lite_and_samples_truncated_mixed_and_interpolated(tmp_path):
     folder = write_image_folder(tmp_path / "images", n=24)
     run = tmp_path / "run"
-    run_cli("model=stylegan2_lite", "data=anime", f"data.root={folder}", "data.image_size=32", "data.batch_size=4",
-            "data.num_workers=0", "data.val_size=4", "steps=2", "sample_every=2", "checkpoint_every=2",
-            f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    train_in_process("model=stylegan2_lite", "data=anime", f"data.root={folder}", "data.image_size=32",
+                     "data.batch_size=4", "data.num_workers=0", "data.val_size=4", "steps=2", "sample_every=2",
+                     "checkpoint_every=2", f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
     ckpt = run / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     assert "pl_mean" in state and "generator_ema.module.mapping.w_avg" in state
-    run_cli(f"ckpt={ckpt}", "n=9", "truncation=0.7", "mix=true", f"out={tmp_path / 'mix.png'}", module="ganx.sample",
-            cwd=tmp_path)
+    cli_in_process("ganx.sample", f"ckpt={ckpt}", "n=9", "truncation=0.7", "mix=true", f"out={tmp_path / 'mix.png'}",
+                   cwd=tmp_path)
     assert Image.open(tmp_path / "mix.png").size == (4 * 34 + 2, 4 * 34 + 2)  # (3 + 1) x (3 + 1) cells of 32 + 2 px
-    run_cli(f"ckpt={ckpt}", "n=20", "interpolate=true", "truncation=0.7", f"out={tmp_path / 'walk.png'}",
-            module="ganx.sample", cwd=tmp_path)
+    cli_in_process("ganx.sample", f"ckpt={ckpt}", "n=20", "interpolate=true", "truncation=0.7",
+                   f"out={tmp_path / 'walk.png'}", cwd=tmp_path)
     assert Image.open(tmp_path / "walk.png").size == (10 * 34 + 2, 2 * 34 + 2)
 
     def images(name: str, **options) -> np.ndarray:
@@ -306,7 +306,7 @@ def test_cli_trains_stylegan2_lite_and_samples_truncated_mixed_and_interpolated(
     assert not np.array_equal(coarse_only, truncated) and not np.array_equal(coarse_only, images("none"))
     with pytest.raises(CheckpointError, match="truncation_cutoff=9: give 1..8"):
         images("bad", truncation=0.2, truncation_cutoff=9)
-    run_cli(f"ckpt={ckpt}", "n=4", "ema=false", f"out={tmp_path / 'raw'}/", module="ganx.sample", cwd=tmp_path)
+    cli_in_process("ganx.sample", f"ckpt={ckpt}", "n=4", "ema=false", f"out={tmp_path / 'raw'}/", cwd=tmp_path)
     assert len(list((tmp_path / "raw").glob("*.png"))) == 4
     shutil.rmtree(tmp_path / "raw")
 

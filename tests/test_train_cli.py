@@ -85,9 +85,10 @@ def test_sample_grid_npz_and_interpolation(dcgan_run: Path, tmp_path: Path):
 
 def test_resume_continues_the_same_run(dcgan_run: Path, tmp_path: Path):
     before = load(dcgan_run / "checkpoints" / "step_0000004.ckpt")
-    run_cli(f"ckpt={dcgan_run}/checkpoints/last.ckpt", "model=dcgan", "data=anime",
-            f"data.root={dcgan_run.parent}/images", "data.image_size=32", "data.batch_size=8", "data.num_workers=0",
-            "data.val_size=8", "steps=6", "sample_every=2", "checkpoint_every=2", *SMALL_DCGAN, *FAST, cwd=tmp_path)
+    train_in_process(f"ckpt={dcgan_run}/checkpoints/last.ckpt", "model=dcgan", "data=anime",
+                     f"data.root={dcgan_run.parent}/images", "data.image_size=32", "data.batch_size=8",
+                     "data.num_workers=0", "data.val_size=8", "steps=6", "sample_every=2", "checkpoint_every=2",
+                     *SMALL_DCGAN, *FAST, cwd=tmp_path)  # in-process: the resumed process is test_faults's and test_ddp's
     after = load(dcgan_run / "checkpoints" / "last.ckpt")
     assert after["ganx"]["generator_steps"] == 6 and after["global_step"] == 12
     # Optimizer state continued: Adam's step counter went 4 -> 6 rather than restarting at 2.
