@@ -249,3 +249,14 @@ def wandb_records(path: Path) -> dict[str, list]:
             items = record.history.item if which == "history" else record.summary.update
             found[which].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
     return found
+
+
+def untrained_classifier(path: Path, num_classes: int = 10) -> Path:
+    """A ganx.metrics.classifier file with random weights for MNIST-like data: the metrics' code path without training
+    a classifier (600 steps, ~20 s on a CPU core) in every test that computes metrics."""
+    from ganx.metrics.classifier import SmallCNN, save_classifier
+
+    torch.manual_seed(0)
+    save_classifier(SmallCNN(1, num_classes), {"test_accuracy": 0.0, "test_images": 0},
+                    {"data": "ganx.data.mnist.MNISTDataModule", "source": "random"}, path)
+    return path

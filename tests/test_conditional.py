@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FAST, fit, train_in_process, training_loader
+from helpers import FAST, fit, train_in_process, training_loader, untrained_classifier
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from ganx.data import ImageFolderDataModule
 from ganx.evaluate import EvaluateConfig, evaluate
 from ganx.losses import AdversarialLoss
-from ganx.metrics.classifier import SmallCNN, save_classifier
 from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
 from ganx.metrics.features import ClassifierFeatures, MetricsSetupError
 from ganx.metrics.resize import RESIZE_MODES, clean_resize
@@ -245,14 +244,6 @@ def test_unlabeled_data_is_refused_before_training(image_folder: Path):
 
 
 # --- class accuracy and intra-FID ------------------------------------------------------------------------------------
-
-
-def untrained_classifier(path: Path) -> Path:
-    """A ganx.metrics.classifier file with random weights: the metrics' code path without training a classifier."""
-    torch.manual_seed(0)
-    save_classifier(SmallCNN(1, K), {"test_accuracy": 0.0, "test_images": 0},
-                    {"data": "ganx.data.mnist.MNISTDataModule", "source": "random"}, path)
-    return path
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, HANG_GUARD_S, REPO, run_cli, write_mnist_raw
+from helpers import FAST, HANG_GUARD_S, REPO, run_cli, untrained_classifier, write_mnist_raw
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # DDP: two processes per run
 SCRIPT = Path(__file__).with_name("ddp_metrics_script.py")
@@ -43,7 +43,7 @@ def test_trainer_ddp_cpu_trains_and_evaluates(tmp_path: Path):
     run_cli("trainer=ddp_cpu", "model=gan", "data=mnist", f"data.data_dir={data}", "data.batch_size=16",
             "data.val_size=37", "steps=4", "eval_every=2", "checkpoint_every=2", "sample_every=100",
             "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", "metrics.kid_subset_size=10",
-            "metrics.allow_small_fid=true",
+            "metrics.allow_small_fid=true", f"metrics.classifier_ckpt={untrained_classifier(tmp_path / 'cnn.pt')}",
             "+callbacks.weights._target_=ddp_metrics_script.WeightsAgreeAcrossRanks",
             f"+callbacks.weights.path={tmp_path}/weights.json",
             f"hydra.run.dir={run}", *[f for f in FAST if f != "metrics=none"], cwd=tmp_path,

@@ -487,7 +487,7 @@ def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_
 
 
 def test_evaluate_refuses_fid_on_fewer_samples_than_feature_dimensions(mnist_dir, tmp_path):
-    from test_conditional import untrained_classifier
+    from helpers import untrained_classifier
 
     from ganx.config import compose_data_config
     from ganx.evaluate import EvaluateConfig, evaluate
