@@ -14,3 +14,10 @@ def draw_latent(n: int, dim: int, distribution: str, generator: torch.Generator 
     if distribution == "uniform":
         return torch.rand(n, dim, generator=generator, device=device) * 2 - 1
     raise ValueError(f"model.latent_distribution must be one of {LATENT_DISTRIBUTIONS}, got {distribution!r}.")
+
+
+def generator_inputs(n: int, dim: int, distribution: str, num_classes: int | None,
+                     generator: torch.Generator | None = None, device: torch.device | str | None = None) -> tuple[Tensor, ...]:
+    """What a generator takes for n samples: (z,), or (z, classes 0, 1, ... in turn) for a class-conditional one."""
+    z = draw_latent(n, dim, distribution, generator, device)
+    return (z,) if not num_classes else (z, torch.arange(n, device=device) % num_classes)

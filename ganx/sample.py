@@ -21,7 +21,6 @@ hold the ``labels``.
 import math
 import sys
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from ganx.checkpoint import (
     require_model,
 )
 from ganx.config import parse_cli, resolve_device
-from ganx.latent import draw_latent
+from ganx.latent import draw_latent, generator_inputs
 from ganx.nets.batchnorm import standing_statistics
 from ganx.nets.conditional import class_grid_labels
 from ganx.nets.stylegan2 import StyleGAN2Generator
@@ -115,7 +114,8 @@ def sample(cfg: SampleConfig) -> Path:
     averaged = has_averaged(checkpoint) if cfg.ema is None else cfg.ema
     generator = build_submodule(checkpoint, "generator", averaged=averaged).to(device)
     if averaged:  # an EMA copy's BatchNorm statistics are the live generator's: recompute them for its weights
-        standing_statistics(generator, partial(generator_inputs, model_cfg))
+        standing_statistics(generator, lambda n, rng: generator_inputs(
+            n, model_cfg["latent_dim"], model_cfg["latent_distribution"], model_cfg.get("num_classes"), rng, rng.device))
     rng = torch.Generator().manual_seed(cfg.seed)
     if isinstance(generator, StyleGAN2Generator):
         images, nrow, labels = *style_based_images(generator, cfg, rng), None
@@ -144,13 +144,6 @@ def sample(cfg: SampleConfig) -> Path:
     else:
         save_image(images, out, nrow=nrow, padding=2)
     return out
-
-
-def generator_inputs(model_cfg: dict, n: int, rng: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """n latent codes (and classes 0, 1, ... in turn for a class-conditional generator) on rng's device."""
-    z = draw_latent(n, model_cfg["latent_dim"], model_cfg["latent_distribution"], rng, rng.device)
-    classes = model_cfg.get("num_classes")
-    return (z,) if not classes else (z, torch.arange(n, device=rng.device) % classes)
 
 
 def latent_images(generator: torch.nn.Module, cfg: SampleConfig, rng: torch.Generator, dim: int,

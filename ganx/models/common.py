@@ -100,4 +100,3 @@ def averaged_generator(generator: nn.Module, ema: Mapping[str, Any] | None) -> A
     """The EMA copy ``model.ema`` asks for (decay / kimg / rampup), or None when both are unset (the default)."""
     options = {k: v for k, v in (ema or {}).items() if v is not None}
     return AveragedGenerator(generator, **options) if options else None
-

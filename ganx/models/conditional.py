@@ -81,9 +81,6 @@ class ConditionalGAN(GAN):
 
     # --- sampling -------------------------------------------------------------------------------------------------
 
-    def generator_inputs(self, n: int, rng: torch.Generator | None = None) -> tuple[Tensor, ...]:
-        return self.sample_latent(n, rng), torch.arange(n, device=self.device) % self.num_classes
-
     @torch.no_grad()
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Generator outputs for codes ``z`` and class ``labels`` in eval mode; without labels, classes 0, 1, ...

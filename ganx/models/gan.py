@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ganx.data.base import BatchKind
-from ganx.latent import draw_latent
+from ganx.latent import draw_latent, generator_inputs
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty, r2_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.common import averaged_generator, evaluating, image_grid
@@ -228,8 +228,9 @@ class GAN(AdversarialModule):
         return self.generator
 
     def generator_inputs(self, n: int, rng: torch.Generator | None = None) -> tuple[Tensor, ...]:
-        """The generator's inputs for n samples: (z,) here, (z, classes 0, 1, ... in turn) for a conditional G."""
-        return (self.sample_latent(n, rng),)
+        """The generator's inputs for n samples: (z,), or (z, classes 0, 1, ... in turn) for a conditional G."""
+        return generator_inputs(n, self.latent_dim, self.latent_distribution, getattr(self, "num_classes", None), rng,
+                                self.device)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
