@@ -1,7 +1,7 @@
 """Benchmark: ganx's real training path against a plain PyTorch loop of the same nets, and the machine's peak.
 
     python -m benchmarks.bench [--models gan,dcgan28,dcgan64,wgan_gp64,cyclegan128,stylegan2_32] [--switches dcgan64]
-                               [--out DIR]
+                               [--parts dcgan28] [--out DIR]
                                [--budget-minutes N]
 
 For each model, after a warm-up step, it alternates (A B A B ...) a ganx run (the configured LightningModule in a
@@ -13,6 +13,8 @@ its regularisers (``steps_per_cycle``: --steps is rounded up to them), and its s
 the regularised steps count at their share.
 For the ``--switches`` models the same is done for each speed switch (bf16 autocast, channels_last, torch.compile, and
 channels_last with compile), interleaved with the float32 default, so each switch's speed-up is a ratio taken in one run.
+For the ``--parts`` models the same is done for each part of issue #14 added alone (EMA generator, spectral norm,
+DiffAugment, the relativistic loss without, with and with lazy R1 + R2): its "speed-up" below 1 is its cost per step.
 Also: FLOP/s of the training step (``FlopCounterMode``, with the penalties' double backward) against a large float32
 matmul measured in the same run, a ``torch.profiler`` table of the top ops, peak resident memory, the image-folder data module's throughput on
 ../shared/data/anime-faces when present, and the time FID on 10,000 samples takes.
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.cases import CASES, FP32, SWITCHES, Case, compose_config, steps_per_cycle
+from benchmarks.cases import CASES, FP32, PARTS, SWITCHES, Case, compose_config, steps_per_cycle
 from benchmarks.measure import (
     CLOCKS,
     REFERENCE_DATA_LOADING_S,
@@ -151,7 +153,8 @@ def markdown(report: dict) -> str:
     lines += ["", "ganx/plain speed = median plain step time / median ganx step time (> 1: ganx faster), the median of "
               "the per-repeat ratios; ganx and plain runs alternate after a warm-up step, and the switches of a model "
               "alternate with its fp32 runs. Speed-up vs fp32 = median fp32 ganx step / median ganx step with the "
-              "switch. The first step (warm-up) includes compile time with `compile`. GFLOP/step: the matmuls and "
+              "switch (for a part of the model, `+ema` ..., below 1: the part's cost per step). The first step "
+              "(warm-up) includes compile time with `compile`. GFLOP/step: the matmuls and "
               "convolutions of one generator step (FlopCounterMode), forward, backward and the penalties' double "
               "backward.", ""]
     lazy = sorted({(r["model"], r["steps_per_cycle"]) for m in report["models"] for r in m["rows"]
@@ -194,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
     parser.add_argument("--switches", default="dcgan64",
                         help="models whose speed switches are measured too (comma-separated; '' for none)")
+    parser.add_argument("--parts", default="dcgan28",
+                        help="models whose parts' costs are measured too (EMA, SN, DiffAugment, R1/R2; '' for none)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per arm (default: per model)")
     parser.add_argument("--steps", type=int, default=None, help="timed generator steps per repeat and arm")
     parser.add_argument("--profile", default="dcgan64", help="models to profile with torch.profiler ('' for none)")
@@ -209,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output dir (default outputs/bench/<time>)")
     args = parser.parse_args(argv)
     models, switched = args.models.split(","), [m for m in args.switches.split(",") if m]
-    unknown = set(models + switched) - set(CASES)
+    with_parts = [m for m in args.parts.split(",") if m]
+    unknown = set(models + switched + with_parts) - set(CASES)
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; choose from {', '.join(CASES)}")
     if args.budget_minutes is not None and args.budget_minutes <= 0:
@@ -220,12 +226,14 @@ def main(argv: list[str] | None = None) -> None:
     plan = []  # (key, variants, steps, repeats, steps_per_cycle), the sizes as asked (in whole cycles)
     for key in models:
         case = CASES[key]
-        asked, cycle = args.steps or case.steps, steps_per_cycle(compose_config(case, str(out)))
+        variants = [FP32, *(SWITCHES if key in switched else ()), *(PARTS if key in with_parts else ())]
+        asked = args.steps or case.steps
+        cycle = math.lcm(*(steps_per_cycle(compose_config(case, str(out), v)) for v in variants))
         steps = math.ceil(asked / cycle) * cycle
         if steps != asked:
             print(f"[bench] {key}: {steps} steps instead of {asked}: whole cycles of its lazy regularisation "
                   f"({cycle} steps)", flush=True)
-        plan.append((key, [FP32, *SWITCHES] if key in switched else [FP32], steps, args.repeats or case.repeats, cycle))
+        plan.append((key, variants, steps, args.repeats or case.repeats, cycle))
     extras = {"data loading": None if args.no_data_loading else REFERENCE_DATA_LOADING_S,
               "FID timing": None if args.no_fid else REFERENCE_FID_S}
     extras_reference_s = sum(s for s in extras.values() if s is not None)

@@ -44,14 +44,16 @@ CASES = {
 
 @dataclass(frozen=True)
 class Variant:
-    """A speed switch setting, as ganx.train exposes it: trainer.precision, channels_last, compile,
-    on_nonfinite_check_every."""
+    """A speed switch setting, as ganx.train exposes it (trainer.precision, channels_last, compile,
+    on_nonfinite_check_every), or a part of the model, as config ``overrides`` (EMA, spectral norm, DiffAugment,
+    penalties)."""
 
     name: str
     precision: str = "32-true"
     channels_last: bool = False
     compile: bool = False
     nonfinite_check_every: int = 1
+    overrides: tuple[str, ...] = ()
 
     @property
     def bf16(self) -> bool:
@@ -67,12 +69,31 @@ SWITCHES = (
     # The NaN check read on the host every 50 updates instead of each (no host sync per update; matters on GPUs).
     Variant("on_nonfinite_check_every=50", nonfinite_check_every=50),
 )
+# What each of issue #14's parts costs per step, each added alone to the model (dcgan28 by default: the Fashion-MNIST
+# net of experiments/quality_per_compute). R1 + R2 need a critic without BatchNorm (per-sample penalties), so the
+# relativistic rows are read against "rpgan, no penalty", the same critic and loss without them.
+_RPGAN = ("loss=rpgan", "model.discriminator.norm=none")
+PARTS = (
+    Variant("+ema", overrides=("model.ema.decay=0.999",)),
+    Variant("+spectral norm D", overrides=("model.discriminator.norm=spectral",)),
+    Variant("+diffaug", overrides=("augment=diffaug",)),
+    Variant("rpgan, no penalty", overrides=(*_RPGAN, "loss.r1_weight=0", "loss.r2_weight=0")),
+    Variant("rpgan, R1+R2 every step", overrides=(*_RPGAN, "loss.reg_every=1")),
+    Variant("rpgan, R1+R2 lazy (every 16)", overrides=(*_RPGAN, "loss.reg_every=16")),
+)
 
 
-def compose_config(case: Case, output_dir: str):
+def compose_config(case: Case, output_dir: str, variant: Variant = FP32):
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[*case.overrides, f"paths.output_dir={output_dir}", "logger=csv"])
+        return compose("train", overrides=[*case.overrides, *variant.overrides, f"paths.output_dir={output_dir}",
+                                           "logger=csv"])
+
+
+def build_model(cfg, **switches):
+    """The configured model as ganx.train builds it: its networks and loss from ``cfg.model``, the augmentation of the
+    critic's inputs from ``cfg.augment``, and the speed ``switches`` (channels_last, compile_networks, ...)."""
+    return instantiate(cfg.model, _partial_=True)(augment=instantiate(cfg.augment), **switches)
 
 
 def steps_per_cycle(cfg) -> int:

@@ -1,6 +1,7 @@
 """The measurements: ganx's training path and the plain loop timed in alternation, FLOPs of a step, the matmul peak,
 a profile, data loading and FID; and what each costs on the reference machine, for progress and budget estimates."""
 
+import math
 import resource
 import statistics
 import tempfile
@@ -22,6 +23,7 @@ from benchmarks.cases import (
     Case,
     Variant,
     batch_images,
+    build_model,
     compose_config,
     steps_per_cycle,
     synthetic_data,
@@ -161,19 +163,24 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     median step when every step does the same work). ``clock``: a key of ``CLOCKS``."""
     case = CASES[key]
     steps, repeats = steps or case.steps, repeats or case.repeats
-    cfg = compose_config(case, log_dir)
-    cycle, clock = steps_per_cycle(cfg), CLOCKS[clock]
+    cfgs = {v.name: compose_config(case, log_dir, v) for v in variants}  # a part's overrides change the config
+    cfg = cfgs[variants[0].name]
+    cycle, clock = math.lcm(*(steps_per_cycle(c) for c in cfgs.values())), CLOCKS[clock]
     if steps % cycle:
         raise ValueError(f"{key}: {steps} steps are not whole cycles of its lazy regularisation ({cycle} steps); "
                          f"time a multiple of {cycle} steps.")
-    L.seed_everything(0, workers=True)
-    fresh = instantiate(cfg.model)
-    state = fresh.state_dict()
+    states = {}  # one seeded start per network layout: every arm of a variant, and the switches, start alike
 
-    def copy_of_model(variant: Variant = FP32):
-        model = instantiate(cfg.model, channels_last=variant.channels_last, compile_networks=variant.compile,
-                            nonfinite_check_every=variant.nonfinite_check_every)
-        model.load_state_dict(state)
+    def copy_of_model(variant: Variant = FP32, switched: bool = True):
+        """The variant's model; ``switched=False`` leaves the speed switches to the plain loop, which applies them
+        itself."""
+        if variant.overrides not in states:
+            L.seed_everything(0, workers=True)
+            states[variant.overrides] = build_model(cfgs[variant.name]).state_dict()
+        switches = dict(channels_last=variant.channels_last, compile_networks=variant.compile,
+                        nonfinite_check_every=variant.nonfinite_check_every) if switched else {}
+        model = build_model(cfgs[variant.name], **switches)
+        model.load_state_dict(states[variant.overrides])
         return model
 
     def measured(what: str, reference_s: float) -> None:
@@ -182,13 +189,14 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
 
     # One data set for every run (generated once: it is 1 GB for WGAN-GP's 5 x 64 images per step), and one model
     # per (variant, arm), kept across repeats so compiled graphs are built once, in the warm-up step.
+    fresh = copy_of_model()
     data = synthetic_data(cfg, fresh, n_batches=steps)
-    arms = {v.name: (copy_of_model(v), PlainLoop(copy_of_model(), v)) for v in variants}
+    arms = {v.name: (copy_of_model(v), PlainLoop(copy_of_model(v, switched=False), v)) for v in variants}
     first_step_s = {}
     for v in variants:
         ganx_model, plain = arms[v.name]
-        first_step_s[v.name] = {"ganx": time_ganx(cfg, ganx_model, v, 1, log_dir, data, clock)[0],
-                                "plain": plain.run(cfg, 1, data, clock)[0]}
+        first_step_s[v.name] = {"ganx": time_ganx(cfgs[v.name], ganx_model, v, 1, log_dir, data, clock)[0],
+                                "plain": plain.run(cfgs[v.name], 1, data, clock)[0]}
         measured(f"{v.name} warm-up: first step ganx {first_step_s[v.name]['ganx']:.2f} s, "
                  f"plain {first_step_s[v.name]['plain']:.2f} s", repeat_reference_seconds(case, 1))
     times = {v.name: {"ganx": [], "plain": []} for v in variants}
@@ -196,7 +204,8 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
     for repeat in range(repeats):
         for v in variants:
             ganx_model, plain = arms[v.name]
-            g, p = time_ganx(cfg, ganx_model, v, steps, log_dir, data, clock), plain.run(cfg, steps, data, clock)
+            g = time_ganx(cfgs[v.name], ganx_model, v, steps, log_dir, data, clock)
+            p = plain.run(cfgs[v.name], steps, data, clock)
             g, p = cycle_means(g, cycle), cycle_means(p, cycle)
             times[v.name]["ganx"] += g
             times[v.name]["plain"] += p
@@ -207,22 +216,23 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         if repeat + 1 < repeats and progress is not None and progress.out_of_time():
             progress.note(f"{case.name}: stopped after {repeat + 1} of {repeats} repeats (time budget spent)")
             repeats = repeat + 1
-    flops = step_flops(cfg, copy_of_model())
+    flops = {v.name: step_flops(cfgs[v.name], copy_of_model(v, switched=False)) for v in variants if v.overrides}
+    flops[variants[0].name] = step_flops(cfg, copy_of_model())
     images_per_step = batch_images(cfg, fresh)
     reference = statistics.median(times[variants[0].name]["ganx"])
     results = []
     for v in variants:
         ganx_s, plain_s = statistics.median(times[v.name]["ganx"]), statistics.median(times[v.name]["plain"])
         results.append({
-            "model": case.name, "key": key, "overrides": list(case.overrides), "variant": v.name,
+            "model": case.name, "key": key, "overrides": [*case.overrides, *v.overrides], "variant": v.name,
             "batch_size": cfg.data.batch_size, "critic_steps": fresh.real_batches_per_step,
             "steps_x_repeats": f"{steps} x {repeats}", "steps_per_cycle": cycle,
             "ganx_step_s": ganx_s, "plain_step_s": plain_s,
             "ganx_images_per_s": images_per_step / ganx_s, "plain_images_per_s": images_per_step / plain_s,
             "speed_ratio_ganx_over_plain": statistics.median(ratios[v.name]), "per_repeat_ratios": ratios[v.name],
             "speedup_vs_" + variants[0].name: reference / ganx_s,
-            "first_step_s": first_step_s[v.name], "step_gflop": flops / 1e9,
-            "ganx_gflops_per_s": flops / ganx_s / 1e9, "peak_rss_mib_so_far": peak_rss_mib(),
+            "first_step_s": first_step_s[v.name], "step_gflop": flops.get(v.name, flops[variants[0].name]) / 1e9,
+            "ganx_gflops_per_s": flops.get(v.name, flops[variants[0].name]) / ganx_s / 1e9, "peak_rss_mib_so_far": peak_rss_mib(),
         })
     if profile_ops:
         results[0]["top_ops"] = top_ops_table(cfg, copy_of_model())

@@ -9,19 +9,36 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from benchmarks.cases import Variant, synthetic_loader
-from ganx.losses import clip_weights_, gradient_penalty, path_length_penalty, r1_penalty
+from ganx.losses import clip_weights_, gradient_penalty, path_length_penalty, r1_penalty, r2_penalty
 from ganx.models import CycleGAN, StyleGAN2
 from ganx.models.base import frozen
 
 
-def plain_gan_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """One generator step the way the PyTorch-GAN scripts write it, with ganx's losses and nets."""
+def plain_gan_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tensor, step: int = 0) -> None:
+    """One generator step the way the PyTorch-GAN scripts write it, with ganx's losses, nets and parts: D sees every
+    image through ``model.augment`` (DiffAugment; the identity without it), the penalties (GP, R1, R2) are added every
+    ``loss.reg_every``-th critic step times ``reg_every``, a relativistic G loss pairs the fakes with the last real
+    minibatch, and the EMA generator is updated last. ``step``: generator steps before this one."""
     G, D, loss = model.generator, model.discriminator, model.loss
-    for real in images.chunk(model.critic_steps):
+
+    def critic(x: torch.Tensor) -> torch.Tensor:
+        return D(model.augment(x))
+
+    for i, real in enumerate(images.chunk(model.critic_steps)):
         fake = G(model.sample_latent(real.shape[0])).detach()
-        d_loss = loss.d_loss(D(real), D(fake))
-        if loss.gp_weight > 0:
-            d_loss = d_loss + loss.gp_weight * gradient_penalty(D, real, fake)
+        regularize = (step * model.critic_steps + i) % loss.reg_every == 0
+        if regularize and loss.r1_weight > 0:
+            real = real.detach().requires_grad_(True)
+        if regularize and loss.r2_weight > 0:
+            fake.requires_grad_(True)
+        real_logits, fake_logits = critic(real), critic(fake)
+        d_loss = loss.d_loss(real_logits, fake_logits)
+        if regularize and loss.gp_weight > 0:
+            d_loss = d_loss + loss.reg_every * loss.gp_weight * gradient_penalty(critic, real, fake)
+        if regularize and loss.r1_weight > 0:
+            d_loss = d_loss + loss.reg_every * loss.r1_weight * r1_penalty(real_logits, real)
+        if regularize and loss.r2_weight > 0:
+            d_loss = d_loss + loss.reg_every * loss.r2_weight * r2_penalty(fake_logits, fake)
         d_opt.zero_grad()
         d_loss.backward()
         d_opt.step()
@@ -29,10 +46,13 @@ def plain_gan_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tens
             clip_weights_(D, loss.clip_value)
     fake = G(model.sample_latent(real.shape[0]))
     with frozen(D):
-        g_loss = loss.g_loss(D(fake))
+        fake_logits = critic(fake)
+        g_loss = loss.g_loss(fake_logits, critic(real)) if loss.family.relativistic else loss.g_loss(fake_logits)
     g_opt.zero_grad()
     g_loss.backward()
     g_opt.step()
+    if model.generator_ema is not None:
+        model.generator_ema.update(G, step * real.shape[0], real.shape[0])
 
 
 def plain_stylegan2_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tensor, step: int) -> None:
@@ -112,7 +132,7 @@ def plain_step(model, g_opt, d_opt, batch, step: int) -> None:
     elif isinstance(model, CycleGAN):
         plain_cyclegan_step(model, g_opt, d_opt, *batch)
     else:
-        plain_gan_step(model, g_opt, d_opt, *batch)
+        plain_gan_step(model, g_opt, d_opt, *batch, step)
 
 
 class PlainLoop:

@@ -13,8 +13,10 @@ from benchmarks.bench import Progress, fit_to_budget, main
 from benchmarks.cases import (
     CASES,
     FP32,
+    PARTS,
     Case,
     Variant,
+    build_model,
     compose_config,
     steps_per_cycle,
     synthetic_data,
@@ -33,8 +35,14 @@ TINY = {
     "stylegan2": ("model=stylegan2_lite", "data=anime", "data.image_size=32", "data.batch_size=4",
                   "model.latent_dim=8", "model.generator.w_dim=8", "model.generator.channel_base=256",
                   "model.generator.channel_max=16", "loss.reg_every=2", "loss.pl_every=3"),
+    # issue #14's parts on DCGAN: EMA, spectral norm and DiffAugment (each image its own draws: the two loops must
+    # draw in the same order), and the relativistic loss with R1 + R2 every 2nd critic step over 3 steps.
+    "dcgan_parts": ("model=dcgan", "data=mnist", "model.generator.base_width=8", "model.discriminator.base_width=8",
+                    "model.ema.decay=0.9", "model.discriminator.norm=spectral", "augment=diffaug"),
+    "rpgan_lazy": ("model=dcgan", "data=mnist", "model.generator.base_width=8", "model.discriminator.base_width=8",
+                   "loss=rpgan", "model.discriminator.norm=none", "loss.reg_every=2", "augment=diffaug"),
 }
-TINY_STEPS = {"stylegan2": 3}
+TINY_STEPS = {"stylegan2": 3, "dcgan_parts": 2, "rpgan_lazy": 3}
 
 
 def train_steps(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False, steps: int = 1):
@@ -42,7 +50,7 @@ def train_steps(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False
     ``sgd``: plain SGD instead of the preset's Adam, whose first step (lr * g / |g|) turns float noise in a
     near-zero gradient into a full +-lr change."""
     # The switches are ganx's (applied by the model in setup); the plain arm applies the variant's itself.
-    model = instantiate(cfg.model, channels_last=variant.channels_last, compile_networks=variant.compile)
+    model = build_model(cfg, channels_last=variant.channels_last, compile_networks=variant.compile)
     model.load_state_dict(state)
     if sgd:
         model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)
@@ -66,7 +74,7 @@ def test_plain_loop_is_the_same_algorithm_as_ganx(name, tmp_path):
     a cycle term, style mixing or the EMA update would end elsewhere.)"""
     cfg = compose_config(Case(name, TINY[name], steps=1), str(tmp_path))
     torch.manual_seed(0)
-    state = instantiate(cfg.model).state_dict()
+    state = build_model(cfg).state_dict()
     steps = TINY_STEPS.get(name, 1)
     ganx_state, plain_state = train_steps(cfg, state, "ganx", steps=steps), train_steps(cfg, state, "plain", steps=steps)
     moved = [k for k in state if isinstance(state[k], torch.Tensor) and state[k].is_floating_point() and not torch.equal(state[k], ganx_state[k])]
@@ -135,6 +143,29 @@ def test_bench_cli_writes_table_and_json(tmp_path):
     assert "| gan (MLP, 28x28) | fp32 |" in table and "aten::" in table  # the row and the profiler table
     assert report["clock"] == "cpu" and "Clock: this process's CPU time" in table
     assert "gan fp32 repeat 2/2" in stdout and " left] " in stdout  # a progress line per measurement
+
+
+@pytest.mark.e2e
+def test_parts_are_timed_with_their_own_config(tmp_path, monkeypatch):
+    """--parts times each of issue #14's parts on the model, interleaved with it: every part has its row, built from
+    its own overrides (the FLOPs show it: R1 + R2 add a double backward, lazily 1/16 of it; EMA and DiffAugment add
+    no matmul), and the steps are whole cycles of the lazy penalty."""
+    import benchmarks.bench
+
+    tiny = Case("tiny dcgan", ("model=dcgan", "data=mnist", "model.generator.base_width=8",
+                               "model.discriminator.base_width=8"), steps=1, repeats=2)
+    monkeypatch.setitem(benchmarks.bench.CASES, "dcgan28", tiny)
+    main(["--models", "dcgan28", "--parts", "dcgan28", "--profile", "", *SMALLEST, "--out", str(tmp_path)])
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "bench.json").read_text())["models"][0]["rows"]}
+    assert list(rows) == ["fp32", *(part.name for part in PARTS)]
+    assert all(r["steps_x_repeats"] == "16 x 2" and r["ganx_step_s"] > 0 and r["plain_step_s"] > 0 for r in rows.values())
+    assert "augment=diffaug" in rows["+diffaug"]["overrides"]
+    gflop = {name: r["step_gflop"] for name, r in rows.items()}
+    assert gflop["+ema"] == gflop["+diffaug"] == gflop["fp32"]
+    no_penalty, lazy, every = (gflop[f"rpgan, {kind}"] for kind in
+                               ("no penalty", "R1+R2 lazy (every 16)", "R1+R2 every step"))
+    assert no_penalty < lazy < every and (lazy - no_penalty) * 16 == pytest.approx(every - no_penalty, rel=0.02)
+    assert "| tiny dcgan | +spectral norm D |" in (tmp_path / "bench.md").read_text()
 
 
 def test_a_stopped_run_keeps_the_models_it_measured(tmp_path, monkeypatch):
