@@ -1,7 +1,8 @@
 """Evaluate a checkpoint: FID, IS, KID (torchmetrics), precision/recall (pr), density/coverage (dc), the
-perceptual path length (ppl, torchmetrics) and the Parzen-window log-likelihood of Goodfellow et al. 2014.
+perceptual path length (ppl, torchmetrics), the Parzen-window log-likelihood of Goodfellow et al. 2014, and the class
+coverage of the samples (classes).
 
-    python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,pr,dc,ppl,parzen]] [num_samples=10000] [data=NAME]
+    python -m ganx.evaluate ckpt=PATH [metrics=[fid,is,kid,pr,dc,ppl,parzen,classes]] [num_samples=10000] [data=NAME]
                             [data.key=value] [features=auto|inception|classifier|domain|PATH] [inception_weights=PATH]
                             [classifier_ckpt=PATH] [resize=legacy|clean] [reference_cache=true] [ema=false] [device=auto]
 
@@ -22,6 +23,10 @@ VGG-16 (torchvision's ImageNet weights, downloaded on first use: refused with th
 ``parzen``: sigma is chosen on the first ``parzen_val_size`` held-out images, the mean log-likelihood and its
 standard error are reported on the others (the paper used a validation split of the training set and the full test
 set). In nats, on flattened images in [0, 1]. A poor estimator in high dimensions: see ``ganx.metrics.parzen``.
+
+``classes``: the share of the samples the data's classifier puts in each class, the classes covered (at least a tenth
+of their fair share) and KL(generated || held-out) of those histograms (``ganx.metrics.class_coverage``, the Stacked
+MNIST protocol on the data's own classes); needs classifier features (MNIST-like data).
 """
 
 import json
@@ -40,6 +45,7 @@ from ganx.checkpoint import CheckpointError, build_model, check_buildable, load_
 from ganx.config import compose_data_config, parse_cli, register_resolvers, resolve_device, split_group_overrides
 from ganx.data import DataError
 from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
+from ganx.metrics.class_coverage import ClassCoverage
 from ganx.metrics.conditional import class_metrics_for
 from ganx.metrics.domain import metric_names_for
 from ganx.metrics.image_metrics import METRIC_NAMES, require_fid_sample_size
@@ -53,7 +59,7 @@ log = logging.getLogger("ganx.evaluate")
 @dataclass
 class EvaluateConfig:
     ckpt: str = "???"  # a checkpoint of ganx.train (<run>/checkpoints/*.ckpt)
-    metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | pr | dc | ppl | parzen
+    metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | pr | dc | ppl | parzen | classes
     num_samples: int = 10_000  # generated images, compared with as many held-out real images
     data: str | None = None  # a config in conf/data/; default: the checkpoint's own data config
     features: str = "auto"  # auto | inception | classifier | domain | PATH (see conf/metrics/default.yaml)
@@ -134,9 +140,9 @@ def output_path(cfg: EvaluateConfig) -> Path:
 
 @torch.no_grad()
 def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, Any]:
-    unknown = sorted(set(cfg.metrics) - {*METRIC_NAMES, "ppl", "parzen"})
+    unknown = sorted(set(cfg.metrics) - {*METRIC_NAMES, "ppl", "parzen", "classes"})
     if unknown or not cfg.metrics:
-        raise ValueError(f"metrics must be a list of {', '.join(METRIC_NAMES)}, ppl, parzen; got {cfg.metrics}")
+        raise ValueError(f"metrics must be a list of {', '.join(METRIC_NAMES)}, ppl, parzen, classes; got {cfg.metrics}")
     if "parzen" in cfg.metrics and not 0 < cfg.parzen_val_size <= cfg.num_samples - 2:
         raise ValueError(f"parzen_val_size={cfg.parzen_val_size} must leave test points among num_samples={cfg.num_samples}")
     device = resolve_device(cfg.device)
@@ -144,13 +150,20 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
     data_cfg, datamodule = evaluation_data(cfg, checkpoint, list(data_overrides))
 
     image_metric_names = [m for m in cfg.metrics if m in METRIC_NAMES]
-    metrics = None
-    if image_metric_names:
+    metrics = extractor = coverage = None
+    if image_metric_names or "classes" in cfg.metrics:
         kind = resolve_features(cfg.features, data_cfg)
         if kind is None:
             raise MetricsSetupError(f"{data_cfg._target_} does not yield images: FID/IS/KID do not apply.")
         extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt,
                                     offline_fallback=cfg.features == "auto")
+    if "classes" in cfg.metrics:
+        try:
+            coverage = ClassCoverage(extractor, cfg.resize).to(device)
+        except ValueError as err:
+            raise MetricsSetupError(f"metrics=[...,classes]: {err} It applies to data with a class classifier "
+                                    "(MNIST-like data: features=auto or classifier).") from None
+    if image_metric_names:
         image_metric_names = metric_names_for(extractor, image_metric_names, cfg.features)
         if "fid" in image_metric_names and not cfg.allow_small_fid:
             require_fid_sample_size(cfg.num_samples, extractor, f"num_samples={cfg.num_samples}",
@@ -181,6 +194,8 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         real, fake = model.validation_step(batch, batch_idx)
         if metrics is not None:
             metrics.update(real, fake)
+        if coverage is not None:
+            coverage.update(real, fake)
         if class_metrics is not None:
             class_metrics.update(real, fake, batch[1])
         if "parzen" in cfg.metrics:
@@ -197,6 +212,8 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         result["ppl"] = perceptual_path_length(model, cfg.ppl_samples, device)
     if class_metrics is not None:
         result["class_metrics"] = class_metrics.compute()
+    if coverage is not None:
+        result["class_coverage"] = coverage.compute()
     if "parzen" in cfg.metrics:
         real = torch.cat(reals)
         result["parzen"] = parzen_estimate(torch.cat(fakes), real[: cfg.parzen_val_size], real[cfg.parzen_val_size :])

@@ -399,7 +399,7 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
 
     # In-process: the evaluate CLI's own plumbing adds nothing a subprocess would check here.
     capsys.readouterr()
-    evaluate_main([f"ckpt={run}/checkpoints/best.ckpt", "metrics=[fid,kid,parzen]", "num_samples=40",
+    evaluate_main([f"ckpt={run}/checkpoints/best.ckpt", "metrics=[fid,kid,parzen,classes]", "num_samples=40",
                    "kid_subset_size=20", "parzen_val_size=10", "allow_small_fid=true"])
     stdout = capsys.readouterr().out
     report = json.loads(stdout[stdout.index("{"):])
@@ -408,7 +408,10 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
     assert report["generator_step"] == best_row["generator_steps"] and report["num_samples"] == 40
     assert report["protocol"]["features"] == best_row["protocol"]["features"] and report["real_split"] == "val"
     assert report["parzen"]["num_val"] == 10 and report["parzen"]["num_test"] == 30
-    written = list((run / "checkpoints").glob("best.eval-fid-kid-parzen-40*.json"))
+    coverage = report["class_coverage"]  # the classifier's classes of the 40 samples and of the 40 held-out images
+    assert sum(coverage["fake_shares"]) == pytest.approx(1, abs=1e-3) and len(coverage["real_shares"]) == 10
+    assert 1 <= coverage["classes_covered"] <= 10
+    written = list((run / "checkpoints").glob("best.eval-fid-kid-parzen-classes-40*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text()) == report
 
 
