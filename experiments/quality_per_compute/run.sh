@@ -16,6 +16,8 @@ common=(data=fashion_mnist steps=null "trainer.max_time=$BUDGET" metrics=none lo
 declare -A configs=(
   [dcgan]="model=dcgan"
   [dcgan_ema]="model=dcgan model.ema.decay=0.999"
+  # StyleGAN2-ADA's EMA: half-life 10k images (156 steps at batch 64), ramped up over the first 5% of the images seen
+  [dcgan_ema_ada]="model=dcgan model/ema=stylegan2_ada"
   [dcgan_sn_hinge]="model=dcgan_sn"
   [sngan]="model=sngan data.image_size=32"
   # the paper's widths make 34 steps in 10 minutes on 2 cores; a quarter of them (1/16 of the FLOPs)
@@ -26,10 +28,10 @@ declare -A configs=(
   # R3GAN's loss on DCGAN nets; no BatchNorm in D (R1/R2 are per-sample penalties, as with the GP)
   [rpgan]="model=dcgan loss=rpgan model.discriminator.norm=none"
 )
-for name in ${CONFIGS:-dcgan dcgan_ema dcgan_sn_hinge sngan sngan_narrow dcgan_diffaug dcgan_bf16 wgan_gp rpgan}; do
+for name in ${CONFIGS:-dcgan dcgan_ema dcgan_ema_ada dcgan_sn_hinge sngan sngan_narrow dcgan_diffaug dcgan_bf16 wgan_gp rpgan}; do
   run="$OUT/${name}_seed$SEED"
   [ -f "$run/checkpoints/last.ckpt" ] || $PY -m ganx.train ${configs[$name]} "${common[@]}" "hydra.run.dir=$run"
   [ -f "$run/eval.json" ] || $PY -m ganx.evaluate "ckpt=$run/checkpoints/last.ckpt" num_samples=10000 \
-      "metrics=[fid,is,kid]" "out=$run/eval.json" > /dev/null
+      "metrics=[fid,is,kid,classes]" "out=$run/eval.json" > /dev/null
   $PY -m ganx.sample "ckpt=$run/checkpoints/last.ckpt" n=100 seed=0 "out=$run/grid.png" > /dev/null
 done
