@@ -25,6 +25,7 @@ from ganx.metrics.evaluations import (
     read_rows,
     write_rows,
 )
+from ganx.precision import cpu_bf16_flags
 from ganx.trainer import generator_steps_in
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,9 @@ class RunRecord(L.Callback):
             "optimizer_steps_per_generator_step": pl_module.optimizer_steps_per_batch,
             "max_steps (optimizer steps)": trainer.max_steps,
             "world_size": trainer.world_size,
+            # What trainer.precision became (auto-mixed: chosen from the hardware) and what the CPU offers for it.
+            "precision": str(trainer.precision),
+            "cpu_bf16_instructions": cpu_bf16_flags(),
             "loggers": self.logger_versions,
         }
         self._write(trainer, record)

@@ -13,6 +13,7 @@ scaler's "No inf checks were recorded" error cannot happen. bf16-mixed needs no 
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,3 +69,16 @@ class PerOptimizerMixedPrecision(MixedPrecision):
         # The scalers are made at the first step (the optimizers must exist): keep the states until then.
         self._loaded = {int(i): state for i, state in state_dict.get("scalers", {}).items()}
         self.scalers = {}
+
+
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names of the instructions oneDNN's bf16 kernels use
+
+
+def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
+    """The bfloat16 instruction sets this CPU has, from ``cpuinfo`` (Linux); [] where it cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return []
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    return [flag for flag in CPU_BF16_FLAGS if flag in flags]

@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvi
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ganx.checkpoint import AtomicCheckpointIO
-from ganx.precision import PerOptimizerMixedPrecision
+from ganx.precision import PerOptimizerMixedPrecision, cpu_bf16_flags
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
     if trainer_kwargs.get("precision") == "auto-mixed":
-        trainer_kwargs["precision"] = best_mixed_precision()
+        trainer_kwargs["precision"] = best_mixed_precision(on_gpu(trainer_kwargs.get("accelerator", "auto")))
     matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
     if matmul_precision is not None:
         torch.set_float32_matmul_precision(matmul_precision)
@@ -85,9 +85,7 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         plugins.append(AtomicCheckpointIO())
     if str(trainer_kwargs.get("precision")) in ("16-mixed", "16") and not any(isinstance(p, Precision) for p in plugins):
-        accelerator = str(trainer_kwargs.get("accelerator", "auto"))
-        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-        plugins.append(PerOptimizerMixedPrecision("cuda" if on_gpu else "cpu"))
+        plugins.append(PerOptimizerMixedPrecision("cuda" if on_gpu(trainer_kwargs.get("accelerator", "auto")) else "cpu"))
         trainer_kwargs.pop("precision")
     if SLURMEnvironment.detect() and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
         plugins.append(SLURMEnvironment(auto_requeue=False))
@@ -95,10 +93,21 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     return L.Trainer(max_steps=max_steps, plugins=plugins, **trainer_kwargs)
 
 
-def best_mixed_precision() -> str:
-    """bf16-mixed where the GPU has bfloat16 (no loss scaling needed), else 16-mixed, else (no CUDA) 32-true."""
-    if not torch.cuda.is_available():
-        choice, why = "32-true", "no CUDA device"
+def on_gpu(accelerator) -> bool:
+    """Whether a Trainer with this ``accelerator`` setting trains on a CUDA GPU."""
+    accelerator = str(accelerator)
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def best_mixed_precision(gpu: bool | None = None) -> str:
+    """On a GPU (``gpu``; default: CUDA is available): bf16-mixed where it has bfloat16 (no loss scaling needed), else
+    16-mixed. On the CPU: bf16-mixed where the CPU has bfloat16 instructions (AMX or AVX-512 BF16, which oneDNN's
+    bf16 convolutions and matmuls use), else 32-true (emulated bf16 is slower than float32)."""
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    if not gpu:
+        flags = cpu_bf16_flags()
+        choice, why = ("bf16-mixed", f"the CPU has {' and '.join(flags)}") if flags else (
+            "32-true", "no CUDA device, and the CPU has no bfloat16 instructions (amx_bf16, avx512_bf16)")
     elif torch.cuda.is_bf16_supported():
         choice, why = "bf16-mixed", f"{torch.cuda.get_device_name()} supports bfloat16"
     else:

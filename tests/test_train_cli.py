@@ -1,6 +1,7 @@
 """End to end: the real `python -m ganx.train` / `ganx.sample` CLIs on tiny generated data."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ def dcgan_run(tmp_path_factory) -> Path:
 
 def test_run_dir_holds_config_checkpoints_samples_and_logs(dcgan_run: Path):
     assert (dcgan_run / "config.yaml").is_file() and (dcgan_run / "run.json").is_file()
+    record = json.loads((dcgan_run / "run.json").read_text())
+    assert record["precision"] == "32-true" and isinstance(record["cpu_bf16_instructions"], list)
     ckpts = sorted(p.name for p in (dcgan_run / "checkpoints").glob("*.ckpt"))
     assert ckpts == ["last.ckpt", "step_0000002.ckpt", "step_0000004.ckpt"]
     assert sorted(p.name for p in (dcgan_run / "samples").glob("*.png")) == ["step_0000002.png", "step_0000004.png"]

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
 
 from ganx.config import compose_train
+from ganx.precision import cpu_bf16_flags
 from ganx.trainer import best_mixed_precision
 
 
@@ -18,12 +19,13 @@ def test_the_gpu_preset_asks_for_bf16_tf32_cudnn_benchmark_and_channels_last():
     assert trainer.float32_matmul_precision == "high" and trainer.benchmark is True and trainer.channels_last is True
 
 
-@pytest.mark.parametrize(("cuda", "bf16", "expected"), [(False, False, "32-true"), (True, False, "16-mixed"),
-                                                         (True, True, "bf16-mixed")])
-def test_auto_mixed_precision_takes_bf16_where_the_gpu_has_it_and_says_which(monkeypatch, caplog, cuda, bf16,
-                                                                             expected):
+@pytest.mark.parametrize(("cuda", "bf16", "expected"), [(False, False, "32-true"), (False, True, "bf16-mixed"),
+                                                         (True, False, "16-mixed"), (True, True, "bf16-mixed")])
+def test_auto_mixed_precision_takes_bf16_where_the_hardware_has_it_and_says_which(monkeypatch, caplog, cuda, bf16,
+                                                                                  expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr("ganx.trainer.cpu_bf16_flags", lambda: ["avx512_bf16"] if bf16 else [])
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
     with caplog.at_level(logging.INFO, logger="ganx.trainer"):
         assert best_mixed_precision() == expected
@@ -31,8 +33,10 @@ def test_auto_mixed_precision_takes_bf16_where_the_gpu_has_it_and_says_which(mon
 
 
 def test_the_gpu_preset_switches_reach_torch_and_the_model_on_cpu(monkeypatch, tmp_path):
-    """The preset's switches with accelerator=cpu (no GPU here): auto-mixed falls back to 32-true."""
+    """The preset's switches with accelerator=cpu (no GPU here): auto-mixed falls back to 32-true on a CPU without
+    bfloat16 instructions."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("ganx.trainer.cpu_bf16_flags", lambda: [])
     before = torch.get_float32_matmul_precision()
     cfg = compose_train(["trainer=gpu", "trainer.accelerator=cpu", "logger=none"]).trainer
     model = tiny_gan()
@@ -42,6 +46,15 @@ def test_the_gpu_preset_switches_reach_torch_and_the_model_on_cpu(monkeypatch, t
     finally:
         torch.set_float32_matmul_precision(before)
     assert model.channels_last and trainer.precision == "32-true"
+
+
+def test_cpu_bf16_flags_come_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n\n"
+                       "processor\t: 1\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert cpu_bf16_flags(cpuinfo) == ["amx_bf16", "avx512_bf16"]
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert cpu_bf16_flags(cpuinfo) == [] and cpu_bf16_flags(tmp_path / "absent") == []
 
 
 @pytest.mark.parametrize("preset", ["ddp", "ddp_cpu"])
