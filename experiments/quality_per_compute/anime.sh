@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue #14's second data set: anime faces at 64x64, each configuration trained for the same wall clock (BUDGET,
+# default 30 minutes), two runs at a time with one thread each on a 2-core CPU (every configuration under the same
+# conditions), then 64 samples and FID/KID/precision/recall on the domain features (2,048 samples vs 2,048 held-out
+# faces; the extractor is trained once and cached, see ganx.metrics.domain). Needs the anime faces
+# (../shared/data/anime-faces or ANIME=PATH). From the repository root:
+#   bash experiments/quality_per_compute/anime.sh [OUT_DIR] [SEED]     # ~2 h for the 7 configurations
+# CONFIGS="dcgan rpgan" limits it to some configurations.
+set -euo pipefail
+OUT=${1:-outputs/quality_per_compute_anime}
+SEED=${2:-0}
+ANIME=${ANIME:-../shared/data/anime-faces}
+BUDGET=${BUDGET:-00:00:30:00}
+PY=${PY:-.venv/bin/python}
+[ -d "$ANIME" ] || { echo "anime faces not found at $ANIME: set ANIME=/path/to/anime-faces"; exit 2; }
+export OMP_NUM_THREADS=1 WANDB_MODE=offline
+common=(data=anime "data.root=$ANIME" data.num_workers=0 steps=null "trainer.max_time=$BUDGET" metrics=none
+        logger=csv "seed=$SEED" sample_every=200 checkpoint_every=1000000 trainer.enable_progress_bar=false)
+declare -A configs=(
+  [dcgan]="model=dcgan"
+  [dcgan_ema_ada]="model=dcgan model/ema=stylegan2_ada"
+  [dcgan_sn_hinge]="model=dcgan_sn"
+  [dcgan_diffaug]="model=dcgan augment=diffaug"
+  [sngan_narrow]="model=sngan model.generator.base_width=16 model.discriminator.base_width=16"
+  [wgan_gp]="model=wgan_gp"
+  [rpgan]="model=dcgan loss=rpgan model.discriminator.norm=none"
+)
+train() {
+  local run="$OUT/${1}_seed$SEED"
+  [ -f "$run/checkpoints/last.ckpt" ] || $PY -m ganx.train ${configs[$1]} "${common[@]}" "hydra.run.dir=$run" \
+      > "$run.log" 2>&1
+}
+mkdir -p "$OUT"
+names=(${CONFIGS:-dcgan dcgan_ema_ada dcgan_sn_hinge dcgan_diffaug sngan_narrow wgan_gp rpgan})
+for ((i = 0; i < ${#names[@]}; i += 2)); do  # two at a time: one thread each
+  train "${names[i]}" &
+  [ $((i + 1)) -lt ${#names[@]} ] && train "${names[i + 1]}" &
+  wait
+done
+export OMP_NUM_THREADS=2
+for name in "${names[@]}"; do
+  run="$OUT/${name}_seed$SEED"
+  [ -f "$run/eval_domain.json" ] || $PY -m ganx.evaluate "ckpt=$run/checkpoints/last.ckpt" num_samples=2048 \
+      features=domain "metrics=[fid,kid,pr]" "out=$run/eval_domain.json" > /dev/null
+  [ -f "$run/grid.png" ] || $PY -m ganx.sample "ckpt=$run/checkpoints/last.ckpt" n=64 seed=0 "out=$run/grid.png" > /dev/null
+done
