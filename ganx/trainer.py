@@ -58,7 +58,7 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     ``max_time`` (whichever comes first; ``generator_steps=None``: at ``max_time`` alone).
 
     ``trainer_kwargs`` are Lightning's (``conf/trainer/`` holds them; ``ganx.train`` instantiates this function).
-    ganx's own keys (``conf/trainer/gpu.yaml``): ``precision="auto-mixed"`` (``best_mixed_precision``),
+    ganx's own keys (``conf/trainer/gpu.yaml``): ``precision="auto"`` or ``"auto-mixed"`` (``best_mixed_precision``),
     ``float32_matmul_precision`` (TF32: "high") and ``channels_last``.
     Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer. In a SLURM
     job, Lightning's SLURM environment (ranks, nodes, main address from SLURM_*) is used with its own requeue off:
@@ -70,8 +70,9 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
             f"trainer.max_steps={trainer_kwargs['max_steps']} is set by ganx from the number of generator steps "
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
-    if trainer_kwargs.get("precision") == "auto-mixed":
-        trainer_kwargs["precision"] = best_mixed_precision(on_gpu(trainer_kwargs.get("accelerator", "auto")))
+    if trainer_kwargs.get("precision") in ("auto", "auto-mixed"):
+        trainer_kwargs["precision"] = best_mixed_precision(on_gpu(trainer_kwargs.get("accelerator", "auto")),
+                                                           float16=trainer_kwargs["precision"] == "auto-mixed")
     matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
     if matmul_precision is not None:
         torch.set_float32_matmul_precision(matmul_precision)
@@ -99,10 +100,11 @@ def on_gpu(accelerator) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def best_mixed_precision(gpu: bool | None = None) -> str:
-    """On a GPU (``gpu``; default: CUDA is available): bf16-mixed where it has bfloat16 (no loss scaling needed), else
-    16-mixed. On the CPU: bf16-mixed where the CPU has bfloat16 instructions (AMX or AVX-512 BF16, which oneDNN's
-    bf16 convolutions and matmuls use), else 32-true (emulated bf16 is slower than float32)."""
+def best_mixed_precision(gpu: bool | None = None, float16: bool = True) -> str:
+    """bf16-mixed where the hardware computes in bfloat16 natively: a GPU (``gpu``; default: CUDA is available) with
+    bfloat16, or a CPU with bfloat16 instructions (AMX or AVX-512 BF16, which oneDNN's bf16 convolutions and matmuls
+    use; emulated bf16 would be slower than float32). Else, on a GPU, 16-mixed (with ``float16``: trainer.precision
+    auto-mixed) or 32-true (auto), and 32-true on the CPU."""
     gpu = torch.cuda.is_available() if gpu is None else gpu
     if not gpu:
         flags = cpu_bf16_flags()
@@ -110,7 +112,9 @@ def best_mixed_precision(gpu: bool | None = None) -> str:
             "32-true", "no CUDA device, and the CPU has no bfloat16 instructions (amx_bf16, avx512_bf16)")
     elif torch.cuda.is_bf16_supported():
         choice, why = "bf16-mixed", f"{torch.cuda.get_device_name()} supports bfloat16"
-    else:
+    elif float16:
         choice, why = "16-mixed", f"{torch.cuda.get_device_name()} has no bfloat16; float16 with loss scaling"
-    log.info("trainer.precision=auto-mixed: %s (%s).", choice, why)
+    else:
+        choice, why = "32-true", f"{torch.cuda.get_device_name()} has no bfloat16"
+    log.info("trainer.precision=%s: %s (%s).", "auto-mixed" if float16 else "auto", choice, why)
     return choice

@@ -30,6 +30,8 @@ def test_auto_mixed_precision_takes_bf16_where_the_hardware_has_it_and_says_whic
     with caplog.at_level(logging.INFO, logger="ganx.trainer"):
         assert best_mixed_precision() == expected
     assert f"trainer.precision=auto-mixed: {expected}" in caplog.text
+    # auto (the default) takes bf16 where the hardware has it and never float16, which needs loss scaling
+    assert best_mixed_precision(float16=False) == ("32-true" if expected == "16-mixed" else expected)
 
 
 def test_the_gpu_preset_switches_reach_torch_and_the_model_on_cpu(monkeypatch, tmp_path):
