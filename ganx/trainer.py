@@ -72,7 +72,8 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
         )
     if trainer_kwargs.get("precision") in ("auto", "auto-mixed"):
         trainer_kwargs["precision"] = best_mixed_precision(on_gpu(trainer_kwargs.get("accelerator", "auto")),
-                                                           float16=trainer_kwargs["precision"] == "auto-mixed")
+                                                           float16=trainer_kwargs["precision"] == "auto-mixed",
+                                                           convolutional=has_convolutions(model))
     matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
     if matmul_precision is not None:
         torch.set_float32_matmul_precision(matmul_precision)
@@ -100,16 +101,29 @@ def on_gpu(accelerator) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def best_mixed_precision(gpu: bool | None = None, float16: bool = True) -> str:
+def has_convolutions(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, CONVOLUTIONS) for m in model.modules())
+
+
+CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
+                torch.nn.ConvTranspose3d)
+
+
+def best_mixed_precision(gpu: bool | None = None, float16: bool = True, convolutional: bool = True) -> str:
     """bf16-mixed where the hardware computes in bfloat16 natively: a GPU (``gpu``; default: CUDA is available) with
-    bfloat16, or a CPU with bfloat16 instructions (AMX or AVX-512 BF16, which oneDNN's bf16 convolutions and matmuls
-    use; emulated bf16 would be slower than float32). Else, on a GPU, 16-mixed (with ``float16``: trainer.precision
-    auto-mixed) or 32-true (auto), and 32-true on the CPU."""
+    bfloat16, or a CPU with bfloat16 instructions (AMX or AVX-512 BF16) for a ``convolutional`` model, whose
+    convolutions oneDNN runs in bf16 (2x the steps of float32 for DCGAN here; an MLP's small matmuls gain little and
+    2-D toy points need float32's resolution; emulated bf16 is slower than float32). Else, on a GPU, 16-mixed (with
+    ``float16``: trainer.precision=auto-mixed) or 32-true (auto), and 32-true on the CPU."""
     gpu = torch.cuda.is_available() if gpu is None else gpu
     if not gpu:
         flags = cpu_bf16_flags()
-        choice, why = ("bf16-mixed", f"the CPU has {' and '.join(flags)}") if flags else (
-            "32-true", "no CUDA device, and the CPU has no bfloat16 instructions (amx_bf16, avx512_bf16)")
+        if flags and convolutional:
+            choice, why = "bf16-mixed", f"the CPU has {' and '.join(flags)}"
+        elif flags:
+            choice, why = "32-true", "on the CPU bf16 pays for convolutional nets; this model has none"
+        else:
+            choice, why = "32-true", "no CUDA device, and the CPU has no bfloat16 instructions (amx_bf16, avx512_bf16)"
     elif torch.cuda.is_bf16_supported():
         choice, why = "bf16-mixed", f"{torch.cuda.get_device_name()} supports bfloat16"
     elif float16:

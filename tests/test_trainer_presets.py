@@ -32,6 +32,19 @@ def test_auto_mixed_precision_takes_bf16_where_the_hardware_has_it_and_says_whic
     assert f"trainer.precision=auto-mixed: {expected}" in caplog.text
     # auto (the default) takes bf16 where the hardware has it and never float16, which needs loss scaling
     assert best_mixed_precision(float16=False) == ("32-true" if expected == "16-mixed" else expected)
+    # On the CPU, bf16 only for convolutional nets (MLPs gain little; 2-D toy points need float32's resolution)
+    assert best_mixed_precision(convolutional=False) == (expected if cuda else "32-true")
+
+
+def test_auto_precision_follows_the_model_on_a_bf16_cpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("ganx.trainer.cpu_bf16_flags", lambda: ["amx_bf16"])
+    for overrides, expected in ((["model=dcgan"], "bf16-mixed"), (["model=gan"], "32-true"),
+                                (["model=gan", "data=gaussian_ring"], "32-true")):
+        cfg = compose_train([*overrides, "trainer.precision=auto", "logger=none"])
+        trainer = instantiate(cfg.trainer, model=instantiate(cfg.model), generator_steps=1, logger=False,
+                              default_root_dir=str(tmp_path))
+        assert trainer.precision == expected, overrides
 
 
 def test_the_gpu_preset_switches_reach_torch_and_the_model_on_cpu(monkeypatch, tmp_path):
