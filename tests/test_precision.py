@@ -4,7 +4,7 @@ from functools import partial
 
 import pytest
 import torch
-from helpers import fit, training_loader
+from helpers import fit, tiny_gan, training_loader
 from torch.utils.data import TensorDataset
 
 from ganx.models import NonFiniteLossError
@@ -132,3 +132,14 @@ def test_mixed_precision_on_a_gpu_trains_and_skips_without_a_host_sync(precision
     fit(model, 4, loader(model), accelerator="gpu", devices=1, precision=precision)
     assert model.skipped_updates == 1 and adam_steps(model, 0) == {3}
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_metrics_samples_are_float32_under_a_bf16_run():
+    """Lightning autocasts validation steps too; the samples the metrics see stay float32 (the extractor's dtype,
+    and ganx.evaluate's numbers), equal to those drawn without autocast."""
+    model = tiny_gan()
+    batch = (torch.rand(6, 1, 4, 4) * 2 - 1, torch.zeros(6, dtype=torch.long))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        real, fake = model.validation_step(batch, 0)
+    assert fake.dtype == torch.float32
+    torch.testing.assert_close(fake, model.validation_step(batch, 0)[1], rtol=0, atol=0)

@@ -184,8 +184,11 @@ class AdversarialModule(L.LightningModule):
         return torch.Generator(device=self.device).manual_seed(1_000_003 * self.global_rank + batch_idx)
 
     def validation_step(self, batch: Any, batch_idx: int) -> tuple[Tensor, Tensor]:
-        """Lightning's validation loop runs the metrics (``ganx.metrics.ImageMetricsCallback``); see above."""
-        return self.generate_for_metrics(batch, batch_idx)
+        """Lightning's validation loop runs the metrics (``ganx.metrics.ImageMetricsCallback``); see above. The samples
+        are drawn in float32 whatever ``trainer.precision`` is (Lightning autocasts validation steps too): metrics of a
+        bf16-mixed run then match ``ganx.evaluate``'s, which generates in float32."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.generate_for_metrics(batch, batch_idx)
 
     def networks_to_compile(self) -> list[nn.Module]:
         """The networks ``compile=true`` compiles: all of them, unless a model needs what compile cannot do
