@@ -234,7 +234,7 @@ class RunRecord(L.Callback):
             "optimizer_steps_per_generator_step": pl_module.optimizer_steps_per_batch,
             "max_steps (optimizer steps)": trainer.max_steps,
             "world_size": trainer.world_size,
-            # What trainer.precision became (auto-mixed: chosen from the hardware) and what the CPU offers for it.
+            # What trainer.precision became (auto, auto-mixed: chosen from the hardware) and the CPU's bf16 instructions.
             "precision": str(trainer.precision),
             "cpu_bf16_instructions": cpu_bf16_flags(),
             "loggers": self.logger_versions,
