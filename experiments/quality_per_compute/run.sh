@@ -19,6 +19,7 @@ declare -A configs=(
   # StyleGAN2-ADA's EMA: half-life 10k images (156 steps at batch 64), ramped up over the first 5% of the images seen
   [dcgan_ema_ada]="model=dcgan model/ema=stylegan2_ada"
   [dcgan_sn_hinge]="model=dcgan_sn"
+  [dcgan_sn_hinge_bf16]="model=dcgan_sn"
   [sngan]="model=sngan data.image_size=32"
   # the paper's widths make 34 steps in 10 minutes on 2 cores; a quarter of them (1/16 of the FLOPs)
   [sngan_narrow]="model=sngan data.image_size=32 model.generator.base_width=16 model.discriminator.base_width=16"
@@ -29,8 +30,8 @@ declare -A configs=(
   [rpgan]="model=dcgan loss=rpgan model.discriminator.norm=none"
 )
 # float32 unless named: the table compares configurations at the precision they were measured in
-declare -A precision=([dcgan_bf16]=bf16-mixed)
-for name in ${CONFIGS:-dcgan dcgan_ema dcgan_ema_ada dcgan_sn_hinge sngan sngan_narrow dcgan_diffaug dcgan_bf16 wgan_gp rpgan}; do
+declare -A precision=([dcgan_bf16]=bf16-mixed [dcgan_sn_hinge_bf16]=bf16-mixed)
+for name in ${CONFIGS:-dcgan dcgan_ema dcgan_ema_ada dcgan_sn_hinge sngan sngan_narrow dcgan_diffaug dcgan_bf16 dcgan_sn_hinge_bf16 wgan_gp rpgan}; do
   run="$OUT/${name}_seed$SEED"
   [ -f "$run/checkpoints/last.ckpt" ] || $PY -m ganx.train ${configs[$name]} "${common[@]}" \
       "trainer.precision=${precision[$name]:-32-true}" "hydra.run.dir=$run"
