@@ -11,10 +11,10 @@ OUT=outputs/speed_switches
 common=(model=dcgan data=fashion_mnist steps="$STEPS" eval_every=500 checkpoint_every="$STEPS" sample_every="$STEPS"
         data.val_size=2000 logger=csv trainer.enable_progress_bar=false)
 run() { local name=$1; shift; [ -e "$OUT/$name/results.json" ] || "$PY" -m ganx.train "${common[@]}" "$@" hydra.run.dir="$OUT/$name"; }
-run fp32_seed0 seed=0
-run fp32_seed1 seed=1
+run fp32_seed0 seed=0 trainer.precision=32-true
+run fp32_seed1 seed=1 trainer.precision=32-true
 run bf16_seed0 seed=0 trainer.precision=bf16-mixed
-run channels_last_compile_seed0 seed=0 channels_last=true compile=true
+run channels_last_compile_seed0 seed=0 channels_last=true compile=true trainer.precision=32-true
 "$PY" - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path

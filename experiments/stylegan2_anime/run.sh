@@ -12,7 +12,7 @@ HERE=experiments/stylegan2_anime
 [ -d "$ANIME" ] || { echo "anime faces not found at $ANIME: set ANIME=/path/to/anime-faces"; exit 2; }
 export OMP_NUM_THREADS=1 WANDB_MODE=offline
 common=(data=anime "data.root=$ANIME" data.num_workers=0 steps=null "trainer.max_time=$BUDGET" metrics=none logger=csv
-        trainer.enable_progress_bar=false seed=0)
+        trainer.enable_progress_bar=false seed=0 trainer.precision=32-true)  # float32, as measured
 # gamma of R1: StyleGAN2-ADA's heuristic 0.0002 * resolution^2 / batch = 0.0002 * 64^2 / 16 = 0.05
 [ -f "$OUT/sg2/checkpoints/last.ckpt" ] || $PY -m ganx.train model=stylegan2_lite data.batch_size=16 loss.r1_weight=0.05 \
     sample_every=50 checkpoint_every=100 "${common[@]}" "hydra.run.dir=$OUT/sg2" > "$OUT.sg2.log" 2>&1 &
