@@ -90,12 +90,6 @@ def compose_config(case: Case, output_dir: str, variant: Variant = FP32):
                                            "logger=csv"])
 
 
-def build_model(cfg, **switches):
-    """The configured model as ganx.train builds it: its networks and loss from ``cfg.model``, the augmentation of the
-    critic's inputs from ``cfg.augment``, and the speed ``switches`` (channels_last, compile_networks, ...)."""
-    return instantiate(cfg.model, _partial_=True)(augment=instantiate(cfg.augment), **switches)
-
-
 def steps_per_cycle(cfg) -> int:
     """Generator steps after which a model's sequence of steps repeats. Lazy regularisation (StyleGAN2 Sec. 3.1)
     adds the critic's penalty only every ``loss.reg_every`` critic steps and the path-length penalty every

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 
 from benchmarks.cases import CASES, batch_images, compose_config, synthetic_data, synthetic_loader
 from benchmarks.measure import step_flops
+from ganx.instantiators import instantiate_model
 from ganx.trainer import best_mixed_precision, build_trainer
 
 MODELS = ("gan", "dcgan64", "wgan_gp64", "cyclegan128")
@@ -51,9 +51,9 @@ def check(key: str, precision: str, steps: int, run_dir: Path) -> tuple[bool, st
     """Train ``steps`` steps, resume one more from a checkpoint; (ok, one report line)."""
     cfg = compose_config(CASES[key], str(run_dir))
     L.seed_everything(0)
-    model = instantiate(cfg.model)
+    model = instantiate_model(cfg)
     data = synthetic_data(cfg, model, n_batches=2)
-    flops = step_flops(cfg, instantiate(cfg.model))
+    flops = step_flops(cfg, instantiate_model(cfg))
     losses = LastLosses()
     trainer = build_trainer(model, steps, accelerator="gpu", devices=1, precision=precision, logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

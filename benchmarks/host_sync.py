@@ -10,10 +10,10 @@ import statistics
 import tempfile
 
 import lightning as L
-from hydra.utils import instantiate
 
 from benchmarks.cases import FP32, Case, Variant, compose_config, synthetic_data
 from benchmarks.measure import time_ganx
+from ganx.instantiators import instantiate_model
 
 CASES = {"gan (MLP, 28x28)": Case("gan", ("model=gan", "data=mnist"), steps=10),
          "dcgan 32x32": Case("dcgan32", ("model=dcgan", "data=mnist", "data.image_size=32"), steps=10)}
@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> None:
         for label, case in CASES.items():
             cfg = compose_config(case, log_dir)
             L.seed_everything(0)
-            data = synthetic_data(cfg, instantiate(cfg.model), n_batches=args.steps + 1)
+            data = synthetic_data(cfg, instantiate_model(cfg), n_batches=args.steps + 1)
             medians = {FP32.name: [], DEVICE_CHECK.name: []}
             for _ in range(args.repeats):
                 for variant in (FP32, DEVICE_CHECK):
-                    model = instantiate(cfg.model, nonfinite_check_every=variant.nonfinite_check_every)
+                    model = instantiate_model(cfg, nonfinite_check_every=variant.nonfinite_check_every)
                     times = time_ganx(cfg, model, variant, args.steps + 1, log_dir, data)[1:]  # minus warm-up
                     medians[variant.name].append(statistics.median(times))
             host, device = (statistics.median(medians[v.name]) * 1e3 for v in (FP32, DEVICE_CHECK))

@@ -23,13 +23,13 @@ from benchmarks.cases import (
     Case,
     Variant,
     batch_images,
-    build_model,
     compose_config,
     steps_per_cycle,
     synthetic_data,
     synthetic_loader,
 )
 from benchmarks.plain_loop import PlainLoop
+from ganx.instantiators import instantiate_model
 from ganx.trainer import build_trainer
 
 SHARED_ANIME = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces"
@@ -176,10 +176,10 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         itself."""
         if variant.overrides not in states:
             L.seed_everything(0, workers=True)
-            states[variant.overrides] = build_model(cfgs[variant.name]).state_dict()
+            states[variant.overrides] = instantiate_model(cfgs[variant.name]).state_dict()
         switches = dict(channels_last=variant.channels_last, compile_networks=variant.compile,
                         nonfinite_check_every=variant.nonfinite_check_every) if switched else {}
-        model = build_model(cfgs[variant.name], **switches)
+        model = instantiate_model(cfgs[variant.name], **switches)
         model.load_state_dict(states[variant.overrides])
         return model
 

@@ -1,4 +1,5 @@
-"""Build a run's callbacks from its config: the one way callbacks enter a ganx training run."""
+"""Build a run's model and callbacks from its config: the one way each enters a ganx training run (and the
+benchmarks, which time what ganx.train trains)."""
 
 import lightning as L
 from hydra.utils import instantiate
@@ -16,3 +17,13 @@ def instantiate_callbacks(cfg: DictConfig) -> list[L.Callback]:
     callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry is not None]
     show_progress = cfg.trainer.get("enable_progress_bar", True)
     return [c for c in callbacks if c is not None and (show_progress or not isinstance(c, ProgressBar))]
+
+
+def instantiate_model(cfg: DictConfig, **options) -> L.LightningModule:
+    """The configured model: networks, loss and algorithm from ``cfg.model``, the augmentation of the critic's inputs
+    from ``cfg.augment``, and the run-level keyword ``options`` (nonfinite_policy, channels_last, ...).
+
+    The options go to the constructor after Hydra has built the networks: passed through instantiate, a run config's
+    own ``_target_``s (model, trainer, ...) would be instantiated too.
+    """
+    return instantiate(cfg.model, _partial_=True)(augment=instantiate(cfg.augment), **options)

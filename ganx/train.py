@@ -24,7 +24,7 @@ from ganx.checkpoint import CheckpointError
 from ganx.config import CONF_DIR, check_model_data_pairing, register_resolvers, renamed_keys, resolve_ckpt_path
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
-from ganx.instantiators import instantiate_callbacks
+from ganx.instantiators import instantiate_callbacks, instantiate_model
 from ganx.loggers import continue_run, wandb_run_per_job
 from ganx.metrics import MetricsSetupError
 from ganx.models.base import NonFiniteLossError
@@ -66,13 +66,11 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
     L.seed_everything(cfg.seed, workers=True)
 
-    # The run-level options go to the constructor after Hydra has built the networks: passed through instantiate,
-    # the run config's own `_target_`s (model, trainer, ...) would be instantiated too.
-    model = instantiate(cfg.model, _partial_=True)(
-        nonfinite_policy=cfg.on_nonfinite, max_nonfinite_skips=cfg.on_nonfinite_max_skips,
+    model = instantiate_model(
+        cfg, nonfinite_policy=cfg.on_nonfinite, max_nonfinite_skips=cfg.on_nonfinite_max_skips,
         nonfinite_check_every=cfg.on_nonfinite_check_every,
         channels_last=cfg.channels_last, compile_networks=cfg.compile,
-        run_config=OmegaConf.to_container(cfg, resolve=True), augment=instantiate(cfg.augment),
+        run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     if ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
         check_resume_fits(model, ckpt_path)

@@ -16,13 +16,13 @@ from benchmarks.cases import (
     PARTS,
     Case,
     Variant,
-    build_model,
     compose_config,
     steps_per_cycle,
     synthetic_data,
 )
 from benchmarks.measure import cycle_means, flop_counter
 from benchmarks.plain_loop import PlainLoop
+from ganx.instantiators import instantiate_model
 
 TINY = {
     "gan": ("model=gan", "data=mnist"),
@@ -50,7 +50,7 @@ def train_steps(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False
     ``sgd``: plain SGD instead of the preset's Adam, whose first step (lr * g / |g|) turns float noise in a
     near-zero gradient into a full +-lr change."""
     # The switches are ganx's (applied by the model in setup); the plain arm applies the variant's itself.
-    model = build_model(cfg, channels_last=variant.channels_last, compile_networks=variant.compile)
+    model = instantiate_model(cfg, channels_last=variant.channels_last, compile_networks=variant.compile)
     model.load_state_dict(state)
     if sgd:
         model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)
@@ -74,7 +74,7 @@ def test_plain_loop_is_the_same_algorithm_as_ganx(name, tmp_path):
     a cycle term, style mixing or the EMA update would end elsewhere.)"""
     cfg = compose_config(Case(name, TINY[name], steps=1), str(tmp_path))
     torch.manual_seed(0)
-    state = build_model(cfg).state_dict()
+    state = instantiate_model(cfg).state_dict()
     steps = TINY_STEPS.get(name, 1)
     ganx_state, plain_state = train_steps(cfg, state, "ganx", steps=steps), train_steps(cfg, state, "plain", steps=steps)
     moved = [k for k in state if isinstance(state[k], torch.Tensor) and state[k].is_floating_point() and not torch.equal(state[k], ganx_state[k])]
