@@ -70,9 +70,9 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
             f"trainer.max_steps={trainer_kwargs['max_steps']} is set by ganx from the number of generator steps "
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
+    gpu = on_gpu(trainer_kwargs.get("accelerator", "auto"))
     if trainer_kwargs.get("precision") in ("auto", "auto-mixed"):
-        trainer_kwargs["precision"] = best_mixed_precision(on_gpu(trainer_kwargs.get("accelerator", "auto")),
-                                                           float16=trainer_kwargs["precision"] == "auto-mixed",
+        trainer_kwargs["precision"] = best_mixed_precision(gpu, float16=trainer_kwargs["precision"] == "auto-mixed",
                                                            convolutional=has_convolutions(model))
     matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
     if matmul_precision is not None:
@@ -87,7 +87,7 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         plugins.append(AtomicCheckpointIO())
     if str(trainer_kwargs.get("precision")) in ("16-mixed", "16") and not any(isinstance(p, Precision) for p in plugins):
-        plugins.append(PerOptimizerMixedPrecision("cuda" if on_gpu(trainer_kwargs.get("accelerator", "auto")) else "cpu"))
+        plugins.append(PerOptimizerMixedPrecision("cuda" if gpu else "cpu"))
         trainer_kwargs.pop("precision")
     if SLURMEnvironment.detect() and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
         plugins.append(SLURMEnvironment(auto_requeue=False))
@@ -101,12 +101,12 @@ def on_gpu(accelerator) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def has_convolutions(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, CONVOLUTIONS) for m in model.modules())
-
-
 CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
                 torch.nn.ConvTranspose3d)
+
+
+def has_convolutions(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, CONVOLUTIONS) for m in model.modules())
 
 
 def best_mixed_precision(gpu: bool | None = None, float16: bool = True, convolutional: bool = True) -> str:
