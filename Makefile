@@ -7,8 +7,13 @@ ARGS ?=
 
 .PHONY: install train test test-fast lint bench gpu-check clean
 
+# The venv takes ~6.4 GB (torch 2.14.1 is a CUDA build: 5.6 GB with its libraries); CI once ran out of disk mid-install.
+NEED_MB := 6600
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@free=$$(df -Pm $(VENV) | awk 'NR == 2 {print $$4}'); [ "$$free" -ge $(NEED_MB) ] || echo "warning: $$free MB free \
+	where $(VENV) is; the install needs about $(NEED_MB) MB (torch's CUDA build alone 5.6 GB). If pip stops with \
+	'No space left on device', free space there or install elsewhere: make VENV=/path/with/space/venv ..." >&2
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'

@@ -42,7 +42,16 @@ def test_class_coverage_counts_shares_covered_classes_and_kl(tmp_path):
 
 
 def test_class_coverage_needs_a_classifier(tmp_path):
-    with pytest.raises(ValueError, match="needs a classifier of the data's classes"):
+    with pytest.raises(ValueError, match="need a classifier of the data's classes"):
         ClassCoverage(torch.nn.Identity())
     with pytest.raises(ValueError, match="min_share"):
         ClassCoverage(ByBrightness(untrained_classifier(tmp_path / "c.pt")), min_share=0)
+
+
+def test_class_conditional_metrics_need_a_classifier_of_their_classes(tmp_path):
+    from ganx.metrics.conditional import ClassConditionalMetrics
+
+    classifier = ByBrightness(untrained_classifier(tmp_path / "c.pt"))
+    with pytest.raises(ValueError, match="need a classifier of the 5 data classes.*got classifier:c:"):
+        ClassConditionalMetrics(classifier, num_classes=5)
+    assert ClassConditionalMetrics(classifier, num_classes=10).extractor is classifier

@@ -122,7 +122,7 @@ def test_the_ema_generator_samples_with_statistics_of_its_own_weights():
     averaged = model.generator_ema.module
     copied = [b.clone() for b in averaged.buffers()]
     assert not model.generator_ema.statistics_match  # just updated: the live generator's statistics
-    sampler = model.sampling_generator
+    sampler = model.sampling_generator()
     assert sampler is averaged and model.generator_ema.statistics_match
     assert any(not torch.equal(a, b) for a, b in zip(copied, averaged.buffers(), strict=True))
     expected = copy.deepcopy(averaged)
@@ -300,7 +300,7 @@ def test_quality_toolkit_composes_and_sample_uses_ema_by_default(mnist_dir, tmp_
     # The checkpoint's EMA copy carries the live generator's BatchNorm statistics; sampling recomputes them
     assert torch.equal(build_submodule(checkpoint, "generator", averaged=True)(z),
                        model.generator_ema.module.eval()(z))
-    expected = {"ema": model.sampling_generator.eval()(z), "trained": model.generator(z)}
+    expected = {"ema": model.sampling_generator().eval()(z), "trained": model.generator(z)}
     for name, ema in (("ema", None), ("trained", False)):
         out = sample(SampleConfig(ckpt=str(ckpt), n=4, out=str(tmp_path / f"{name}.npz"), seed=3, ema=ema))
         pixels = torch.from_numpy(np.load(out)["images"]).float()

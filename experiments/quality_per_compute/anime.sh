@@ -5,7 +5,8 @@
 # faces; the extractor is trained once and cached, see ganx.metrics.domain). Needs the anime faces
 # (../shared/data/anime-faces or ANIME=PATH). From the repository root:
 #   bash experiments/quality_per_compute/anime.sh [OUT_DIR] [SEED]     # ~2 h for the 7 configurations
-# CONFIGS="dcgan rpgan" limits it to some configurations.
+# CONFIGS="dcgan rpgan" limits it to some configurations; RUNS="dcgan:0 dcgan:1 rpgan:0" names configuration:seed
+# pairs instead (each pair of runs shares the machine, so an odd count leaves one run alone for its slot).
 set -euo pipefail
 OUT=${1:-outputs/quality_per_compute_anime}
 SEED=${2:-0}
@@ -15,7 +16,7 @@ PY=${PY:-.venv/bin/python}
 [ -d "$ANIME" ] || { echo "anime faces not found at $ANIME: set ANIME=/path/to/anime-faces"; exit 2; }
 export OMP_NUM_THREADS=1 WANDB_MODE=offline
 common=(data=anime "data.root=$ANIME" data.num_workers=0 steps=null "trainer.max_time=$BUDGET" metrics=none
-        logger=csv "seed=$SEED" sample_every=200 checkpoint_every=1000000 trainer.enable_progress_bar=false)
+        logger=csv sample_every=200 checkpoint_every=1000000 trainer.enable_progress_bar=false)
 declare -A configs=(
   [dcgan]="model=dcgan"
   [dcgan_ema_ada]="model=dcgan model/ema=stylegan2_ada"
@@ -25,21 +26,24 @@ declare -A configs=(
   [wgan_gp]="model=wgan_gp"
   [rpgan]="model=dcgan loss=rpgan model.discriminator.norm=none"
 )
-train() {
-  local run="$OUT/${1}_seed$SEED"
-  [ -f "$run/checkpoints/last.ckpt" ] || $PY -m ganx.train ${configs[$1]} "${common[@]}" "hydra.run.dir=$run" \
-      > "$run.log" 2>&1
+train() {  # train NAME:SEED
+  local name=${1%:*} seed=${1#*:}
+  local run="$OUT/${name}_seed$seed"
+  [ -f "$run/checkpoints/last.ckpt" ] || $PY -m ganx.train ${configs[$name]} "${common[@]}" "seed=$seed" \
+      "hydra.run.dir=$run" > "$run.log" 2>&1
 }
 mkdir -p "$OUT"
 names=(${CONFIGS:-dcgan dcgan_ema_ada dcgan_sn_hinge dcgan_diffaug sngan_narrow wgan_gp rpgan})
-for ((i = 0; i < ${#names[@]}; i += 2)); do  # two at a time: one thread each
-  train "${names[i]}" &
-  [ $((i + 1)) -lt ${#names[@]} ] && train "${names[i + 1]}" &
+runs=(${RUNS:-${names[@]/%/:$SEED}})
+for run in "${runs[@]}"; do [ -n "${configs[${run%:*}]:-}" ] || { echo "unknown configuration in $run"; exit 2; }; done
+for ((i = 0; i < ${#runs[@]}; i += 2)); do  # two at a time: one thread each
+  train "${runs[i]}" &
+  [ $((i + 1)) -lt ${#runs[@]} ] && train "${runs[i + 1]}" &
   wait
 done
 export OMP_NUM_THREADS=2
-for name in "${names[@]}"; do
-  run="$OUT/${name}_seed$SEED"
+for pair in "${runs[@]}"; do
+  run="$OUT/${pair%:*}_seed${pair#*:}"
   [ -f "$run/eval_domain.json" ] || $PY -m ganx.evaluate "ckpt=$run/checkpoints/last.ckpt" num_samples=2048 \
       features=domain "metrics=[fid,kid,pr]" "out=$run/eval_domain.json" > /dev/null
   [ -f "$run/grid.png" ] || $PY -m ganx.sample "ckpt=$run/checkpoints/last.ckpt" n=64 seed=0 "out=$run/grid.png" > /dev/null

@@ -30,19 +30,17 @@ class ClassCoverage(Metric):
 
     def __init__(self, extractor: FeatureExtractor, resize: str = "legacy", min_share: float = 0.1):
         super().__init__()
-        if not isinstance(extractor, ClassifierFeatures):
-            raise ValueError("class coverage needs a classifier of the data's classes as feature extractor "
-                             f"(features=classifier), got {getattr(extractor, 'name', type(extractor).__name__)}.")
+        extractor = ClassifierFeatures.required(extractor, "class coverage (metrics=[classes]) and its shares")
         if not 0 < min_share <= 1:
             raise ValueError(f"min_share must be in (0, 1], got {min_share}")
         check_resize(extractor, resize)
         self.extractor, self.resize, self.min_share = extractor, resize, min_share
-        self.pool_dim, self.num_classes = extractor.pool_dim, extractor.num_logits
+        self.num_classes = extractor.num_logits
         self.add_state("fake_counts", torch.zeros(self.num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("real_counts", torch.zeros(self.num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def _classes(self, images: Tensor) -> Tensor:
-        return resized_features(self.extractor, images, self.resize)[:, self.pool_dim :].argmax(dim=1)
+        return self.extractor.logits(resized_features(self.extractor, images, self.resize)).argmax(dim=1)
 
     @torch.no_grad()
     def update(self, real: Tensor, fake: Tensor) -> None:

@@ -45,14 +45,9 @@ class ClassConditionalMetrics(nn.Module):
 
     def __init__(self, extractor: FeatureExtractor, num_classes: int, resize: str = "legacy"):
         super().__init__()
-        if not isinstance(extractor, ClassifierFeatures) or extractor.num_logits != num_classes:
-            raise ValueError(
-                f"class accuracy and intra-FID need a classifier of the {num_classes} data classes as feature "
-                f"extractor (metrics.features=classifier), got {getattr(extractor, 'name', type(extractor).__name__)}."
-            )
+        extractor = ClassifierFeatures.required(extractor, "class accuracy and intra-FID", num_classes)
         check_resize(extractor, resize)
         self.extractor, self.num_classes, self.resize = extractor, num_classes, resize
-        self.pool_dim = extractor.pool_dim
         self.per_class_accuracy = MulticlassAccuracy(num_classes, average=None)
         self.accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.fids = nn.ModuleList(
@@ -66,7 +61,7 @@ class ClassConditionalMetrics(nn.Module):
         """Add generated images ``fake`` of classes ``labels`` (and, until the real statistics are complete, the real
         images ``real`` of the same classes), all in [-1, 1]."""
         fake_features = resized_features(self.extractor, fake, self.resize)
-        predicted = fake_features[:, self.pool_dim :]
+        predicted = self.extractor.logits(fake_features)
         self.per_class_accuracy.update(predicted, labels)
         self.accuracy.update(predicted, labels)
         real_features = (resized_features(self.extractor, real, self.resize)

@@ -161,6 +161,21 @@ class ClassifierFeatures(FeatureExtractor):
                      "fid_features": f"penultimate ReLU ({self.pool_dim})", "is_logits": f"classes ({self.num_logits})"}
         self.freeze()
 
+    @staticmethod
+    def required(extractor: FeatureExtractor, needed_by: str, num_classes: int | None = None) -> "ClassifierFeatures":
+        """``extractor`` if it is a classifier (of ``num_classes`` classes, when given), else why ``needed_by`` needs
+        one, as the error."""
+        if isinstance(extractor, ClassifierFeatures) and num_classes in (None, extractor.num_logits):
+            return extractor
+        classes = f"the {num_classes} data classes" if num_classes else "the data's classes"
+        raise ValueError(f"{needed_by} need a classifier of {classes} as feature extractor (metrics.features="
+                         f"classifier in ganx.train, features=classifier in ganx.evaluate), got "
+                         f"{getattr(extractor, 'name', type(extractor).__name__)}.")
+
+    def logits(self, features: Tensor) -> Tensor:
+        """The class logits in this extractor's output ``features`` (they follow the ``pool_dim`` FID features)."""
+        return features[:, self.pool_dim :]
+
     def forward(self, images: Tensor) -> Tensor:
         if images.shape[1] != self.channels:
             raise ValueError(f"the classifier takes {self.channels}-channel images, got shape {tuple(images.shape)}")

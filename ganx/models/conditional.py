@@ -87,8 +87,9 @@ class ConditionalGAN(GAN):
         in turn."""
         if labels is None:
             labels = torch.arange(len(z)) % self.num_classes
-        with evaluating(self.sampling_generator):
-            return self.sampling_generator(z.to(self.device), labels.to(self.device))
+        generator = self.sampling_generator()
+        with evaluating(generator):
+            return generator(z.to(self.device), labels.to(self.device))
 
     @torch.no_grad()
     def class_grid(self, z: Tensor) -> Tensor:

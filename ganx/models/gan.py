@@ -216,10 +216,10 @@ class GAN(AdversarialModule):
         """n latent codes on the model's device, from ``generator`` (default: the global RNG, the training stream)."""
         return draw_latent(n, self.latent_dim, self.latent_distribution, generator, self.device)
 
-    @property
     def sampling_generator(self) -> nn.Module:
         """The generator that draws samples, grids and metrics: the EMA copy if there is one and
-        ``sample_with_ema``, else the trained one."""
+        ``sample_with_ema``, else the trained one. The EMA copy's BatchNorm statistics are recomputed for its own
+        weights first when an update has made them stale (a few forward passes; ``standing_statistics``)."""
         if self.generator_ema is not None and self.sample_with_ema:
             if not self.generator_ema.statistics_match:
                 standing_statistics(self.generator_ema.module, self.generator_inputs)
@@ -235,8 +235,9 @@ class GAN(AdversarialModule):
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
         """Generator outputs for latent codes ``z`` in eval mode (BatchNorm uses running statistics: deterministic)."""
-        with evaluating(self.sampling_generator):
-            return self.sampling_generator(z.to(self.device))
+        generator = self.sampling_generator()
+        with evaluating(generator):
+            return generator(z.to(self.device))
 
     @torch.no_grad()
     def visualize(self) -> Tensor:
