@@ -46,7 +46,7 @@ MIN_SIDE = 8
 class TranslateConfig:
     ckpt: str = "???"  # a CycleGAN or pix2pix checkpoint of ganx.train (<run>/checkpoints/*.ckpt)
     input: str = "???"  # an image file or a folder of images
-    out: str = "???"  # folder for the translated images (created; existing files are never overwritten)
+    out: str = "???"  # folder for the translated images (created; existing files are kept unless existing=overwrite)
     direction: str = "AtoB"  # AtoB (generator_ab) | BtoA (generator_ba)
     device: str = "auto"  # auto (CUDA if available, else the CPU) | cpu | cuda | cuda:N | mps
     existing: str = "refuse"  # output files that already exist: refuse | skip (translate the others) | overwrite

@@ -40,6 +40,7 @@ from ganx.metrics.classifier import (
     save_classifier,
 )
 from ganx.metrics.features import INCEPTION_WEIGHTS_FILE, to_uint8
+from ganx.metrics.image_metrics import seeded
 from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
 from ganx.models import GAN
 from ganx.nets import MLPDiscriminator, MLPGenerator
@@ -147,6 +148,23 @@ def test_kid_subset_size_is_capped_at_the_number_of_images():
     metrics.update(x, x)
     metrics.compute()
     assert metrics.kid.subset_size == 50
+
+
+def test_kid_on_whole_sets_is_one_mmd_without_a_spread():
+    """Subsets as large as both sets are all the same set: KID is that one MMD^2 and no std is reported (it would be
+    0, which reads as a precise number); with smaller subsets the std is there."""
+    real, fake = as_images(features(60, 8, seed=5)), as_images(features(60, 8, seed=6, shift=0.5))
+    whole = ImageMetrics(TableFeatures(8, 0), names=["kid"], kid_subsets=5, kid_subset_size=1000)
+    whole.update(real, fake)
+    values = whole.compute()
+    assert "kid_std" not in values and whole.kid.subsets == 5
+    repeated = ImageMetrics(TableFeatures(8, 0), names=["kid"], kid_subsets=5, kid_subset_size=60)
+    repeated.update(real, fake)
+    mean, std = seeded(repeated.kid.compute)  # torchmetrics' own loop: 5 subsets of the whole 60, all alike
+    assert values["kid"] == pytest.approx(float(mean), rel=1e-5) and float(std) < 1e-5 * float(mean)
+    smaller = ImageMetrics(TableFeatures(8, 0), names=["kid"], kid_subsets=5, kid_subset_size=30)
+    smaller.update(real, fake)
+    assert smaller.compute()["kid_std"] > 0
 
 
 def test_real_statistics_are_kept_and_generated_ones_reset_between_evaluations():

@@ -249,8 +249,14 @@ class ImageMetrics(nn.Module):
             values["is"], values["is_std"] = float(mean), float(std)
         if self.kid is not None:
             self.kid.subset_size = min(self.kid_subset_size, num_real, num_fake)
-            mean, std = seeded(self.kid.compute)
-            values["kid"], values["kid_std"] = float(mean), float(std)
+            if self.kid.subset_size == num_real == num_fake:
+                # Every "subset" is then the whole of both sets: one MMD^2, computed once, with no spread to report.
+                subsets, self.kid.subsets = self.kid.subsets, 1
+                values["kid"] = float(seeded(self.kid.compute)[0])
+                self.kid.subsets = subsets
+            else:
+                mean, std = seeded(self.kid.compute)
+                values["kid"], values["kid_std"] = float(mean), float(std)
         if self.fake_features is not None:
             fake = canonical_order(self.fake_features.compute())
             values.update(prdc(self.reference, fake, self.prdc_names, self.nearest_k))
