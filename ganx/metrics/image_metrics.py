@@ -252,8 +252,10 @@ class ImageMetrics(nn.Module):
             if self.kid.subset_size == num_real == num_fake:
                 # Every "subset" is then the whole of both sets: one MMD^2, computed once, with no spread to report.
                 subsets, self.kid.subsets = self.kid.subsets, 1
-                values["kid"] = float(seeded(self.kid.compute)[0])
-                self.kid.subsets = subsets
+                try:
+                    values["kid"] = float(seeded(self.kid.compute)[0])
+                finally:  # the configured count stays for the next evaluation, which may have fewer images
+                    self.kid.subsets = subsets
             else:
                 mean, std = seeded(self.kid.compute)
                 values["kid"], values["kid_std"] = float(mean), float(std)
