@@ -1,5 +1,6 @@
 """Lightning callbacks that count in generator steps (one training batch), the unit ganx users think in."""
 
+import io
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from ganx.metrics.evaluations import (
     write_rows,
 )
 from ganx.precision import cpu_bf16_flags
+from ganx.run_files import write_file
 from ganx.trainer import generator_steps_in
 
 log = logging.getLogger(__name__)
@@ -201,8 +203,9 @@ class SampleGrid(L.Callback):
     def write(self, trainer: L.Trainer, pl_module) -> None:
         step = pl_module.generator_steps
         grid = pl_module.visualize().cpu()
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        save_image(grid, self.dirpath / f"step_{step:07d}.png")
+        png = io.BytesIO()
+        save_image(grid, png, format="png")
+        write_file(self.dirpath / f"step_{step:07d}.png", png.getvalue())
         self._last_written = step
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -260,8 +263,7 @@ class RunRecord(L.Callback):
 
     @rank_zero_only
     def _write(self, trainer, record: dict) -> None:
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        (self.dirpath / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_file(self.dirpath / "run.json", json.dumps(record, indent=2) + "\n")
         for logger in trainer.loggers:
             logger.log_hyperparams({f"data_summary/{k}": v for k, v in record["data"].items()})
         log.info("Data: %s", record["data"])
@@ -369,11 +371,7 @@ class RunSummary(L.Callback):
             "protocols": protocols(rows),
             "history": history,
         }
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        # Written while training: a kill mid-write must not leave a truncated file.
-        partial = self.dirpath / "results.json.tmp"
-        partial.write_text(json.dumps(results, indent=2) + "\n")
-        partial.replace(self.dirpath / "results.json")
+        write_file(self.dirpath / "results.json", json.dumps(results, indent=2) + "\n")
 
 
 class LoggerSummary(L.Callback):

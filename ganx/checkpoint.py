@@ -12,10 +12,12 @@ config is checked against an allow-list *before* anything is instantiated (``che
 Training writes them through ``AtomicCheckpointIO`` (the Trainer's ``plugins``, conf/trainer/default.yaml).
 """
 
+import errno
 import importlib
+import logging
 import os
 import pickle
-import uuid
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from ganx.run_files import partial_name
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -52,18 +58,70 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
         path = Path(str(path).removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A hidden name no checkpoint glob matches, unique per writer.
-        partial = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        partial = path.with_name(partial_name(path.name))
         try:
             with open(partial, "xb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
+        except RuntimeError as err:
+            partial.unlink(missing_ok=True)
+            # torch reports a full disk as "[enforce fail at inline_container.cc] unexpected pos": say what it is.
+            if _caused_by_full_disk(err):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+            raise
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
         _fsync_directory(path.parent)
+
+
+PARTIAL = re.compile(r"\..+\.ckpt\.\d+-[0-9a-f]{8}\.tmp")
+
+
+def remove_partial_checkpoints(folder: str | Path) -> None:
+    """Delete the temporary files of checkpoint saves that a kill interrupted (``partial_name``). Only call it holding the run's
+    lock: then no other process is writing one."""
+    folder = Path(folder)
+    partials = [p for p in folder.glob(".*.tmp") if PARTIAL.fullmatch(p.name)] if folder.is_dir() else []
+    for path in partials:
+        path.unlink(missing_ok=True)
+    if partials:
+        log.warning("Removed %d unfinished checkpoint file(s) in %s, left by a save that was interrupted.",
+                    len(partials), folder)
+
+
+def _caused_by_full_disk(err: BaseException) -> bool:
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def newest_checkpoint(folder: str | Path) -> tuple[Path, int] | None:
+    """The checkpoint in a run's checkpoints folder with the most generator steps that loads, and its step (on a tie:
+    last.ckpt, then step_*.ckpt, then best.ckpt); None if none does. A kill or a full disk can leave last.ckpt
+    missing, damaged or older than the newest periodic checkpoint, so no single name is trusted."""
+    folder = Path(folder)
+    names = ["last.ckpt", *sorted(p.name for p in folder.glob("step_*.ckpt")), "best.ckpt"]
+    found = []
+    for rank, name in enumerate(names):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            step = int(checkpoint["ganx"].get("generator_steps", 0))
+        except Exception as err:  # any damage (see load_checkpoint): this one cannot be resumed from
+            log.warning("Skipping %s: it does not load (%s).", path, (str(err).splitlines() or [type(err).__name__])[0][:120])
+            continue
+        found.append((step, -rank, path))
+    if not found:
+        return None
+    step, _, path = max(found)
+    return path, step
 
 
 def _fsync_directory(directory: Path) -> None:

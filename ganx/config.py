@@ -6,6 +6,7 @@ import functools
 import hashlib
 import inspect
 import io
+import logging
 import netrc
 import os
 import sys
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def wandb_mode() -> str:
@@ -86,17 +88,26 @@ def run_dir_for(ckpt_path: str | None, runs_dir: str, timestamp: str) -> str:
     return f"{runs_dir}/slurm_{job_id}" if job_id else f"{runs_dir}/{timestamp}"
 
 
-# ckpt=auto: resume from <run dir>/checkpoints/last.ckpt if it exists, else start the run (SLURM requeue).
+# ckpt=auto: resume from the run dir's newest checkpoint if there is one, else start the run (SLURM requeue).
 AUTO_RESUME = "auto"
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """The checkpoint to resume from: ``ckpt_path`` itself, or for ``auto`` the run dir's ``last.ckpt`` if there is
-    one (None: a new run, which ``ganx.preflight.check_run_dir`` still refuses in a dir holding other checkpoints)."""
+    """The checkpoint to resume from: ``ckpt_path`` itself, or for ``auto`` the run dir's newest checkpoint that loads
+    (``last.ckpt`` unless a kill or a full disk left it missing, damaged or older); None: a new run, which
+    ``ganx.preflight.check_run_dir`` still refuses in a dir holding other checkpoints."""
     if ckpt_path != AUTO_RESUME:
         return ckpt_path
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return str(last) if last.is_file() else None
+    from ganx.checkpoint import newest_checkpoint
+
+    newest = newest_checkpoint(Path(run_dir) / "checkpoints")
+    if newest is None:
+        return None
+    path, step = newest
+    if path.name != "last.ckpt":
+        log.warning("ckpt=auto: resuming from %s (generator step %d), the newest checkpoint that loads: last.ckpt is "
+                    "missing, damaged or older.", path, step)
+    return str(path)
 
 
 def short_dirname(overrides: str, limit: int = 100) -> str:

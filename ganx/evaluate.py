@@ -31,6 +31,7 @@ MNIST protocol on the data's own classes); needs classifier features (MNIST-like
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from ganx.metrics.image_metrics import METRIC_NAMES, require_fid_sample_size
 from ganx.metrics.parzen import parzen_estimate, to_parzen_space
 from ganx.metrics.path_length import perceptual_path_length
 from ganx.metrics.reference import dataset_fingerprint, reference_key, reference_path
+from ganx.run_files import write_file
 
 log = logging.getLogger("ganx.evaluate")
 
@@ -127,13 +129,13 @@ def output_path(cfg: EvaluateConfig) -> Path:
     """``<ckpt>.eval-<metrics>-<N>.json`` next to the checkpoint, or ``out``; never an existing file."""
     if cfg.out:
         path = Path(cfg.out)
-        if path.exists():
+        if os.path.lexists(path):  # a link counts, even one to a missing file
             raise FileExistsError(f"out={path} exists; ganx never overwrites results. Choose another path.")
         return path
     ckpt = Path(cfg.ckpt)
     stem = f"{ckpt.stem}.eval-{'-'.join(cfg.metrics)}-{cfg.num_samples}"
     path, n = ckpt.with_name(f"{stem}.json"), 1
-    while path.exists():
+    while os.path.lexists(path):
         path, n = ckpt.with_name(f"{stem}.{n}.json"), n + 1
     return path
 
@@ -236,8 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"ganx.evaluate: {err}") from None
     text = json.dumps(result, indent=2)
     print(text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
+    write_file(path, text + "\n")
     log.info("wrote %s", path)
 
 

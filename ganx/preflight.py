@@ -15,8 +15,9 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.checkpoint import CheckpointError, load_checkpoint, weight_mismatches
+from ganx.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, weight_mismatches
 from ganx.config import CONF_DIR
+from ganx.run_files import RunDirError, check_no_links, partial_name
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,18 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"seed must be a whole number, got {seed!r}.")
 
 
-class RunDirError(RuntimeError):
-    """The run directory already holds another run."""
-
-
 def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
-    """A new run never writes into a directory that holds another run's checkpoints, and the directory must be
-    writable now rather than at the first checkpoint, hours later."""
+    """A new run never writes into a directory that holds another run's checkpoints, nor through a link planted in
+    it, and the directory must be writable now rather than at the first checkpoint, hours later."""
+    check_no_links(output_dir)
     if ckpt_path is None and any((output_dir / "checkpoints").glob("*.ckpt")):
-        raise RunDirError(
-            f"{output_dir} already holds checkpoints of another run; refusing to overwrite them. "
-            f"Resume it with ckpt={output_dir}/checkpoints/last.ckpt, or pick a new hydra.run.dir."
-        )
-    probe = output_dir / "checkpoints" / ".write-test"
+        newest = newest_checkpoint(output_dir / "checkpoints")
+        how = (f"Resume it with ckpt={newest[0]} (generator step {newest[1]}, its newest checkpoint that loads)"
+               if newest else "None of them loads (damaged by a kill or a full disk?), so it cannot be resumed")
+        raise RunDirError(f"{output_dir} already holds checkpoints of another run; refusing to overwrite them. {how}, "
+                          "or pick a new hydra.run.dir.")
+    # A name of its own: a file planted under a fixed probe name would be overwritten.
+    probe = output_dir / "checkpoints" / partial_name("write-test")
     try:
         probe.parent.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ganx")
@@ -122,14 +122,22 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
     return {prefix.rstrip("."): node}
 
 
-def check_resume_fits(model: L.LightningModule, ckpt_path: str) -> None:
-    """Refuse to resume from a checkpoint whose weights do not fit the model this config builds, before the run
-    writes anything (its config.yaml, results.json and loggers would otherwise be replaced by the refused run's);
-    the message names the model settings that differ from the checkpoint's."""
+def check_resume_fits(model: L.LightningModule, ckpt_path: str, steps: int | None = None) -> int:
+    """Refuse to resume from a checkpoint whose weights do not fit the model this config builds, or that is already
+    past ``steps``, before the run writes anything (its config.yaml, results.json and loggers would otherwise be
+    replaced by the refused run's); the message names the model settings that differ from the checkpoint's. Returns
+    the checkpoint's generator step."""
     checkpoint = load_checkpoint(ckpt_path)
     problems = weight_mismatches(model.state_dict(), checkpoint["state_dict"], "in the checkpoint", "now")
+    done = int(checkpoint["ganx"].get("generator_steps", 0))
     if not problems:
-        return
+        if steps is not None and done > steps:
+            raise ConfigError(
+                f"steps={steps}, but {ckpt_path} is already at generator step {done}: steps is the run's total, not "
+                f"the steps to add. Nothing was trained and nothing of the run was changed. Resume with steps=N > "
+                f"{done}, or sample from it: python -m ganx.sample ckpt={ckpt_path}"
+            )
+        return done
     before = _flat(checkpoint["ganx"]["config"].get("model", {}), "model.")
     now = _flat((model.run_config or {}).get("model", {}), "model.")
     differing = [f"{k}={before.get(k, '<unset>')} in the checkpoint, {now.get(k, '<unset>')} now"

@@ -10,6 +10,7 @@ holds run dirs.
 import argparse
 import csv
 import html
+import io
 import json
 import math
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
 
 from ganx.metrics.evaluations import EVALUATIONS_FILE, read_evaluations
+from ganx.run_files import write_file
 
 # Panels of the per-run figure: a title and the logged keys it overlays (those present are drawn).
 PANELS = [
@@ -71,8 +73,14 @@ def plot_run(series: dict[str, list[tuple[float, float]]], out: Path, title: str
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    save_figure(fig, out)
     return out
+
+
+def save_figure(fig, path: Path) -> None:
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=90)
+    write_file(path, png.getvalue())
 
 
 def is_run_dir(path: Path) -> bool:
@@ -97,7 +105,7 @@ def run_page(run_dir: Path) -> Path:
     body += [f'<figure><img src="../samples/{g.name}" style="max-width:420px"><figcaption>{g.stem}</figcaption>'
              "</figure>" for g in grids] or ["<p>No sample grids.</p>"]
     page = out / "index.html"
-    page.write_text(_html(title, body))
+    write_file(page, _html(title, body))
     return page
 
 
@@ -120,7 +128,7 @@ def sweep_page(sweep_dir: Path, runs: list[Path]) -> Path:
         ax.set_ylabel("val/fid")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / "fid.png", dpi=90)
+        save_figure(fig, out / "fid.png")
     rows = collect_results(sweep_dir)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     header = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -136,7 +144,7 @@ def sweep_page(sweep_dir: Path, runs: list[Path]) -> Path:
         f'<li><a href="../{p.parent.parent.name}/report/index.html">{html.escape(p.parent.parent.name)}</a></li>'
         for p in pages) + "</ul>")
     page = out / "index.html"
-    page.write_text(_html(f"Sweep {sweep_dir.name}", body))
+    write_file(page, _html(f"Sweep {sweep_dir.name}", body))
     return page
 
 

@@ -18,6 +18,8 @@ from types import TracebackType
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from ganx.run_files import RunDirError, open_append
+
 log = logging.getLogger(__name__)
 
 
@@ -34,15 +36,20 @@ class RunLock:
         self.path = Path(run_dir) / self.FILENAME
         self._fd: int | None = None
 
+    @staticmethod
+    def is_holder() -> bool:
+        """Whether this process takes the lock, and so writes the run's own files: global rank 0."""
+        return getattr(rank_zero_only, "rank", 0) == 0  # set from the launcher's environment (RANK, SLURM_PROCID, ...)
+
     def acquire(self) -> None:
-        if getattr(rank_zero_only, "rank", 0) != 0:  # set from the launcher's environment (RANK, SLURM_PROCID, ...)
+        if not self.is_holder():
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # open_append: O_NOFOLLOW and a regular file of its own, so a lock file planted as a link to another file
+            # is refused instead of emptied (the lock is written and emptied below).
+            fd = open_append(self.path, readable=True)
         except OSError as err:
-            from ganx.preflight import RunDirError
-
             raise RunDirError(
                 f"Cannot write to the run directory {self.path.parent} ({err.strerror}). Choose another location "
                 "with hydra.run.dir=<dir> (sweeps: hydra.sweep.dir=<dir>), or make it writable."
@@ -50,7 +57,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = self._holder(fd)
+            holder = self._holder(fd) or {}
             os.close(fd)
             raise RunLockedError(
                 f"{self.path.parent} is in use by another ganx run (PID {holder.get('pid', '?')} on "
@@ -59,12 +66,16 @@ class RunLock:
                 "hydra.run.dir."
             ) from None
         previous = self._holder(fd)
+        if previous is None:  # never empty what ganx did not write
+            os.close(fd)
+            raise RunDirError(f"{self.path} is not a ganx lock file (it holds something else), and ganx would empty it: "
+                              "move it out of the run directory, or choose another hydra.run.dir.")
         if previous.get("pid"):
             log.warning("Taking over the run directory lock of an earlier run that is gone (PID %s on %s, started %s).",
                         previous.get("pid"), previous.get("host"), previous.get("started"))
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        os.write(fd, (json.dumps(record) + "\n").encode())
         self._fd = fd
 
     def release(self) -> None:
@@ -77,11 +88,15 @@ class RunLock:
         self._fd = None
 
     @staticmethod
-    def _holder(fd: int) -> dict:
+    def _holder(fd: int) -> dict | None:
+        """The lock's record: {} when empty (released), None when the file holds anything but a ganx record."""
+        if os.fstat(fd).st_size > 4096:
+            return None
         try:
-            return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            record = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
         except (ValueError, UnicodeDecodeError):
-            return {}
+            return None
+        return record if isinstance(record, dict) and set(record) <= {"pid", "host", "started"} else None
 
     def __enter__(self) -> "RunLock":
         self.acquire()

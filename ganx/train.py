@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import RunRecord, RunSummary
-from ganx.checkpoint import CheckpointError
+from ganx.checkpoint import CheckpointError, newest_checkpoint, remove_partial_checkpoints
 from ganx.config import CONF_DIR, check_model_data_pairing, register_resolvers, renamed_keys, resolve_ckpt_path
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
@@ -37,6 +37,7 @@ from ganx.preflight import (
     check_train_config,
     kept_checkpoints,
 )
+from ganx.run_files import HeldLogFile, save_command, write_file
 from ganx.run_lock import RunLock, RunLockedError
 
 log = logging.getLogger("ganx.train")
@@ -57,10 +58,12 @@ def train(cfg: DictConfig) -> L.Trainer:
         return _train(cfg, output_dir)
 
 
-def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
-    # Under the run lock, so `auto` sees the last.ckpt of every earlier run in this dir (a requeued SLURM job's).
+def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
+    # Under the run lock, so `auto` sees the checkpoints of every earlier run in this dir (a requeued SLURM job's).
     ckpt_path = resolve_ckpt_path(cfg.ckpt, output_dir)
     check_run_dir(output_dir, ckpt_path)
+    if RunLock.is_holder():
+        remove_partial_checkpoints(output_dir / "checkpoints")
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
     callbacks = instantiate_callbacks(cfg)
     metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
@@ -72,9 +75,15 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
         channels_last=cfg.channels_last, compile_networks=cfg.compile,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
-    if ckpt_path:  # before anything of the run is rewritten (config.yaml, results.json, the loggers' records)
-        check_resume_fits(model, ckpt_path)
+    # Every refusal comes before the run is accepted: a refused command leaves every file of the run as it was.
+    if ckpt_path and check_resume_fits(model, ckpt_path, cfg.steps) == cfg.steps:
+        log.warning("Nothing to train: %s is already at generator step %d, steps=%d. To train on, resume with a "
+                    "larger steps (the run's total); nothing of the run was changed.", ckpt_path, cfg.steps, cfg.steps)
+        return None
     check_free_space(output_dir, model, kept_checkpoints(cfg.steps, cfg.checkpoint_every, cfg.checkpoint_keep))
+    HeldLogFile.accept()
+    if RunLock.is_holder():
+        save_command(output_dir, cfg)
     datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
 
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
@@ -89,8 +98,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer:
         **({} if metrics else {"limit_val_batches": 0}),  # the validation loop only runs the metrics
     )
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        write_file(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     for logger in loggers:
         logger.log_hyperparams(model.run_config)
 
@@ -117,8 +125,10 @@ def user_error_message(err: BaseException, output_dir: Path) -> str | None:
     """The one message a user needs for ganx's own errors and a full disk; None for anything else (a bug: Hydra
     prints its traceback)."""
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        newest = newest_checkpoint(output_dir / "checkpoints")
+        resume = f"resume with ckpt={newest[0]} (generator step {newest[1]})" if newest else "start again"
         return (f"the disk is full ({err.filename or output_dir}). Checkpoints are written atomically, so the newest "
-                f"complete one is intact: free space, then resume with ckpt={output_dir / 'checkpoints' / 'last.ckpt'}.")
+                f"complete one is intact: free space, then {resume}.")
     return str(err) if isinstance(err, USER_ERRORS) else None
 
 
@@ -133,7 +143,7 @@ def train_app(cfg: DictConfig) -> float | None:
             raise
         print(f"ganx.train: {message}\n(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
-    if cfg.get("optimized_metric") is None:
+    if trainer is None or cfg.get("optimized_metric") is None:
         return None
     # For Hydra sweepers (hparams_search=optuna): the run's best value of the metric, e.g. val/fid.
     summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))

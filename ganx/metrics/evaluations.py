@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ganx.run_files import append_text, write_file
+
 log = logging.getLogger(__name__)
 
 EVALUATIONS_FILE = "evaluations.jsonl"
@@ -43,10 +45,7 @@ def append_evaluation(path: str | Path, generator_steps: int, values: dict[str, 
     """Append one evaluation's row to the log at ``path``: ``values`` are keyed as logged (``val/fid``)."""
     row = {"generator_steps": int(generator_steps), **{k: float(v) for k, v in values.items()},
            "protocol": protocol or {}, **extra}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_text(path, json.dumps(row) + "\n")
     return row
 
 
@@ -69,11 +68,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Replace the log by ``rows`` in one step (a kill mid-write leaves the old log, never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    partial.replace(path)
+    write_file(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def evaluations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
