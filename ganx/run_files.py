@@ -124,10 +124,14 @@ class HeldLogFile(logging.FileHandler):
         self.held: list[logging.LogRecord] | None = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.held is None:
+        if self.held is not None:
+            if len(self.held) < self.HELD_AT_MOST:
+                self.held.append(record)
+            return
+        try:
             super().emit(record)
-        elif len(self.held) < self.HELD_AT_MOST:
-            self.held.append(record)
+        except RunDirError:  # a link planted while the run went on: report it as logging reports its errors
+            self.handleError(record)
 
     def _open(self):
         return os.fdopen(open_append(self.baseFilename), "a", encoding=self.encoding, errors=self.errors)
