@@ -220,20 +220,20 @@ class RunRecord(L.Callback):
 
     The loggers' ids (W&B run id, CSV version) are this callback's state, so every checkpoint holds them and a
     resumed run continues the same records (``ganx.loggers``; ``logger_versions_in`` reads them before training).
+    The data facts are written again after every training epoch and at the end when they changed: an image that
+    fails to decode is only found when it is loaded (``skipped_files``).
     """
 
     def __init__(self, dirpath: str):
         self.dirpath = Path(dirpath)
         self.logger_versions: dict = {}
+        self.record: dict = {}
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        summary = trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
-        if pl_module.run_config is not None:
-            pl_module.run_config["data_summary"] = summary
         # A resumed run without, say, W&B still passes the W&B id of its checkpoint on to later ones.
         self.logger_versions = {**self.logger_versions, **logger_versions(trainer.loggers)}
-        record = {
-            "data": summary,
+        self.record = {
+            "data": self._data_summary(trainer, pl_module),
             "optimizer_steps_per_generator_step": pl_module.optimizer_steps_per_batch,
             "max_steps (optimizer steps)": trainer.max_steps,
             "world_size": trainer.world_size,
@@ -242,7 +242,27 @@ class RunRecord(L.Callback):
             "cpu_bf16_instructions": cpu_bf16_flags(),
             "loggers": self.logger_versions,
         }
-        self._write(trainer, record)
+        self._write(trainer, self.record)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._refresh(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._refresh(trainer, pl_module)
+
+    def _refresh(self, trainer, pl_module) -> None:
+        summary = self._data_summary(trainer, pl_module)
+        if summary != self.record["data"]:
+            self.record["data"] = summary
+            self._write(trainer, self.record)
+
+    @staticmethod
+    def _data_summary(trainer, pl_module) -> dict:
+        """The data module's facts, also kept in the run config that every checkpoint stores."""
+        summary = trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
+        if pl_module.run_config is not None:
+            pl_module.run_config["data_summary"] = summary
+        return summary
 
     def state_dict(self) -> dict:
         return {"loggers": self.logger_versions}

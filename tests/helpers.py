@@ -80,6 +80,15 @@ def write_image_folder(root: Path, n: int = 24, size: int = 32, seed: int = 0) -
     return root
 
 
+def write_truncated_jpeg(path: Path, seed: int = 0) -> Path:
+    """A JPEG cut in half: its header passes the setup scan (``scan_images``), decoding it fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, format="JPEG")  # noise: the scan data dominates the file
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
 def write_mnist_raw(data_dir: Path, n_train: int = 128, n_test: int = 64, seed: int = 0) -> Path:
     """Fake MNIST in torchvision's raw layout (uncompressed idx files), so data=mnist loads it without a download."""
     rng = np.random.default_rng(seed)

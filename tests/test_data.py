@@ -11,14 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import fit, tiny_gan, write_truncated_jpeg
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import OmegaConf
 from PIL import Image
 from torchvision import datasets
 
-from ganx.data import DataError, FashionMNISTDataModule, ImageFolderDataModule, MNISTDataModule
+from ganx.callbacks import RunRecord
+from ganx.data import (
+    DataError,
+    FashionMNISTDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+    PairedDataModule,
+    UnpairedDataModule,
+)
 from ganx.data import mnist as mnist_module
+from ganx.nets import MLPDiscriminator, MLPGenerator
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "data"
 IDX = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -117,10 +127,7 @@ def test_folder_skips_bad_files(tmp_path, caplog):
     root = make_folder(tmp_path / "imgs", n=6)
     (root / "notes.jpg").write_text("not an image")
     (root / "README.txt").write_text("ignored: not an image extension")
-    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(root / "zz_truncated.jpg")  # noise: the scan data dominates the file
-    data = (root / "zz_truncated.jpg").read_bytes()
-    (root / "zz_truncated.jpg").write_bytes(data[: len(data) // 2])
+    write_truncated_jpeg(root / "zz_truncated.jpg")
     dm = ImageFolderDataModule(root=root, image_size=8, batch_size=2, val_size=0)
     with caplog.at_level(logging.WARNING, logger="ganx.data"):
         dm.setup()
@@ -134,6 +141,43 @@ def test_folder_skips_bad_files(tmp_path, caplog):
     # The truncated file was replaced by the next one (wrapping around to the first).
     last = dm.train_set[6][0]
     assert torch.equal(last, dm.train_set[0][0])
+
+
+def test_images_that_fail_to_decode_in_workers_are_counted_in_run_json(tmp_path):
+    """DataLoader workers decode in their own processes: their failures reach the summary, and run.json is rewritten
+    with the true count when training ends (#25.6)."""
+    root = make_folder(tmp_path / "imgs", n=8)
+    (root / "notes.jpg").write_text("not an image")  # refused by the setup scan
+    truncated = [write_truncated_jpeg(root / f"broken{i}.jpg", seed=i) for i in range(4)]  # pass it, fail to decode
+    dm = ImageFolderDataModule(root=root, image_size=4, batch_size=4, val_size=0, num_workers=2)
+    model = tiny_gan(generator=MLPGenerator(latent_dim=4, out_shape=(3, 4, 4), hidden=(16,)),
+                     discriminator=MLPDiscriminator(in_shape=(3, 4, 4), hidden=(16,), dropout=0.0))
+    fit(model, 3, datamodule=dm, callbacks=[RunRecord(str(tmp_path / "run"))], limit_val_batches=0)  # 12 / 4: 1 epoch
+    record = json.loads((tmp_path / "run" / "run.json").read_text())["data"]
+    assert record["skipped_files"] == 5 and dm.summary() == record
+    assert set(record["skipped_examples"]) == {str(root / "notes.jpg"), *map(str, truncated)}
+
+
+@pytest.mark.parametrize("kind", ["unpaired", "paired"])
+def test_two_domain_data_count_their_skipped_files_as_the_image_folder_does(tmp_path, kind):
+    a, b = ("trainA", "trainB") if kind == "unpaired" else ("A", "B")
+    for i in range(4):
+        save_rgb(tmp_path / b / f"{i}.png")
+        if i < 3:
+            save_rgb(tmp_path / a / f"{i}.png")
+    broken = write_truncated_jpeg(tmp_path / a / "3.jpg")  # its partner (paired) is b/3.png
+    (tmp_path / b / "notes.jpg").write_text("not an image")
+    if kind == "unpaired":
+        save_rgb(tmp_path / "testA" / "0.png")
+        save_rgb(tmp_path / "testB" / "0.png")
+        dm = UnpairedDataModule(tmp_path, load_size=8, image_size=8, num_workers=2)
+    else:
+        dm = PairedDataModule(tmp_path, layout="folders", load_size=8, image_size=8, val_size=0, num_workers=2)
+    dm.setup()
+    assert len(list(dm.train_dataloader())) == 4  # every A image once, each decoded in a worker
+    info = dm.summary()
+    assert info["skipped_files"] == 2 and info["skipped_examples"][0] == str(tmp_path / b / "notes.jpg")
+    assert info["skipped_examples"][1].startswith(str(broken))
 
 
 def test_folder_missing_and_empty(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, run_cli, train_in_process
+from helpers import FAST, run_cli, train_in_process, write_truncated_jpeg
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +125,20 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path):
                      cwd=tmp_path, check=False)
     assert result.returncode != 0
     assert str(tmp_path / "nope") in result.stderr
+
+
+def test_images_that_all_fail_to_decode_in_workers_are_one_message(tmp_path: Path):
+    """The error is raised in a DataLoader worker; torch re-raises it with the worker's traceback as its message
+    (#25.8): still one line naming the folder and the fix, as with data.num_workers=0."""
+    folder = tmp_path / "broken"
+    for i in range(8):
+        write_truncated_jpeg(folder / f"img{i}.jpg", seed=i)
+    result = run_cli("data=anime", f"data.root={folder}", "data.image_size=16", "data.batch_size=4", "data.val_size=0",
+                     "data.num_workers=2", "steps=1", f"hydra.run.dir={tmp_path}/run", *SMALL_DCGAN, *FAST,
+                     cwd=tmp_path, check=False, env={"HYDRA_FULL_ERROR": "0"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = next(line for line in result.stderr.splitlines() if line.startswith("ganx.train: "))
+    assert f"none of the 8 images under {folder} could be decoded" in message and "point data.root at" in message
 
 
 def test_unknown_model_lists_the_choices(tmp_path: Path):

@@ -37,6 +37,16 @@ class DataError(ValueError):
     Subclasses ValueError so callers catching ValueError (e.g. for a too-small training set) also catch it.
     """
 
+    def __init__(self, message: str) -> None:
+        # torch re-raises an error from a DataLoader worker in the main process as DataError("Caught DataError in
+        # DataLoader worker process 0.\nOriginal Traceback ...\nganx.data.base.DataError: <message>"): keep the one-line
+        # message, so every command prints it as raised with workers=0, and the worker's traceback as a note (shown
+        # with the traceback, HYDRA_FULL_ERROR=1).
+        if message.startswith(f"Caught {type(self).__name__} in DataLoader worker"):
+            self.add_note(message)
+            message = message.rstrip().rpartition("\n")[2].partition(": ")[2]
+        super().__init__(message)
+
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     """Validate an integer constructor argument where it enters, so a typo in a config fails early."""

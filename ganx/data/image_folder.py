@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,37 @@ def scan_images(root: Path) -> tuple[list[Path], list[Path]]:
     return good, skipped
 
 
+def readable_images(folder: Path, unreadable: list[Path]) -> list[Path]:
+    """``scan_images(folder)``'s readable files; the others are logged and added to ``unreadable`` (for the run
+    record's ``skipped_files``, ``skipped_summary``)."""
+    files, skipped = scan_images(folder)
+    if skipped:
+        names = ", ".join(str(p.relative_to(folder)) for p in skipped[:5])
+        log.warning("%s: skipped %d file(s) that are not readable images (first: %s)", folder, len(skipped), names)
+    unreadable.extend(skipped)
+    return files
+
+
+def source_paths(source) -> tuple[Path, ...]:
+    """The files of one data set item's source: a file, or a tuple of files (a pair)."""
+    return tuple(source) if isinstance(source, tuple) else (source,)
+
+
 class ImageFileDataset(Dataset):
-    """Files -> (RGB image (3, S, S) in [-1, 1], label 0). A file that fails to decode is replaced by the next."""
+    """Files -> (RGB image (3, S, S) in [-1, 1], label 0). A file that fails to decode is replaced by the next.
+
+    ``files`` may also hold tuples of files, one item each (subclasses that load pairs override ``load``).
+    """
 
     _upscale_noted = False  # one INFO note per process about small images being upscaled
 
     def __init__(self, files: list[Path], image_size: int) -> None:
         self.files = files
         self.image_size = image_size
-        self.bad: set[int] = set()  # indices that failed to decode in this process
+        # One flag per item that failed to decode, in shared memory: DataLoader workers decode in processes of their
+        # own, and the main process counts their failures for the run record. (A marker in every batch would change
+        # the batches the models read; a multiprocessing Manager would add a process and a round trip per item.)
+        self.bad = torch.zeros(len(files), dtype=torch.bool).share_memory_()
         self.transform = transforms.Compose(
             [
                 transforms.Resize(image_size, antialias=True),  # shorter side -> image_size, keeps aspect ratio
@@ -104,15 +127,32 @@ class ImageFileDataset(Dataset):
         n = len(self.files)
         for k in range(n):
             j = (index + k) % n
-            if j in self.bad:
+            if self.bad[j]:
                 continue
             try:
                 return self.load(j), 0
             except BAD_IMAGE_ERRORS as e:
                 # Do not crash a long run for one broken file: use the next one (deterministic) instead.
-                self.bad.add(j)
+                self.bad[j] = True
                 log.warning("skipping undecodable image %s (%s: %s)", self.files[j], type(e).__name__, e)
-        raise DataError(f"none of the {n} images could be decoded (first: {self.files[0]}); check the folder")
+        folder = os.path.commonpath([path.parent for source in self.files for path in source_paths(source)])
+        raise DataError(f"none of the {n} images under {folder} could be decoded (truncated or corrupt files, e.g. "
+                        f"{source_paths(self.files[0])[0]}): replace them, or point data.root at a folder of intact "
+                        "images")
+
+    def undecodable(self) -> list:
+        """The items' sources that failed to decode so far, in any process."""
+        return [self.files[i] for i in self.bad.nonzero().flatten().tolist()]
+
+
+def skipped_summary(unreadable: list[Path], datasets: Iterable[ImageFileDataset]) -> dict[str, Any]:
+    """The run record's account of the files left out: ``unreadable`` at the scan (``readable_images``) and those that
+    failed to decode in ``datasets`` so far (a pair's files count once, as one item)."""
+    undecodable = sorted(" & ".join(map(str, source_paths(s))) for ds in datasets for s in ds.undecodable())
+    return {
+        "skipped_files": len(unreadable) + len(undecodable),
+        "skipped_examples": [str(p) for p in unreadable[:5]] + undecodable[:5],
+    }
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -139,23 +179,18 @@ class ImageFolderDataModule(ImageDataModule):
         super().__init__(image_size=image_size, **options)
         self.root = Path(root).expanduser().absolute()
         self.hint = hint
-        self.skipped: list[Path] = []
+        self.unreadable: list[Path] = []
 
     def _build_sets(self) -> tuple[Dataset, Dataset]:
         require_folder(
             self.root,
             f"image folder not found: {self.root}. Point data.root=<folder> at a folder of images. {self.hint}"
         )
-        files, self.skipped = scan_images(self.root)
-        if self.skipped:
-            names = ", ".join(str(p.relative_to(self.root)) for p in self.skipped[:5])
-            log.warning(
-                "%s: skipped %d file(s) that are not readable images (first: %s)", self.root, len(self.skipped), names
-            )
+        files = readable_images(self.root, self.unreadable)
         if not files:
             raise DataError(
                 f"no readable image files in {self.root} (searched recursively for {', '.join(EXTENSIONS)}, "
-                f"any case; {len(self.skipped)} candidate file(s) were not readable images)"
+                f"any case; {len(self.unreadable)} candidate file(s) were not readable images)"
             )
         n_val = capped_val_size(self.val_size, len(files), str(self.root))
         train_idx, val_idx = split_indices(len(files), n_val, self.seed)
@@ -166,12 +201,9 @@ class ImageFolderDataModule(ImageDataModule):
         return ImageFileDataset(train_files, self.image_size), ImageFileDataset(val_files, self.image_size)
 
     def summary(self) -> dict[str, Any]:
-        info = super().summary()
-        undecodable = sorted(str(ds.files[i]) for ds in (self.train_set, self.val_set) for i in ds.bad)
         return {
             "source": "folder",
             "root": str(self.root),
-            **info,
-            "skipped_files": len(self.skipped) + len(undecodable),
-            "skipped_examples": [str(p) for p in self.skipped[:5]] + undecodable[:5],
+            **super().summary(),
+            **skipped_summary(self.unreadable, (self.train_set, self.val_set)),
         }

@@ -34,7 +34,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor, rgb_to_grayscale
 
 from .base import BatchKind, DataError, ImageDataModule, _check_int, capped_val_size, require_folder, split_indices
-from .image_folder import ImageFileDataset, scan_images, to_rgb
+from .image_folder import ImageFileDataset, readable_images, skipped_summary, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,11 @@ def split_folders(root: Path) -> tuple[Path, Path | None]:
     return root, None
 
 
-def image_files(folder: Path) -> list[Path]:
-    files, skipped = scan_images(folder)
-    if skipped:
-        log.warning("%s: skipped %d file(s) that are not readable images (first: %s)", folder, len(skipped), skipped[0])
-    return files
-
-
-def matched_pairs(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
-    """(A file, B file) for every relative path (without extension) present in both folders, sorted."""
-    b_by_name = {f.relative_to(folder_b).with_suffix(""): f for f in image_files(folder_b)}
-    a_files = image_files(folder_a)
+def matched_pairs(folder_a: Path, folder_b: Path, unreadable: list[Path]) -> list[tuple[Path, Path]]:
+    """(A file, B file) for every relative path (without extension) present in both folders, sorted; files that are
+    not readable images are added to ``unreadable``."""
+    b_by_name = {f.relative_to(folder_b).with_suffix(""): f for f in readable_images(folder_b, unreadable)}
+    a_files = readable_images(folder_a, unreadable)
     pairs = [(a, b_by_name[a.relative_to(folder_a).with_suffix("")]) for a in a_files
              if a.relative_to(folder_a).with_suffix("") in b_by_name]
     unmatched = len(a_files) + len(b_by_name) - 2 * len(pairs)
@@ -213,11 +207,12 @@ class PairedDataModule(ImageDataModule):
         self.layout, self.direction, self.derive, self.edge_threshold = layout, direction, derive, float(edge_threshold)
         self.flip, self.input_channels, self.hint = bool(flip), input_channels, hint
         self.held_out_source = ""
+        self.unreadable: list[Path] = []
 
     def _sources(self, folder: Path) -> list:
         if self.layout == "folders":
-            return matched_pairs(folder / "A", folder / "B")
-        files = image_files(folder)
+            return matched_pairs(folder / "A", folder / "B", self.unreadable)
+        files = readable_images(folder, self.unreadable)
         if not files:
             raise DataError(f"no readable images in {folder} (searched recursively); layout={self.layout} needs "
                             + ("A|B side-by-side images" if self.layout == "aligned" else "a folder of images"))
@@ -236,9 +231,10 @@ class PairedDataModule(ImageDataModule):
                                     f"{self.root}/B/ with matching file names. {self.hint}")
             train_dir, held_out_dir = split_folders(self.root / "A")
             # split folders live inside A/ and B/: pair A/train with B/train, A/val with B/val
-            train_sources = matched_pairs(train_dir, self.root / "B" / train_dir.relative_to(self.root / "A"))
-            held_out = (matched_pairs(held_out_dir, self.root / "B" / held_out_dir.relative_to(self.root / "A"))
-                        if held_out_dir else None)
+            train_sources = matched_pairs(train_dir, self.root / "B" / train_dir.relative_to(self.root / "A"),
+                                          self.unreadable)
+            held_out = (matched_pairs(held_out_dir, self.root / "B" / held_out_dir.relative_to(self.root / "A"),
+                                      self.unreadable) if held_out_dir else None)
         else:
             train_dir, held_out_dir = split_folders(self.root)
             train_sources = self._sources(train_dir)
@@ -262,7 +258,7 @@ class PairedDataModule(ImageDataModule):
     def summary(self) -> dict[str, Any]:
         info = {"source": f"paired_{self.layout}", "root": str(self.root), **super().summary(),
                 "direction": self.direction, "input_channels": self.input_channels, "load_size": self.load_size,
-                "held_out": self.held_out_source}
+                "held_out": self.held_out_source, **skipped_summary(self.unreadable, (self.train_set, self.val_set))}
         if self.layout == "derived":
             info["derive"] = self.derive
         return info

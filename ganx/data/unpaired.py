@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from .base import BatchKind, DataError, ImageDataModule, _check_int, require_folder
-from .image_folder import ImageFileDataset, scan_images
+from .image_folder import ImageFileDataset, readable_images, skipped_summary
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +107,14 @@ class UnpairedDataModule(ImageDataModule):
         self.flip = bool(flip)
         self.hint = hint
         self.files: dict[str, list[Path]] = {}
+        self.unreadable: list[Path] = []
 
     def _domain_files(self, name: str) -> list[Path]:
         folder = self.root / name
         layout = f"{self.root}/{{{','.join(DOMAINS)}}}/ (the official CycleGAN layout)"
         if not folder.is_dir():
             raise DataError(f"{folder} not found: data.root must hold the folders {layout}. {self.hint}")
-        files, skipped = scan_images(folder)
-        if skipped:
-            log.warning("%s: skipped %d file(s) that are not readable images (first: %s)", folder, len(skipped), skipped[0])
+        files = readable_images(folder, self.unreadable)
         if not files:
             raise DataError(f"{folder} holds no readable images; each of {layout} needs at least one")
         return files
@@ -144,4 +143,6 @@ class UnpairedDataModule(ImageDataModule):
             **super().summary(),
             "load_size": self.load_size,
             **{f"{name}_images": len(files) for name, files in self.files.items()},
+            **skipped_summary(self.unreadable, (domain for pairs in (self.train_set, self.val_set)
+                                                for domain in (pairs.domain_a, pairs.domain_b))),
         }
