@@ -65,14 +65,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
-        except RuntimeError as err:
+        except BaseException as err:
             partial.unlink(missing_ok=True)
-            # torch reports a full disk as "[enforce fail at inline_container.cc] unexpected pos": say what it is.
+            # torch reports a full disk as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos": say
+            # what it is, and of which file.
             if _caused_by_full_disk(err):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
-            raise
-        except BaseException:
-            partial.unlink(missing_ok=True)
             raise
         _fsync_directory(path.parent)
 

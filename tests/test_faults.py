@@ -113,16 +113,24 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_warning(tmp_path, caplo
     assert "earlier run that is gone (PID 999999999 on node7" in caplog.text
 
 
+def files_of(run: Path) -> dict[str, bytes]:
+    """Every file of a run dir and its bytes."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.e2e
-def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_changes_nothing(tmp_path):
+def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_command_changes_nothing(tmp_path):
     """#19.5: the second run into a live run's directory is refused (before: both ran and replaced each other's
-    checkpoints). #19.4: a resume whose model does not fit the checkpoint is refused before config.yaml or
-    results.json are rewritten, naming the setting that differs."""
+    checkpoints). #19.4, #25.2: a resume whose model does not fit the checkpoint is refused and leaves every file of
+    the run as it was, Hydra's .hydra/ record and train.log included (before: .hydra/ held the refused command).
+    #25.3: steps below the checkpoint's step is refused; steps equal to it trains nothing and says so."""
     import subprocess
     import sys
     import time
 
-    from helpers import FAST, REPO, run_cli
+    from helpers import FAST, REPO, run_cli, train_in_process
+
+    from ganx.preflight import ConfigError
 
     run = tmp_path / "run"
     tiny = ["model=gan", "model.generator.hidden=[16]", "model.discriminator.hidden=[16]", "model.latent_dim=8",
@@ -135,24 +143,34 @@ def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_resume_chan
         deadline = time.time() + HANG_GUARD_S
         while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and first.poll() is None:
             time.sleep(0.2)
-        second = run_cli(*tiny, "steps=3", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path,
+        hydra_record = files_of(run / ".hydra")
+        second = run_cli(*tiny, "steps=3", "seed=2", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path,
                          check=False, env={"HYDRA_FULL_ERROR": "0"})
         assert second.returncode == 1
         assert f"in use by another ganx run (PID {first.pid} on" in second.stderr
         assert "Traceback" not in second.stderr  # one message, not a wall
+        assert files_of(run / ".hydra") == hydra_record and "seed=2" not in str(hydra_record)
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=HANG_GUARD_S)
     assert first.returncode == 143
 
-    config, results = (run / "config.yaml").read_text(), (run / "results.json").read_text()
+    before = files_of(run)
+    assert {".hydra/overrides.yaml", "train.log", "config.yaml", "results.json"} <= set(before)
     wider = run_cli(*[a.replace("hidden=[16]", "hidden=[32]") for a in tiny], "steps=100000",
                     f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path, check=False,
                     env={"HYDRA_FULL_ERROR": "0"})
     assert wider.returncode == 1
     assert "cannot resume from" in wider.stderr
     assert "model.discriminator.hidden=[16] in the checkpoint, [32] now" in wider.stderr
-    assert (run / "config.yaml").read_text() == config and (run / "results.json").read_text() == results
+    assert files_of(run) == before
+
+    done = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"]
+    with pytest.raises(ConfigError, match=rf"steps=1, but .* is already at generator step {done}: steps is the run's"):
+        train_in_process(*tiny, "steps=1", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path)
+    assert files_of(run) == before
+    train_in_process(*tiny, f"steps={done}", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path)
+    assert files_of(run) == before  # nothing to train (it says so), nothing written
 
 
 # --- a refused update leaves no trace, and skipping stops when the run does not recover (#19.9) ------------------------

@@ -24,13 +24,94 @@ def without_slurm(monkeypatch):
         monkeypatch.delenv(key)
 
 
-def test_ckpt_path_auto_resumes_from_last_ckpt_if_there_is_one(tmp_path):
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A 4-step run with checkpoints at steps 2 and 4 (and last.ckpt at 4)."""
+    from helpers import train_in_process
+
+    cwd = tmp_path_factory.mktemp("trained")
+    train_in_process(*TINY, *FAST, "steps=4", "checkpoint_every=2", "hydra.run.dir=run", cwd=cwd)
+    return cwd / "run"
+
+
+def test_ckpt_auto_resumes_from_the_newest_checkpoint_that_loads(trained_run, tmp_path):
+    """#25.4, #25.5: a kill or a full disk can leave last.ckpt missing, damaged or older than the newest periodic
+    checkpoint (before: auto took last.ckpt by name, or refused naming a last.ckpt that did not exist)."""
+    import shutil
+
     assert resolve_ckpt_path("auto", tmp_path) is None  # a new run; check_run_dir still guards the dir
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert resolve_ckpt_path("auto", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
     assert resolve_ckpt_path("x/checkpoints/step_0000002.ckpt", tmp_path) == "x/checkpoints/step_0000002.ckpt"
     assert resolve_ckpt_path(None, tmp_path) is None
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    ckpts = run / "checkpoints"
+    assert resolve_ckpt_path("auto", run) == str(ckpts / "last.ckpt")  # on a tie, last.ckpt
+    shutil.copy(ckpts / "step_0000002.ckpt", ckpts / "last.ckpt")  # a full disk during the save after step 4's
+    assert resolve_ckpt_path("auto", run) == str(ckpts / "step_0000004.ckpt")
+    (ckpts / "last.ckpt").unlink()  # killed during the first save of last.ckpt
+    (ckpts / "step_0000004.ckpt").write_bytes((ckpts / "step_0000004.ckpt").read_bytes()[:1000])  # damaged
+    assert resolve_ckpt_path("auto", run) == str(ckpts / "step_0000002.ckpt")
+
+
+@pytest.mark.e2e
+def test_a_run_killed_mid_save_resumes_with_auto_and_its_temporary_files_are_removed(trained_run, tmp_path):
+    import shutil
+
+    from helpers import train_in_process
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    ckpts = run / "checkpoints"
+    (ckpts / "last.ckpt").unlink()
+    orphan = ckpts / ".last.ckpt.4242-0123abcd.tmp"  # what a kill -9 in the middle of a save leaves
+    orphan.write_bytes(b"half a checkpoint")
+    kept = ckpts / ".notes.tmp"  # not a checkpoint's temporary file: not ganx's to remove
+    kept.write_bytes(b"x")
+    train_in_process(*TINY, *FAST, "steps=6", "checkpoint_every=2", f"hydra.run.dir={run}", "ckpt=auto", cwd=tmp_path)
+    assert not orphan.exists() and kept.exists()
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 6
+    log = (run / "train.log").read_text()
+    assert f"ckpt=auto: resuming from {ckpts / 'step_0000004.ckpt'} (generator step 4)" in log
+    assert "Removed 1 unfinished checkpoint file(s)" in log
+
+
+def test_a_new_run_in_a_dir_of_checkpoints_names_the_newest_that_loads(trained_run, tmp_path):
+    import shutil
+
+    from ganx.preflight import RunDirError, check_run_dir
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "checkpoints" / "last.ckpt").unlink()
+    with pytest.raises(RunDirError, match=r"Resume it with ckpt=.*step_0000004.ckpt \(generator step 4, its newest"):
+        check_run_dir(run, None)
+    for path in (run / "checkpoints").glob("*.ckpt"):
+        path.write_bytes(b"")
+    with pytest.raises(RunDirError, match="None of them loads"):
+        check_run_dir(run, None)
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_reported_as_one(trained_run, tmp_path, monkeypatch):
+    """#25.5: torch wraps ENOSPC in "RuntimeError: [enforce fail at inline_container.cc] unexpected pos", so the
+    one-line disk-full message never showed (an 85-line traceback instead)."""
+    import builtins
+    import errno
+
+    import ganx.checkpoint
+    from ganx.checkpoint import AtomicCheckpointIO
+    from ganx.train import user_error_message
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full to fill")
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["state_dict"]["padding"] = torch.zeros(2**20)  # more than a write buffer: torch's own error path
+    monkeypatch.setattr(ganx.checkpoint, "open", lambda path, mode: builtins.open("/dev/full", "wb"), raising=False)
+    with pytest.raises(OSError) as full:  # before: RuntimeError
+        AtomicCheckpointIO().save_checkpoint(checkpoint, tmp_path / "checkpoints" / "last.ckpt")
+    assert full.value.errno == errno.ENOSPC and full.value.filename == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert list((tmp_path / "checkpoints").iterdir()) == []  # no partial file left
+    message = user_error_message(full.value, tmp_path)
+    assert message.startswith("the disk is full") and "\n" not in message
 
 
 def test_a_slurm_batch_job_runs_in_a_dir_named_by_its_job_id(monkeypatch, tmp_path):
