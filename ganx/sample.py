@@ -41,6 +41,7 @@ from ganx.nets.batchnorm import standing_statistics
 from ganx.nets.conditional import class_grid_labels
 from ganx.nets.stylegan2 import StyleGAN2Generator
 from ganx.plots import scatter_points
+from ganx.run_files import partial_name
 
 
 @dataclass
@@ -96,7 +97,7 @@ def output_target(out: str) -> tuple[Path, bool]:
     where = path if folder else path.parent
     try:
         where.mkdir(parents=True, exist_ok=True)
-        probe = where / ".ganx-write-test"
+        probe = where / partial_name("write-test")  # a name of its own: never a file planted under a fixed name
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
