@@ -15,6 +15,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
+from ganx.atomic import write_atomically
 from ganx.loggers import logger_versions
 from ganx.metrics.evaluations import (
     EVALUATIONS_FILE,
@@ -369,11 +370,8 @@ class RunSummary(L.Callback):
             "protocols": protocols(rows),
             "history": history,
         }
-        self.dirpath.mkdir(parents=True, exist_ok=True)
         # Written while training: a kill mid-write must not leave a truncated file.
-        partial = self.dirpath / "results.json.tmp"
-        partial.write_text(json.dumps(results, indent=2) + "\n")
-        partial.replace(self.dirpath / "results.json")
+        write_atomically(self.dirpath / "results.json", json.dumps(results, indent=2) + "\n")
 
 
 class LoggerSummary(L.Callback):

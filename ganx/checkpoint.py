@@ -13,9 +13,7 @@ Training writes them through ``AtomicCheckpointIO`` (the Trainer's ``plugins``, 
 """
 
 import importlib
-import os
 import pickle
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from ganx.atomic import write_atomically
 
 
 class CheckpointError(ValueError):
@@ -40,8 +40,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning writes through an fsspec transaction, whose temporary file lives under $TMPDIR and is then moved: a
     copy when the run dir is on another file system, so a kill during the copy left a 0-byte last.ckpt, a full disk
     a truncated step file, and crashes left orphan files in $TMPDIR. Here the temporary file is written next to the
-    target, flushed to disk (fsync) and renamed over it (``os.replace``, atomic within one file system); it is
-    removed when saving fails. Remote paths (``s3://`` etc.) keep Lightning's own writer.
+    target, flushed to disk (fsync) and renamed over it (``os.replace``, atomic within one file system;
+    ``ganx.atomic.write_atomically``); it is removed when saving fails. Remote paths (``s3://`` etc.) keep Lightning's own writer.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
@@ -51,33 +51,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
         path = Path(str(path).removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A hidden name no checkpoint glob matches, unique per writer.
-        partial = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(partial, "xb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(partial, path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a power loss right after it could otherwise undo it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # a platform or file system without directory handles (Windows): the rename is all there is
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        write_atomically(path, lambda file: torch.save(checkpoint, file))
 
 
 class UnsafeCheckpointError(CheckpointError):
