@@ -30,7 +30,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from ganx.run_files import partial_name
+from ganx.run_files import write_file
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning writes through an fsspec transaction, whose temporary file lives under $TMPDIR and is then moved: a
     copy when the run dir is on another file system, so a kill during the copy left a 0-byte last.ckpt, a full disk
     a truncated step file, and crashes left orphan files in $TMPDIR. Here the temporary file is written next to the
-    target, flushed to disk (fsync) and renamed over it (``os.replace``, atomic within one file system); it is
-    removed when saving fails. Remote paths (``s3://`` etc.) keep Lightning's own writer.
+    target, flushed to disk (fsync) and renamed over it (``os.replace``, atomic within one file system;
+    ``ganx.run_files.write_file``); it is removed when saving fails. Remote paths (``s3://`` etc.) keep Lightning's
+    own writer.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
@@ -57,30 +58,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
         path = Path(str(path).removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(partial_name(path.name))
         try:
-            with open(partial, "xb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(partial, path)
+            write_file(path, lambda file: torch.save(checkpoint, file))
         except BaseException as err:
-            partial.unlink(missing_ok=True)
             # torch reports a full disk as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos": say
             # what it is, and of which file.
             if _caused_by_full_disk(err):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
             raise
-        _fsync_directory(path.parent)
 
 
 PARTIAL = re.compile(r"\..+\.ckpt\.\d+-[0-9a-f]{8}\.tmp")
 
 
 def remove_partial_checkpoints(folder: str | Path) -> None:
-    """Delete the temporary files of checkpoint saves that a kill interrupted (``partial_name``). Only call it holding the run's
-    lock: then no other process is writing one."""
+    """Delete the temporary files of checkpoint saves that a kill interrupted (``ganx.run_files.partial_name``). Only
+    call it holding the run's lock: then no other process is writing one."""
     folder = Path(folder)
     partials = [p for p in folder.glob(".*.tmp") if PARTIAL.fullmatch(p.name)] if folder.is_dir() else []
     for path in partials:
@@ -120,20 +113,6 @@ def newest_checkpoint(folder: str | Path) -> tuple[Path, int] | None:
         return None
     step, _, path = max(found)
     return path, step
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a power loss right after it could otherwise undo it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # a platform or file system without directory handles (Windows): the rename is all there is
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class UnsafeCheckpointError(CheckpointError):

@@ -56,15 +56,20 @@ def _sweep_job() -> DictConfig | None:
     return HydraConfig.get() if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN else None
 
 
+def swept_overrides() -> list[str]:
+    """The running sweep job's overrides of what the sweep varies (``model.d_optimizer.lr=0.0001``; all of its
+    overrides when that is not known), which tell it from the other jobs; [] outside a sweep."""
+    job = _sweep_job()
+    if job is None:
+        return []
+    swept = [key for key in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if key]
+    return [o for o in job.overrides.task if not swept or o.lstrip("+~").split("=", 1)[0] in swept]
+
+
 def wandb_run_name(name: str) -> str:
     """``${ganx_wandb_name:NAME}``: NAME for a single run; a sweep job's run is NAME followed by the values it sets for
     what the sweep varies (``dcgan_mnist model.d_optimizer.lr=0.0001``), so the runs of a sweep are told apart."""
-    job = _sweep_job()
-    if job is None:
-        return name
-    swept = [key for key in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if key]
-    overrides = [o for o in job.overrides.task if not swept or o.lstrip("+~").split("=", 1)[0] in swept]
-    return " ".join([name, *overrides])
+    return " ".join([name, *swept_overrides()])
 
 
 def wandb_group(name: str) -> str:

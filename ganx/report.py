@@ -97,7 +97,7 @@ def run_page(run_dir: Path) -> Path:
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(str(run_dir.resolve()))}</p>"]
     if results:
         body.append("<h2>Results</h2><pre>" + html.escape(json.dumps(
-            {k: results[k] for k in ("status", "generator_steps", "wall_time_s", "final", "best", "overrides")
+            {k: results[k] for k in ("status", "error", "generator_steps", "wall_time_s", "final", "best", "overrides")
              if k in results}, indent=2)) + "</pre>")
     body.append('<h2>Curves</h2><img src="curves.png">' if curves else "<p>No logged metrics (logger=none?).</p>")
     grids = sorted((run_dir / "samples").glob("*.png"))

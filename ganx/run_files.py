@@ -14,7 +14,9 @@ import logging
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,20 +28,42 @@ class RunDirError(RuntimeError):
     """The run directory cannot be used as asked (another run's checkpoints, a planted link, not writable)."""
 
 
-def write_file(path: str | Path, data: str | bytes) -> None:
-    """Replace ``path`` by ``data`` in one step: a kill mid-write leaves the old file, a link at ``path`` is replaced
-    (its target is never opened), and no other file is ever truncated."""
+def write_file(path: str | Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
+    """Replace ``path`` by ``content`` (text, bytes, or a function writing to the open file) in one step: a kill or a
+    full disk mid-write leaves the old file, a link at ``path`` is replaced (its target is never opened), and no
+    other file is ever truncated. The temporary file sits next to the target, not under $TMPDIR: a rename across file
+    systems is a copy that a kill can cut short. Synced to disk, as a checkpoint must be."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(partial_name(path.name))
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(data.encode() if isinstance(data, str) else data)
+            if callable(content):
+                content(file)
+            else:
+                file.write(content.encode() if isinstance(content, str) else content)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a power loss right after it could otherwise undo it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform or file system without directory handles (Windows): the rename is all there is
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def partial_name(name: str) -> str:

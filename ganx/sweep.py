@@ -1,26 +1,39 @@
-"""Sweep summary: when a Hydra multirun ends, one table of its runs (``summary.csv`` and ``summary.md``).
+"""Sweep summary: one table of a Hydra multirun's runs (``summary.csv`` and ``summary.md``), failed jobs included.
 
-Registered in ``conf/hydra/default.yaml`` as a Hydra callback, so every ``python -m ganx.train -m ...`` writes it.
-Each row is one run: overrides, status, generator steps and wall time from its ``results.json`` (written by
-``ganx.callbacks.RunSummary``), final and best metrics from its evaluation log (``evaluations.jsonl``,
-``ganx.metrics.evaluations``). ``SweptKeys`` tells the jobs what the sweep varies, which names their W&B runs.
+Registered in ``conf/hydra/default.yaml`` as a Hydra callback, so every ``python -m ganx.train -m ...`` writes it,
+after every job (a stopped sweep keeps the table of its jobs so far) and when the sweep ends. Each row is one run:
+overrides, status, generator steps and wall time from its ``results.json`` (written by ``ganx.callbacks.RunSummary``,
+or by ``SweepJob`` for a job that failed: status ``failed`` and the ``error``), final and best metrics from its
+evaluation log (``evaluations.jsonl``, ``ganx.metrics.evaluations``). ``SweptKeys`` tells the jobs what the sweep
+varies, which names their W&B runs.
 """
 
 import csv
+import io
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ganx.config import SWEPT_KEYS_ENV
 from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, read_evaluations
+from ganx.preflight import RunDirError
+from ganx.run_files import write_file
+from ganx.run_lock import RunLock, RunLockedError
 
 log = logging.getLogger(__name__)
+
+FAILED = "failed"
+# The run dirs of the failed jobs of the sweep this process runs, for ganx.train's exit status (Hydra's multirun returns
+# nothing to its caller): the jobs run in this process add themselves, and the table adds those a launcher ran elsewhere.
+failed_runs: set[str] = set()
 
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -42,6 +55,8 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
         row |= {f"final {k.removeprefix('val/')}": v for k, v in final.items() if k.startswith("val/")}
         row |= {f"best {k.removeprefix('val/')}": v for k, v in best.items()}
         row |= {"generator_steps": result["generator_steps"], "wall_time_s": result["wall_time_s"]}
+        if "error" in result:
+            row["error"] = result["error"]
         rows.append(row)
     return rows
 
@@ -52,21 +67,70 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
         log.warning("No results.json under %s: no sweep summary written.", sweep_dir)
         return rows
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with (sweep_dir / "summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    # Atomic: rewritten after every job, and a kill must not leave half a table.
+    write_file(sweep_dir / "summary.csv", table.getvalue())
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    lines += ["| " + " | ".join(_markdown_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    write_file(sweep_dir / "summary.md", "\n".join(lines) + "\n")
     log.info("Sweep summary of %d runs: %s/summary.md", len(rows), sweep_dir)
     return rows
 
 
+def _markdown_cell(value: Any) -> str:
+    # An error message may hold a "|", which would end the cell.
+    return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+
 class SweepSummary(Callback):
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    """The sweep's table, after every job and when the sweep ends; a failed job in it makes ganx.train exit 1."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         write_summary(Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = write_summary(sweep_dir)
+        failed_runs.update(os.path.abspath(sweep_dir / row["run"]) for row in rows if row["status"] == FAILED)
+
+
+class SweepJob:
+    """One job of a sweep, for the record of its failure: ``failed(error)`` makes it a row of the table that says
+    why. The record replaces only a ``results.json`` this job wrote (a run that failed while training keeps its steps
+    and metrics). One that was there when the job started is another run's (a sweep rerun into the same
+    ``hydra.sweep.dir`` is refused its run dirs) or an earlier attempt's, and a live run holds its dir's lock: both
+    are left alone, and the job still counts as failed."""
+
+    def __init__(self, run_dir: Path, run_name: str | None, overrides: list[str]):
+        self.run_dir, self.run_name, self.overrides = run_dir, run_name, overrides
+        self._start = time.perf_counter()
+        self._results_before = self._results_version()
+
+    def _results_version(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.run_dir / "results.json").stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns  # a rewrite (write_file) is a new file
+
+    def failed(self, error: str) -> None:
+        failed_runs.add(os.path.abspath(self.run_dir))
+        try:
+            with RunLock(self.run_dir):
+                version = self._results_version()
+                if version is not None and version == self._results_before:
+                    log.warning("%s holds another run's results.json: the failure is not recorded there.", self.run_dir)
+                    return
+                own = json.loads((self.run_dir / "results.json").read_text()) if version else {}
+                record = {"run_name": self.run_name, "overrides": self.overrides, "generator_steps": 0,
+                          "wall_time_s": round(time.perf_counter() - self._start, 1), "final": {}, "best": {},
+                          **own, "status": FAILED, "error": error}
+                write_file(self.run_dir / "results.json", json.dumps(record, indent=2) + "\n")
+        except (RunLockedError, RunDirError) as err:
+            log.warning("The failure is not recorded in %s: %s", self.run_dir, err)
 
 
 def swept_keys(config: DictConfig) -> list[str]:

@@ -16,12 +16,21 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import RunRecord, RunSummary
 from ganx.checkpoint import CheckpointError, newest_checkpoint, remove_partial_checkpoints
-from ganx.config import CONF_DIR, check_model_data_pairing, register_resolvers, renamed_keys, resolve_ckpt_path
+from ganx.config import (
+    CONF_DIR,
+    check_model_data_pairing,
+    register_resolvers,
+    renamed_keys,
+    resolve_ckpt_path,
+    swept_overrides,
+)
 from ganx.data.base import DataError
 from ganx.faults import FaultHandler
 from ganx.instantiators import instantiate_callbacks, instantiate_model
@@ -39,6 +48,7 @@ from ganx.preflight import (
 )
 from ganx.run_files import HeldLogFile, save_command, write_file
 from ganx.run_lock import RunLock, RunLockedError
+from ganx.sweep import SweepJob, failed_runs, write_summary
 
 log = logging.getLogger("ganx.train")
 register_resolvers()
@@ -135,23 +145,53 @@ def user_error_message(err: BaseException, output_dir: Path) -> str | None:
 # An absolute path: the configs are found the same way from a source checkout and from an installed wheel.
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def train_app(cfg: DictConfig) -> float | None:
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return sweep_job(cfg)
     try:
-        trainer = train(cfg)
+        return train_and_score(cfg)
     except (*USER_ERRORS, OSError) as err:
         message = user_error_message(err, Path(cfg.paths.output_dir))
         if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"ganx.train: {message}\n(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def train_and_score(cfg: DictConfig) -> float | None:
+    """Train; for Hydra sweepers (hparams_search=optuna), the run's best value of ``optimized_metric`` (e.g. val/fid)."""
+    trainer = train(cfg)
     if trainer is None or cfg.get("optimized_metric") is None:
         return None
-    # For Hydra sweepers (hparams_search=optuna): the run's best value of the metric, e.g. val/fid.
     summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))
     best = summary.best()
     if cfg.optimized_metric not in best:
         raise ValueError(f"optimized_metric={cfg.optimized_metric} was never logged (logged: {sorted(best)}); "
                          "enable metrics and make steps >= eval_every.")
     return best[cfg.optimized_metric]
+
+
+def sweep_job(cfg: DictConfig) -> float | None:
+    """One job of a multirun (-m). A job that fails, whatever the error, is a row of the sweep's table that says why,
+    and the sweep goes on: the job returns None (to Optuna, a failed trial), since Hydra's basic launcher stops at a
+    job that exits and its sweepers raise after a job that raised, both before the table is written. A job stopped by
+    Ctrl-C or SIGTERM stops the sweep, as the user asked, after the table of the jobs so far."""
+    output_dir, hydra_cfg = Path(cfg.paths.output_dir), HydraConfig.get()
+    run_name = OmegaConf.select(cfg, "run_name", throw_on_resolution_failure=False)  # a bad config may not resolve it
+    job = SweepJob(output_dir, run_name, list(hydra_cfg.overrides.task))
+    try:
+        return train_and_score(cfg)
+    except (SystemExit, KeyboardInterrupt):
+        write_summary(Path(hydra_cfg.sweep.dir))
+        raise
+    except Exception as err:
+        message = user_error_message(err, output_dir)
+        if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":  # a bug: its traceback, in the job's log too
+            log.error("Job %s failed:", output_dir.name, exc_info=err)
+        message = (message or f"{type(err).__name__}: {err}").splitlines()[0]
+        print(f"ganx.train: job {hydra_cfg.job.num} ({' '.join(swept_overrides())}) failed, the sweep goes on: {message}",
+              file=sys.stderr)
+        job.failed(message)
+        return None
 
 
 # Deprecated keys of ganx.train and their new names (the same names as the other commands'), for one release.
@@ -181,9 +221,14 @@ def device_overrides(argv: list[str]) -> list[str]:
 
 def main() -> float | None:
     """``ganx-train`` / ``python -m ganx.train``: the Hydra app, once deprecated keys have their new names and
-    ``device=`` has become trainer overrides."""
+    ``device=`` has become trainer overrides; a sweep exits 1 when one of its jobs failed."""
     sys.argv = [sys.argv[0], *device_overrides(renamed_keys(sys.argv[1:], RENAMED, "ganx.train"))]
-    return train_app()
+    failed_runs.clear()
+    result = train_app()
+    if failed_runs:
+        summary = Path(next(iter(failed_runs))).parent / "summary.md"
+        raise SystemExit(f"ganx.train: {len(failed_runs)} of the sweep's jobs failed; {summary} says why.")
+    return result
 
 
 if __name__ == "__main__":

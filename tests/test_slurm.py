@@ -97,7 +97,6 @@ def test_a_full_disk_during_a_checkpoint_save_is_reported_as_one(trained_run, tm
     import builtins
     import errno
 
-    import ganx.checkpoint
     from ganx.checkpoint import AtomicCheckpointIO
     from ganx.train import user_error_message
 
@@ -105,7 +104,13 @@ def test_a_full_disk_during_a_checkpoint_save_is_reported_as_one(trained_run, tm
         pytest.skip("no /dev/full to fill")
     checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
     checkpoint["state_dict"]["padding"] = torch.zeros(2**20)  # more than a write buffer: torch's own error path
-    monkeypatch.setattr(ganx.checkpoint, "open", lambda path, mode: builtins.open("/dev/full", "wb"), raising=False)
+    save = torch.save
+
+    def save_on_a_full_disk(obj, file):  # the same torch.save, into a file whose every write fails with ENOSPC
+        with builtins.open("/dev/full", "wb") as full:
+            save(obj, full)
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
     with pytest.raises(OSError) as full:  # before: RuntimeError
         AtomicCheckpointIO().save_checkpoint(checkpoint, tmp_path / "checkpoints" / "last.ckpt")
     assert full.value.errno == errno.ENOSPC and full.value.filename == str(tmp_path / "checkpoints" / "last.ckpt")
