@@ -5,10 +5,13 @@ message naming it, instead of somewhere inside a training run; pyproject.toml bo
 against.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from torch import Tensor
+from torch.optim import Optimizer
 
 TORCHMETRICS_INCEPTION_FORWARD = "_torch_fidelity_forward"
 
@@ -35,3 +38,27 @@ def csv_logger_writer(logger: Any, writer_class: type) -> Any:
         get_filesystem(logger.root_dir).makedirs(logger.root_dir, exist_ok=True)
         logger._experiment = writer_class(log_dir=logger.log_dir)
     return logger._experiment
+
+
+def skips_step_on_device(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer.step()`` can skip itself on the device (``skip_step_on_device_if``): fused Adam/AdamW/SGD.
+
+    Private: torch marks the optimizers whose step reads GradScaler's flags with ``_step_supports_amp_scaling``.
+    """
+    return getattr(optimizer, "_step_supports_amp_scaling", False)
+
+
+@contextmanager
+def skip_step_on_device_if(optimizer: Any, skip: Tensor) -> Iterator[None]:
+    """Inside the block, ``optimizer.step()`` leaves the parameters and optimizer state alone where the 0-d bool
+    ``skip`` is True, without reading it on the host (a ``LightningOptimizer`` or torch's own).
+
+    Private: an optimizer with ``skips_step_on_device`` reads the ``grad_scale`` and ``found_inf`` attributes that
+    ``GradScaler.step`` sets; there is no public way to hand a step a skip flag.
+    """
+    raw = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer -> torch's
+    raw.grad_scale, raw.found_inf = None, skip.float()
+    try:
+        yield
+    finally:
+        del raw.grad_scale, raw.found_inf

@@ -26,7 +26,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ganx.models.base import NonFiniteLossError
+from ganx.nonfinite import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from ganx.faults import FaultHandler
 from ganx.instantiators import instantiate_callbacks, instantiate_model
 from ganx.loggers import continue_run, wandb_run_per_job
 from ganx.metrics import MetricsSetupError
-from ganx.models.base import NonFiniteLossError
+from ganx.nonfinite import NonFiniteLossError
 from ganx.preflight import (
     ConfigError,
     RunDirError,

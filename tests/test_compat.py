@@ -47,3 +47,21 @@ def test_csv_logger_reads_its_writer_from_the_experiment_attribute(tmp_path):
     logger.log_metrics({"x": 1.0}, step=0)
     logger.save()
     assert (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines() == ["step,x", "0,1.0"]
+
+
+def test_fused_optimizers_skip_their_step_on_the_device_when_told_found_inf():
+    for fused in (False, True):
+        name = "_step_supports_amp_scaling"
+        adam = torch.optim.Adam([torch.nn.Parameter(torch.ones(2))], fused=fused)
+        assert _compat.skips_step_on_device(adam) is fused, (
+            f"torch's Adam(fused={fused}) no longer has {name}={fused}, which ganx._compat.skips_step_on_device "
+            "reads to decide whether on_nonfinite_check_every can check on the device; adapt ganx/_compat.py.")
+    weight = adam.param_groups[0]["params"][0]
+    for skip, expected_steps in ((True, {0}), (False, {1})):
+        weight.grad = torch.ones(2)
+        with _compat.skip_step_on_device_if(adam, torch.tensor(skip)):
+            adam.step()
+        assert {int(s["step"]) for s in adam.state.values()} == expected_steps, (
+            "fused Adam no longer skips its step when found_inf is set (ganx._compat.skip_step_on_device_if); "
+            "on_nonfinite_check_every > 1 would apply NaN updates. Adapt ganx/_compat.py.")
+        assert not hasattr(adam, "found_inf") and torch.equal(weight, torch.ones(2)) is skip

@@ -19,12 +19,9 @@ from torch.optim import Optimizer
 
 from ganx.augment import DiffAugment
 from ganx.data.base import BatchKind
+from ganx.nonfinite import NonFiniteGuard
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or Inf; raised before the optimizer step, so the weights are still the last good ones."""
 
 
 @contextmanager
@@ -61,12 +58,8 @@ class AdversarialModule(L.LightningModule):
     sets them from the top-level config keys):
 
     Args:
-        nonfinite_policy: what a NaN/Inf loss does (``on_nonfinite``): "stop" raises before the update, "skip" drops
-            the update and counts it.
-        max_nonfinite_skips: with "skip", stop after this many consecutive skipped updates
-            (``on_nonfinite_max_skips``): a run that skips every update does not recover, it only burns time.
-        nonfinite_check_every: read the non-finite flags on the host every this many updates
-            (``on_nonfinite_check_every``; see ``check_finite``). 1 checks each loss before its update.
+        nonfinite_policy, max_nonfinite_skips, nonfinite_check_every: ``on_nonfinite``, ``on_nonfinite_max_skips``,
+            ``on_nonfinite_check_every``: what a NaN/Inf loss does, see ``ganx.nonfinite.NonFiniteGuard``.
         channels_last: keep the weights in NHWC memory layout (``channels_last``; applied in ``setup``).
         compile_networks: ``torch.compile`` the ``networks_to_compile()`` (``compile``; applied in ``setup``).
         run_config: the resolved run config, stored in every checkpoint so inference commands can rebuild the
@@ -114,13 +107,7 @@ class AdversarialModule(L.LightningModule):
         self.g_scheduler_factory, self.d_scheduler_factory = g_scheduler, d_scheduler
         self.scheduler_interval = scheduler_interval
         self.generator_steps = 0
-        self.nonfinite_policy, self.max_nonfinite_skips = nonfinite_policy, max_nonfinite_skips
-        self.skipped_updates = 0
-        self._consecutive_skips: dict[str, int] = {}  # per loss term: G's can fail while D's does not
-        self._norm_stats: list[tuple[Tensor, Tensor]] | None = None  # see _snapshot_norm_stats
-        self.nonfinite_check_every = nonfinite_check_every
-        self._nonfinite_flags: dict[str, Tensor] = {}  # see _count_nonfinite_on_device
-        self._updates_since_read = 0
+        self.nonfinite_guard = NonFiniteGuard(nonfinite_policy, max_nonfinite_skips, nonfinite_check_every)
         self.run_config = run_config
         self.channels_last, self.compile_networks = channels_last, compile_networks
         self._visual_pair_names: tuple[str, str] | None = None  # see register_visual_pairs
@@ -215,8 +202,7 @@ class AdversarialModule(L.LightningModule):
             self._set_visual_pairs(torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs]))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._norm_stats = None  # re-taken from the live buffers: moving the model (.to) replaces them
-        self._snapshot_norm_stats()
+        self.nonfinite_guard.track(self)
         names = self._visual_pair_names
         if names is not None and not len(getattr(self, names[0])):  # trained without a data module
             self._set_visual_pairs(batch[0][: self.num_visual].detach().clone(),
@@ -252,151 +238,24 @@ class AdversarialModule(L.LightningModule):
         return [g_opt, d_opt], schedulers
 
     def update(self, optimizer, loss: Tensor, name: str = "loss") -> None:
-        """One optimizer step on ``loss``: clear gradients, backpropagate, step.
-
-        A non-finite loss never reaches the model: with ``nonfinite_policy="stop"`` it raises; with "skip" the
-        step is taken with no gradients (a no-op that keeps Lightning's step accounting) and counted. Either way the
-        normalization statistics that this update's forward passes wrote are rolled back (``_snapshot_norm_stats``).
-        With ``nonfinite_check_every`` > 1 the check runs on the device (``check_finite``). Under
+        """One optimizer step on ``loss`` (clear gradients, backpropagate, step) through the run's non-finite policy
+        (``ganx.nonfinite``): a NaN/Inf loss stops the run or is skipped, never stepped. Under
         ``trainer.precision=16-mixed`` the loss is scaled by this optimizer's own GradScaler (``ganx.precision``).
         """
-        optimizer.zero_grad(set_to_none=True)
-        finite = self.check_finite(**{name: loss})
-        if finite is False:
-            optimizer.step()
-        else:
-            precision = self.trainer.precision_plugin
-            scale_loss = getattr(precision, "scale_loss", None)
-            self.manual_backward(scale_loss(loss, optimizer, self) if scale_loss else loss)
-            if isinstance(finite, Tensor) and not hasattr(precision, "scale_loss"):
-                # The optimizer skips itself on the device when found_inf is 1, as under a GradScaler (whose own Inf
-                # check catches a NaN loss's gradients: no flag needed there).
-                raw = getattr(optimizer, "optimizer", optimizer)
-                raw.grad_scale, raw.found_inf = None, (~finite).float()
-                try:
-                    optimizer.step()
-                finally:
-                    del raw.grad_scale, raw.found_inf
-            else:
-                optimizer.step()
-        self._snapshot_norm_stats()
-
-    # BatchNorm's running statistics are written by the forward pass, before the loss can be checked: a NaN batch
-    # leaves NaN statistics behind even when its update is refused, and eval-mode samples are then NaN for good. So the
-    # statistics are saved at the start of each step and after each applied update, and restored on a refused one.
-    def _running_stats(self) -> list[Tensor]:
-        return [buffer for module in self.modules() if getattr(module, "track_running_stats", False)
-                for buffer in (module.running_mean, module.running_var) if buffer is not None]
-
-    def _snapshot_norm_stats(self) -> None:
-        if self._norm_stats is None:
-            self._norm_stats = [(live, live.detach().clone()) for live in self._running_stats()]
-            return
-        for live, saved in self._norm_stats:
-            saved.copy_(live)
-
-    def _restore_norm_stats(self) -> None:
-        for live, saved in self._norm_stats or ():
-            live.data.copy_(saved)
-
-    def check_finite(self, **terms: Tensor) -> bool | Tensor:
-        """True if every term is finite; otherwise raise (policy "stop") or count and warn (policy "skip"), after
-        rolling back the normalization statistics the refused update's forward passes wrote.
-
-        ``torch.isfinite(loss)`` in a Python ``if`` waits for the GPU to finish the forward pass before the backward
-        can be queued: a host sync per update. With ``nonfinite_check_every`` N > 1 and an optimizer that can skip a
-        step on the device (``fused=True`` Adam/AdamW/SGD: ``found_inf``, as GradScaler uses it) the check stays on the
-        device: this returns the flag, a non-finite update is skipped and its statistics rolled back there, and the
-        host reads the counts every N updates (``read_nonfinite_flags``), then stops or counts as the policy says,
-        naming the step of the first non-finite loss. Other optimizers are checked on the host as before.
-        """
-        if self._checks_on_device(terms):
-            return self._count_nonfinite_on_device(terms)
-        for name, value in terms.items():
-            if torch.isfinite(value).all():
-                self._consecutive_skips[name] = 0
-                continue
-            self._restore_norm_stats()
-            where = f"at generator step {self.generator_steps} (global step {self.global_step})"
-            if self.nonfinite_policy == "skip":
-                self.skipped_updates += 1
-                in_a_row = self._consecutive_skips[name] = self._consecutive_skips.get(name, 0) + 1
-                if in_a_row >= self.max_nonfinite_skips:
-                    raise self._not_recovering(name, f"{value.item()} {where}", in_a_row)
-                log.warning("%s is %s %s: update skipped (%d so far)", name, value.item(), where, self.skipped_updates)
-                return False
-            raise self._nonfinite_stop(name, f"{value.item()} {where}")
-        return True
-
-    def _not_recovering(self, name: str, what: str, in_a_row: int) -> "NonFiniteLossError":
-        return NonFiniteLossError(
-            f"{name} is {what}: {in_a_row} of its updates in a row were skipped "
-            f"(on_nonfinite_max_skips={self.max_nonfinite_skips}), so the run is not recovering. Stopped; "
-            "the last good weights are saved. Lower the learning rates or check the data for NaNs."
+        scale_loss = getattr(self.trainer.precision_plugin, "scale_loss", None)
+        self.nonfinite_guard.update(
+            optimizer, loss, name, generator_step=self.generator_steps, global_step=self.global_step,
+            optimizers=self.trainer.optimizers, backward=self.manual_backward,
+            scale_loss=(lambda unscaled: scale_loss(unscaled, optimizer, self)) if scale_loss else None,
         )
 
-    def _nonfinite_stop(self, name: str, what: str) -> "NonFiniteLossError":
-        return NonFiniteLossError(
-            f"{name} is {what}. The weights were not updated with it. Common fixes: lower the "
-            "learning rates, use a gradient penalty (model=wgan_gp), check the data for NaNs; "
-            "on_nonfinite=skip skips such updates instead of stopping."
-        )
-
-    def _checks_on_device(self, terms: dict[str, Tensor]) -> bool:
-        if self.nonfinite_check_every == 1 or self._trainer is None:
-            return False
-        optimizers = self.trainer.optimizers
-        if all(getattr(o, "_step_supports_amp_scaling", False) for o in optimizers):
-            return True
-        if not getattr(self, "_told_host_check", False):
-            self._told_host_check = True
-            log.info("on_nonfinite_check_every=%d: %s cannot skip a step on the device (only fused Adam/AdamW/SGD "
-                     "can); checking each loss on the host instead.", self.nonfinite_check_every,
-                     ", ".join(type(o).__name__ for o in optimizers))
-        return False
-
-    def _count_nonfinite_on_device(self, terms: dict[str, Tensor]) -> Tensor:
-        # Per term, on the device: [non-finite updates since the last read, current streak, longest streak since the
-        # last read, generator step of the first non-finite loss since the last read (-1: none)].
-        finite = torch.stack([torch.isfinite(v).all() for v in terms.values()]).all()
-        for live, saved in self._norm_stats or ():
-            live.data.copy_(torch.where(finite, live, saved))
-        bad = (~finite).long()
-        for name in terms:
-            flags = self._nonfinite_flags.get(name)
-            if flags is None:
-                flags = torch.tensor([0, 0, 0, -1], device=finite.device)
-            count, streak, longest, first = flags.unbind()
-            streak = (streak + 1) * bad
-            first = torch.where((bad > 0) & (first < 0), self.generator_steps, first)
-            self._nonfinite_flags[name] = torch.stack([count + bad, streak, torch.maximum(longest, streak), first])
-        self._updates_since_read += 1
-        if self._updates_since_read >= self.nonfinite_check_every:
-            self.read_nonfinite_flags()
-        return finite
-
-    def read_nonfinite_flags(self) -> None:
-        """Read the device's non-finite counts (one host sync) and apply the policy; see ``check_finite``."""
-        self._updates_since_read = 0
-        if not self._nonfinite_flags:
-            return
-        names = list(self._nonfinite_flags)
-        rows = torch.stack([self._nonfinite_flags[n] for n in names]).tolist()
-        now = f"found at generator step {self.generator_steps}; on_nonfinite_check_every={self.nonfinite_check_every}"
-        for name, (count, streak, longest, first) in zip(names, rows, strict=True):
-            self._nonfinite_flags[name] = torch.tensor([0, streak, streak, -1], device=self._nonfinite_flags[name].device)
-            if count == 0:
-                continue
-            what = f"NaN/Inf at generator step {first} ({count} update(s); {now})"
-            if self.nonfinite_policy == "stop":
-                raise self._nonfinite_stop(name, what)
-            self.skipped_updates += count
-            if longest >= self.max_nonfinite_skips:
-                raise self._not_recovering(name, what, longest)
-            log.warning("%s was %s: update(s) skipped (%d so far)", name, what, self.skipped_updates)
+    @property
+    def skipped_updates(self) -> int:
+        """Updates refused for a NaN/Inf loss so far (``on_nonfinite=skip``), resumed from checkpoints."""
+        return self.nonfinite_guard.skipped_updates
 
     def on_train_end(self) -> None:
-        self.read_nonfinite_flags()
+        self.nonfinite_guard.read_flags(self.generator_steps)
 
     def _step_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
@@ -475,7 +334,7 @@ class AdversarialModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ganx_state = checkpoint.get("ganx", {})
         self.generator_steps = ganx_state.get("generator_steps", 0)
-        self.skipped_updates = ganx_state.get("skipped_updates", 0)
+        self.nonfinite_guard.skipped_updates = ganx_state.get("skipped_updates", 0)
         if "rng" in ganx_state:
             set_rng_state(ganx_state["rng"])
         if ganx_state.get("augment"):
