@@ -110,7 +110,6 @@ class AdversarialModule(L.LightningModule):
         self.nonfinite_guard = NonFiniteGuard(nonfinite_policy, max_nonfinite_skips, nonfinite_check_every)
         self.run_config = run_config
         self.channels_last, self.compile_networks = channels_last, compile_networks
-        self._visual_pair_names: tuple[str, str] | None = None  # see register_visual_pairs
         self.augment = augment or DiffAugment(policy=())
         if self.augment.enabled and not self.augments_critic_inputs:
             raise ValueError(
@@ -182,36 +181,6 @@ class AdversarialModule(L.LightningModule):
         (double backward through a gradient penalty, see ``GAN``)."""
         return [m for m in self.children() if any(p.requires_grad for p in m.parameters())]  # not the EMA copy
 
-    # --- fixed image pairs for visualize() (image-to-image models) ----------------------------------------------------
-
-    def register_visual_pairs(self, first: str, second: str, num_visual: int) -> None:
-        """Keep ``num_visual`` image pairs for ``visualize()`` in the buffers ``first`` and ``second``: the first pairs
-        of the data module's held-out split (``val_set``), taken at fit start, or without one the first training
-        batch's (in ``on_fit_start`` and ``on_train_batch_start``: a model overriding them calls ``super()``). Not
-        saved in checkpoints: the data defines them."""
-        if num_visual < 1:
-            raise ValueError(f"model.num_visual must be >= 1 image pair, got {num_visual}")
-        self.num_visual, self._visual_pair_names = num_visual, (first, second)
-        for name in self._visual_pair_names:
-            self.register_buffer(name, torch.empty(0), persistent=False)
-
-    def on_fit_start(self) -> None:
-        held_out = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
-        if self._visual_pair_names is not None and held_out is not None and len(held_out):
-            pairs = [held_out[i] for i in range(min(self.num_visual, len(held_out)))]
-            self._set_visual_pairs(torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs]))
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.nonfinite_guard.track(self)
-        names = self._visual_pair_names
-        if names is not None and not len(getattr(self, names[0])):  # trained without a data module
-            self._set_visual_pairs(batch[0][: self.num_visual].detach().clone(),
-                                   batch[1][: self.num_visual].detach().clone())
-
-    def _set_visual_pairs(self, first: Tensor, second: Tensor) -> None:
-        for name, images in zip(self._visual_pair_names, (first, second), strict=True):
-            setattr(self, name, images.to(self.device))
-
     # --- speed switches ---------------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
@@ -253,6 +222,9 @@ class AdversarialModule(L.LightningModule):
     def skipped_updates(self) -> int:
         """Updates refused for a NaN/Inf loss so far (``on_nonfinite=skip``), resumed from checkpoints."""
         return self.nonfinite_guard.skipped_updates
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.nonfinite_guard.track(self)
 
     def on_train_end(self) -> None:
         self.nonfinite_guard.read_flags(self.generator_steps)

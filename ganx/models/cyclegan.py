@@ -25,6 +25,7 @@ from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, frozen
 from ganx.models.common import evaluating, image_grid, refuse_critic_regularizers
 from ganx.models.replay_buffer import ReplayBuffer
+from ganx.models.visual_pairs import VisualPairs
 from ganx.trainer import generator_steps_in
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class ConstantThenLinearDecay:
         return 1.0 - max(0, epoch + 1 - self.n_epochs) / (self.n_epochs_decay + 1)
 
 
-class CycleGAN(AdversarialModule):
+class CycleGAN(VisualPairs, AdversarialModule):
     """Two generators and two discriminators trained on unpaired ``(real_a, real_b)`` batches.
 
     Args:

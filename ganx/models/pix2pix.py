@@ -19,6 +19,7 @@ from ganx.data.base import BatchKind
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.common import evaluating, image_grid, refuse_critic_regularizers
+from ganx.models.visual_pairs import VisualPairs
 
 
 def as_rgb(images: Tensor) -> Tensor:
@@ -26,7 +27,7 @@ def as_rgb(images: Tensor) -> Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
-class Pix2Pix(AdversarialModule):
+class Pix2Pix(VisualPairs, AdversarialModule):
     """U-Net generator and PatchGAN discriminator on paired ``(input, target)`` batches.
 
     Args:
