@@ -2,7 +2,7 @@
 
 A ganx checkpoint is a Lightning checkpoint (weights, optimizer states, loop counters, callback states) plus a
 ``ganx`` entry: ``model_class``, ``generator_steps`` and the resolved run ``config`` (plain data), from which the
-networks are rebuilt here without Lightning.
+networks are rebuilt here without Lightning, and the RNG states a resumed run continues from (``rng_state``).
 
 Two doors are closed: the file is read with ``torch.load(weights_only=True)`` (no pickled objects), and the stored
 config is checked against an allow-list *before* anything is instantiated (``check_buildable``): Hydra's
@@ -17,12 +17,14 @@ import importlib
 import logging
 import os
 import pickle
+import random
 import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -113,6 +115,31 @@ def newest_checkpoint(folder: str | Path) -> tuple[Path, int] | None:
         return None
     step, _, path = max(found)
     return path, step
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step draws from, as plain data (loadable with ``torch.load(weights_only=True)``)."""
+    _, mt_keys, mt_pos, has_gauss, cached_gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(mt_keys.astype(np.int64)), "pos": mt_pos, "has_gauss": has_gauss,
+                  "cached_gaussian": cached_gauss},
+        "python": {"version": version, "state": list(py_state), "gauss_next": py_gauss},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore ``rng_state()``, so a resumed run draws the same noise as the uninterrupted one."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))
 
 
 class UnsafeCheckpointError(CheckpointError):

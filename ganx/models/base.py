@@ -6,18 +6,17 @@ k + 1 per training step. ganx counts what users mean by a step — one generator
 """
 
 import logging
-import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from ganx.augment import DiffAugment
+from ganx.checkpoint import rng_state, set_rng_state
 from ganx.data.base import BatchKind
 from ganx.nonfinite import NonFiniteGuard
 
@@ -319,27 +318,3 @@ def _build_optimizer(factory: OptimizerFactory, params: Iterable[nn.Parameter], 
     except ValueError as err:  # torch's own message names the value, not the config key
         raise ValueError(f"{key}: {err}. Fix it in the model config or with {key}.<arg>=<value>.") from err
 
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG a training step draws from, as plain data (loadable with ``torch.load(weights_only=True)``)."""
-    _, mt_keys, mt_pos, has_gauss, cached_gauss = np.random.get_state()
-    version, py_state, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(mt_keys.astype(np.int64)), "pos": mt_pos, "has_gauss": has_gauss,
-                  "cached_gaussian": cached_gauss},
-        "python": {"version": version, "state": list(py_state), "gauss_next": py_gauss},
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore ``rng_state()``, so a resumed run draws the same noise as the uninterrupted one."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    numpy_state = state["numpy"]
-    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
-    python_state = state["python"]
-    random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))
