@@ -1,8 +1,13 @@
-"""The adversarial training core shared by every ganx model: manual optimization, step accounting, checks, logging.
+"""The base class of every ganx model, and what a new model defines (the shortest example: ``ganx.models.pix2pix``):
 
-Lightning counts every ``optimizer.step()`` in ``trainer.global_step``, so a GAN with k critic steps advances it by
-k + 1 per training step. ganx counts what users mean by a step — one generator update per training batch — in
-``generator_steps``; ``ganx.trainer`` maps ``steps=N`` to ``max_steps = N * optimizer_steps_per_batch``.
+1. ``trains_on``: the batch kinds its ``training_step`` reads (``ganx.data.base.BatchKind``).
+2. Its networks, and ``generator_parameters()`` / ``discriminator_parameters()`` for the two optimizers.
+3. ``training_step``: the critic and generator updates, each ``self.update(optimizer, loss, name)`` (which applies the
+   NaN/Inf policy, ``ganx.nonfinite``), then ``self.generator_steps += 1`` and ``self.log_step(stats)``.
+4. ``optimizer_steps_per_batch``: Lightning's ``global_step`` counts every ``optimizer.step()`` (k + 1 per batch for
+   k critic steps); ganx counts generator updates in ``generator_steps`` and maps ``steps=N`` to ``max_steps``.
+5. ``visualize()`` (an image of the model's state) and ``generate_for_metrics(batch, batch_idx)`` (for FID/IS/KID).
+6. ``__init__(..., **run_options)`` passed on to ``AdversarialModule.__init__`` (the run-level options below).
 """
 
 import logging
@@ -45,11 +50,9 @@ SchedulerFactory = Callable[[Optimizer], Any]
 
 
 class AdversarialModule(L.LightningModule):
-    """Base class: two optimizers (generator side, discriminator side) stepped by hand in ``training_step``.
-
-    Subclasses define ``trains_on``, the networks, ``generator_parameters``/``discriminator_parameters``,
-    ``optimizer_steps_per_batch``, ``training_step`` and ``visualize``. A ``training_step`` ends with one generator
-    update and ``self.generator_steps += 1`` (before callbacks see the batch end, so checkpoints hold the right count).
+    """Two optimizers (generator side, discriminator side) stepped by hand in ``training_step``; what a model defines
+    is listed at the top of this file. A ``training_step`` ends with one generator update and
+    ``self.generator_steps += 1`` (before callbacks see the batch end, so checkpoints hold the right count).
     Every model names the roles alike: ``critic_step`` updates the discriminator(s), ``generator_step`` the
     generator(s), ``critic(...)`` returns the discriminator's logits where a model conditions it.
 
