@@ -110,9 +110,9 @@ def pretrained_timm_model(variant: str = "lite0") -> nn.Module:
     try:
         model.load_state_dict(timm_state_dict(weights, [len(stage) for stage in model.blocks]), strict=True)
     except (KeyError, RuntimeError) as err:
-        raise RuntimeError(f"timm {timm.__version__}'s {architecture} no longer has the parameter names "
-                           f"ganx.nets.pretrained maps the weights onto; pyproject.toml's timm bound names the "
-                           f"versions checked.\n{err}") from None
+        raise RuntimeError(f"the weights of {_spec(variant).package} no longer map onto timm {timm.__version__}'s "
+                           f"{architecture} (ganx.nets.pretrained's names); pyproject.toml's timm bound names the "
+                           f"versions checked.\n{err!r}") from None
     return model.eval()
 
 
