@@ -9,6 +9,7 @@ from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganx.nets.patchgan import PatchGANDiscriminator
+from ganx.nets.pretrained import EfficientNetLiteFeatures
 from ganx.nets.resnet import ResnetGenerator
 from ganx.nets.sngan import SNGANResNetDiscriminator, SNGANResNetGenerator
 from ganx.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
@@ -20,6 +21,7 @@ __all__ = [
     "ConditionalDCGANGenerator",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "EfficientNetLiteFeatures",
     "MLPDiscriminator",
     "MLPGenerator",
     "PatchGANDiscriminator",
