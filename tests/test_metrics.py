@@ -28,7 +28,8 @@ from ganx.metrics import (
     MetricsSetupError,
     build_training_metrics,
 )
-from ganx.metrics.classifier import (
+from ganx.metrics.extractors.base import to_uint8
+from ganx.metrics.extractors.classifier import (
     RECIPE,
     ClassifierError,
     SmallCNN,
@@ -39,7 +40,7 @@ from ganx.metrics.classifier import (
     load_classifier,
     save_classifier,
 )
-from ganx.metrics.features import INCEPTION_WEIGHTS_FILE, to_uint8
+from ganx.metrics.extractors.inception import INCEPTION_WEIGHTS_FILE
 from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
 from ganx.models import GAN
 from ganx.nets import MLPDiscriminator, MLPGenerator
