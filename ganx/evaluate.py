@@ -140,8 +140,9 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
     device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.ckpt)
     data_cfg, datamodule = evaluation_data(cfg, checkpoint, list(data_overrides))
-    model = evaluated_model(cfg, checkpoint, device)
-    metrics = build_metrics(cfg.metrics, EvaluationSetup(cfg, data_cfg, datamodule, model, device))
+    setup = EvaluationSetup(cfg, data_cfg, datamodule, device, lambda: evaluated_model(cfg, checkpoint, device))
+    metrics = build_metrics(cfg.metrics, setup)
+    model = setup.model
     start = time.perf_counter()
     for batch_idx, batch in enumerate(datamodule.val_dataloader()):
         batch = [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]

@@ -35,7 +35,7 @@ def test_one_factory_gets_all_its_requested_names_once_in_the_order_asked(monkey
         calls.append(names)
         return Pair(["c"], setup)
 
-    setup = EvaluationSetup(EvaluateConfig(), None, None, None, torch.device("cpu"))
+    setup = EvaluationSetup(EvaluateConfig(), None, None, torch.device("cpu"), lambda: None)
     metrics = build_metrics(["c", "b", "a"], setup)
     assert calls == [["c"], ["c"], ["b", "a"]] and len(metrics) == 2  # c: its factory, then its Pair
     for metric in metrics:

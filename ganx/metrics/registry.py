@@ -35,18 +35,22 @@ class EvaluationMetric(Protocol):
 @dataclass
 class EvaluationSetup:
     """What a metric may need: the command's config (``ganx.evaluate.EvaluateConfig``: a metric reads its own keys,
-    e.g. ``parzen_val_size``), the evaluation data, the model being evaluated and the device."""
+    e.g. ``parzen_val_size``), the evaluation data, the device, the feature extractor and the model being evaluated.
+    Extractor and model are built when first asked for, so a metric's own checks come before either."""
 
     cfg: Any
     data_cfg: DictConfig
     datamodule: Any
-    model: Any
     device: torch.device
+    load_model: Callable[[], Any]
+
+    @cached_property
+    def model(self) -> Any:
+        return self.load_model()
 
     @cached_property
     def extractor(self) -> FeatureExtractor:
-        """The evaluation's one feature extractor, built when a metric first asks (so shared, and not built for
-        metrics that need none)."""
+        """The evaluation's one feature extractor, shared by the metrics that need one."""
         kind = resolve_features(self.cfg.features, self.data_cfg)
         if kind is None:
             raise MetricsSetupError(f"{self.data_cfg._target_} does not yield images: FID/IS/KID do not apply.")
