@@ -260,13 +260,13 @@ def bench_data_loading(batches: int = 40) -> list[dict]:
 
 def bench_fid(num_samples: int = 10_000, batch: int = 500) -> dict:
     """Seconds to compute FID between 10,000 generated and 10,000 real 28x28 images: generating with DCGAN-28,
-    features from the ganx.metrics.classifier CNN (random weights: the cost does not depend on them), the Frechet distance.
+    features from the ganx.metrics.extractors.classifier CNN (random weights: the cost does not depend on them), the Frechet distance.
     Inception-v3, the standard extractor, is timed on a few batches (torchvision's architecture, random weights: the
     real ones cannot be downloaded here) and extrapolated to the same 20,000 images."""
     from torchvision.models import inception_v3
 
     from ganx.metrics import ClassifierFeatures, ImageMetrics
-    from ganx.metrics.classifier import SmallCNN, save_classifier
+    from ganx.metrics.extractors.classifier import SmallCNN, save_classifier
 
     cfg = compose_config(CASES["dcgan28"], tempfile.mkdtemp())
     generator = instantiate(cfg.model.generator).eval()

@@ -45,14 +45,8 @@ from omegaconf import OmegaConf
 from ganx.checkpoint import CheckpointError, build_model, check_buildable, load_checkpoint, trained_image_shape
 from ganx.config import compose_data_config, parse_cli, register_resolvers, resolve_device, split_group_overrides
 from ganx.data import DataError
-from ganx.metrics import ImageMetrics, MetricsSetupError, build_extractor, resolve_features
-from ganx.metrics.class_coverage import ClassCoverage
-from ganx.metrics.conditional import class_metrics_for
-from ganx.metrics.domain import metric_names_for
-from ganx.metrics.image_metrics import METRIC_NAMES, require_fid_sample_size
-from ganx.metrics.parzen import parzen_estimate, to_parzen_space
-from ganx.metrics.path_length import perceptual_path_length
-from ganx.metrics.reference import dataset_fingerprint, reference_key, reference_path
+from ganx.metrics import MetricsSetupError
+from ganx.metrics.registry import EvaluationSetup, build_metrics, check_metric_names
 from ganx.run_files import write_file
 
 log = logging.getLogger("ganx.evaluate")
@@ -61,12 +55,12 @@ log = logging.getLogger("ganx.evaluate")
 @dataclass
 class EvaluateConfig:
     ckpt: str = "???"  # a checkpoint of ganx.train (<run>/checkpoints/*.ckpt)
-    metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | pr | dc | ppl | parzen | classes
+    metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | pr | dc | ppl | parzen | classes (ganx.metrics.registry)
     num_samples: int = 10_000  # generated images, compared with as many held-out real images
     data: str | None = None  # a config in conf/data/; default: the checkpoint's own data config
     features: str = "auto"  # auto | inception | classifier | domain | PATH (see conf/metrics/default.yaml)
     inception_weights: str | None = None  # local copy of weights-inception-2015-12-05-6726825d.pth; default: torch hub
-    classifier_ckpt: str | None = None  # a `python -m ganx.metrics.classifier` file; default: the cached one
+    classifier_ckpt: str | None = None  # a `python -m ganx.features data=mnist out=PATH` file; default: the cached one
     batch_size: int | None = None  # default: the run's data.batch_size (same batches, same noise as in training)
     is_splits: int = 10  # IS is the mean over this many splits of the generated images (Salimans et al. 2016)
     kid_subsets: int = 100  # KID: mean MMD^2 over this many random subsets ...
@@ -142,86 +136,39 @@ def output_path(cfg: EvaluateConfig) -> Path:
 
 @torch.no_grad()
 def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, Any]:
-    unknown = sorted(set(cfg.metrics) - {*METRIC_NAMES, "ppl", "parzen", "classes"})
-    if unknown or not cfg.metrics:
-        raise ValueError(f"metrics must be a list of {', '.join(METRIC_NAMES)}, ppl, parzen, classes; got {cfg.metrics}")
-    if "parzen" in cfg.metrics and not 0 < cfg.parzen_val_size <= cfg.num_samples - 2:
-        raise ValueError(f"parzen_val_size={cfg.parzen_val_size} must leave test points among num_samples={cfg.num_samples}")
+    check_metric_names(cfg.metrics)
     device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.ckpt)
     data_cfg, datamodule = evaluation_data(cfg, checkpoint, list(data_overrides))
+    setup = EvaluationSetup(cfg, data_cfg, datamodule, device, lambda: evaluated_model(cfg, checkpoint, device))
+    metrics = build_metrics(cfg.metrics, setup)
+    model = setup.model
+    start = time.perf_counter()
+    for batch_idx, batch in enumerate(datamodule.val_dataloader()):
+        batch = [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]
+        real, fake = model.validation_step(batch, batch_idx)
+        for metric in metrics:
+            metric.update(real, fake, batch)
+    result: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt).resolve()),
+                              "generator_step": checkpoint["ganx"].get("generator_steps"),
+                              "generator": "ema" if model.sample_with_ema else "trained",
+                              "real_split": "val", "data": {"config": data_cfg._target_, **datamodule.summary()}}
+    for metric in metrics:
+        result.update(metric.compute())
+    result["num_samples"] = cfg.num_samples
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
 
-    image_metric_names = [m for m in cfg.metrics if m in METRIC_NAMES]
-    metrics = extractor = coverage = None
-    if image_metric_names or "classes" in cfg.metrics:
-        kind = resolve_features(cfg.features, data_cfg)
-        if kind is None:
-            raise MetricsSetupError(f"{data_cfg._target_} does not yield images: FID/IS/KID do not apply.")
-        extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt,
-                                    offline_fallback=cfg.features == "auto")
-    if "classes" in cfg.metrics:
-        try:
-            coverage = ClassCoverage(extractor, cfg.resize).to(device)
-        except ValueError as err:
-            raise MetricsSetupError(f"metrics=[...,classes]: {err} It applies to data with a class classifier "
-                                    "(MNIST-like data: features=auto or classifier).") from None
-    if image_metric_names:
-        image_metric_names = metric_names_for(extractor, image_metric_names, cfg.features)
-        if "fid" in image_metric_names and not cfg.allow_small_fid:
-            require_fid_sample_size(cfg.num_samples, extractor, f"num_samples={cfg.num_samples}",
-                                    f"Pass num_samples={extractor.pool_dim} or more, metrics=[kid,is] (KID is unbiased "
-                                    "for small sets), or accept the bias with allow_small_fid=true.")
-        metrics = ImageMetrics(extractor, image_metric_names, cfg.is_splits, cfg.kid_subsets,
-                               cfg.kid_subset_size, cfg.resize, cfg.nearest_k).to(device)
-        if cfg.reference_cache and metrics.needs_real:
-            key = reference_key(dataset_fingerprint(datamodule.val_set), "val", extractor.name, cfg.resize,
-                                len(datamodule.val_set))
-            metrics.use_reference_cache(reference_path(key), key)
+
+def evaluated_model(cfg: EvaluateConfig, checkpoint: dict[str, Any], device: torch.device):
+    """The checkpoint's model, sampling with its EMA generator unless ``ema=false`` (or it has none)."""
     model = build_model(checkpoint).to(device)
     averaged = getattr(model, "generator_ema", None) is not None
     if cfg.ema and not averaged:
         raise CheckpointError("ema=true, but this checkpoint has no EMA generator (trained without model.ema); "
                               "leave out ema=.")
     model.sample_with_ema = averaged and cfg.ema is not False
-    # Class-conditional models (ganx.models.conditional): class accuracy and intra-FID on the same classifier.
-    class_metrics = None
-    if metrics is not None and hasattr(model, "num_classes"):
-        class_metrics = class_metrics_for(metrics.extractor, model.num_classes, metrics.resize)
-        if class_metrics is not None:
-            class_metrics.to(device)
-    reals, fakes = [], []
-    start = time.perf_counter()
-    for batch_idx, batch in enumerate(datamodule.val_dataloader()):
-        batch = [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]
-        real, fake = model.validation_step(batch, batch_idx)
-        if metrics is not None:
-            metrics.update(real, fake)
-        if coverage is not None:
-            coverage.update(real, fake)
-        if class_metrics is not None:
-            class_metrics.update(real, fake, batch[1])
-        if "parzen" in cfg.metrics:
-            reals.append(to_parzen_space(real.cpu()))
-            fakes.append(to_parzen_space(fake.cpu()))
-    result: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt).resolve()),
-                              "generator_step": checkpoint["ganx"].get("generator_steps"),
-                              "generator": "ema" if model.sample_with_ema else "trained",
-                              "real_split": "val", "data": {"config": data_cfg._target_, **datamodule.summary()}}
-    if metrics is not None:
-        result["values"] = metrics.named_values(metrics.compute(), "val")
-        result["protocol"] = metrics.protocol()
-    if "ppl" in cfg.metrics:
-        result["ppl"] = perceptual_path_length(model, cfg.ppl_samples, device)
-    if class_metrics is not None:
-        result["class_metrics"] = class_metrics.compute()
-    if coverage is not None:
-        result["class_coverage"] = coverage.compute()
-    if "parzen" in cfg.metrics:
-        real = torch.cat(reals)
-        result["parzen"] = parzen_estimate(torch.cat(fakes), real[: cfg.parzen_val_size], real[cfg.parzen_val_size :])
-    result["num_samples"] = cfg.num_samples
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    return result
+    return model
 
 
 def main(argv: list[str] | None = None) -> None:

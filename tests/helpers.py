@@ -261,9 +261,9 @@ def wandb_records(path: Path) -> dict[str, list]:
 
 
 def untrained_classifier(path: Path, num_classes: int = 10) -> Path:
-    """A ganx.metrics.classifier file with random weights for MNIST-like data: the metrics' code path without training
+    """A ganx.metrics.extractors.classifier file with random weights for MNIST-like data: the metrics' code path without training
     a classifier (600 steps, ~20 s on a CPU core) in every test that computes metrics."""
-    from ganx.metrics.classifier import SmallCNN, save_classifier
+    from ganx.metrics.extractors.classifier import SmallCNN, save_classifier
 
     torch.manual_seed(0)
     save_classifier(SmallCNN(1, num_classes), {"test_accuracy": 0.0, "test_images": 0},

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from helpers import untrained_classifier
 
 from ganx.metrics.class_coverage import ClassCoverage
-from ganx.metrics.features import ClassifierFeatures
+from ganx.metrics.extractors.classifier import ClassifierFeatures
 
 
 class ByBrightness(ClassifierFeatures):

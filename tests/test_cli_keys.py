@@ -11,14 +11,12 @@ from omegaconf import OmegaConf
 import ganx.train
 from ganx import evaluate, features, sample, translate
 from ganx.config import resolve_device
-from ganx.metrics import classifier
 
 COMMANDS = {  # module: its key=value schema
     sample: sample.SampleConfig,
     evaluate: evaluate.EvaluateConfig,
     translate: translate.TranslateConfig,
     features: features.FeaturesConfig,
-    classifier: classifier.ClassifierConfig,
 }
 
 

@@ -19,7 +19,8 @@ from ganx.data import ImageFolderDataModule
 from ganx.evaluate import EvaluateConfig, evaluate
 from ganx.losses import AdversarialLoss
 from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
-from ganx.metrics.features import ClassifierFeatures, MetricsSetupError
+from ganx.metrics.extractors.base import MetricsSetupError
+from ganx.metrics.extractors.classifier import ClassifierFeatures
 from ganx.metrics.resize import RESIZE_MODES, clean_resize
 from ganx.models.conditional import ACGAN, ConditionalGAN
 from ganx.nets import DCGANDiscriminator

@@ -1,4 +1,4 @@
-"""Domain features (ganx.metrics.domain, python -m ganx.features): FID/KID offline on any image folder."""
+"""Domain features (ganx.metrics.extractors.domain, python -m ganx.features): FID/KID offline on any image folder."""
 
 import json
 from dataclasses import asdict, fields, replace
@@ -10,9 +10,11 @@ from helpers import FAST, run_cli, write_image_folder
 from omegaconf import OmegaConf
 from test_metrics import metrics_cfg
 
-import ganx.metrics.callback as metrics_callback
+import ganx.metrics.extractors as extractors
 from ganx.metrics import build_training_metrics
-from ganx.metrics.domain import (
+from ganx.metrics.evaluations import read_rows
+from ganx.metrics.extractors.base import MetricsSetupError
+from ganx.metrics.extractors.domain import (
     DomainFeatures,
     DomainRecipe,
     cache_key,
@@ -21,8 +23,6 @@ from ganx.metrics.domain import (
     load_domain_encoder,
     nt_xent,
 )
-from ganx.metrics.evaluations import read_rows
-from ganx.metrics.features import MetricsSetupError
 
 TINY = {"images": 32, "steps": 2, "batch_size": 8, "width": 4, "feature_dim": 8, "input_size": 16}
 
@@ -93,7 +93,7 @@ def inception_unavailable(*args, **kwargs):
 
 
 def test_auto_falls_back_to_domain_features_without_inception_weights(folder, trained, monkeypatch):
-    monkeypatch.setattr(metrics_callback, "inception_weights_path", inception_unavailable)
+    monkeypatch.setattr(extractors, "inception_weights_path", inception_unavailable)
     callback = build_training_metrics(metrics_cfg(domain=TINY), data_cfg(folder))
     protocol = callback.protocol()
     assert isinstance(callback.metrics.extractor, DomainFeatures)

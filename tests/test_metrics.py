@@ -18,6 +18,7 @@ from torch import Tensor
 from ganx.config import compose_data_config
 from ganx.data import MNISTDataModule
 from ganx.data.base import ShardSampler
+from ganx.features import FeaturesConfig, train_features
 from ganx.losses import AdversarialLoss
 from ganx.metrics import (
     ClassifierFeatures,
@@ -28,7 +29,8 @@ from ganx.metrics import (
     MetricsSetupError,
     build_training_metrics,
 )
-from ganx.metrics.classifier import (
+from ganx.metrics.extractors.base import to_uint8
+from ganx.metrics.extractors.classifier import (
     RECIPE,
     ClassifierError,
     SmallCNN,
@@ -39,7 +41,7 @@ from ganx.metrics.classifier import (
     load_classifier,
     save_classifier,
 )
-from ganx.metrics.features import INCEPTION_WEIGHTS_FILE, to_uint8
+from ganx.metrics.extractors.inception import INCEPTION_WEIGHTS_FILE
 from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
 from ganx.models import GAN
 from ganx.nets import MLPDiscriminator, MLPGenerator
@@ -295,6 +297,18 @@ def test_classifier_is_trained_once_cached_and_gives_features_and_logits(tiny_mn
     assert extractor.info["test_accuracy"] == meta["test_accuracy"] and extractor.name.startswith("classifier:mnist-")
     with pytest.raises(ValueError, match="1-channel"):
         extractor(torch.zeros(1, 3, 28, 28))
+
+
+def test_ganx_features_trains_the_classifier_of_labeled_grayscale_data_into_out(tiny_mnist: Path, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setitem(RECIPE, "min_steps", 0)  # as above: the recipe's 2 epochs
+    out = tmp_path / "cnn.pt"
+    result = train_features(FeaturesConfig(data="mnist", out=str(out)), [f"data.data_dir={tiny_mnist}"])
+    _, meta = load_classifier(out)
+    assert result["kind"] == "classifier" and result["path"] == str(out)
+    assert result["test_accuracy"] == meta["test_accuracy"] and result["test_images"] == 64
+    with pytest.raises(MetricsSetupError, match="already exists"):
+        train_features(FeaturesConfig(data="mnist", out=str(out)), [f"data.data_dir={tiny_mnist}"])
 
 
 def test_a_file_that_is_not_a_classifier_is_refused(tmp_path):

@@ -33,8 +33,8 @@ from torchvision.transforms.functional import gaussian_blur
 from ganx.config import compose_data_config
 from ganx.features import FeaturesConfig, train_features
 from ganx.metrics import ImageMetrics
-from ganx.metrics.domain import DomainFeatures
-from ganx.metrics.features import FeatureExtractor
+from ganx.metrics.extractors.base import FeatureExtractor
+from ganx.metrics.extractors.domain import DomainFeatures
 
 HERE = Path(__file__).resolve().parent
 

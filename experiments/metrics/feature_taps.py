@@ -21,7 +21,7 @@ from degradations import DEGRADATIONS, REAL, StoredFeatures, extract, held_out_i
 from torch import Tensor, nn
 
 from ganx.metrics import ImageMetrics
-from ganx.metrics.domain import ContrastiveEncoder, load_domain_encoder
+from ganx.metrics.extractors.domain import ContrastiveEncoder, load_domain_encoder
 
 
 class StagePoolings(nn.Module):

@@ -2,7 +2,7 @@
 # Issue #14's second data set: anime faces at 64x64, each configuration trained for the same wall clock (BUDGET,
 # default 30 minutes), two runs at a time with one thread each on a 2-core CPU (every configuration under the same
 # conditions), then 64 samples and FID/KID/precision/recall on the domain features (2,048 samples vs 2,048 held-out
-# faces; the extractor is trained once and cached, see ganx.metrics.domain). Needs the anime faces
+# faces; the extractor is trained once and cached, see ganx.metrics.extractors.domain). Needs the anime faces
 # (../shared/data/anime-faces or ANIME=PATH). From the repository root:
 #   bash experiments/quality_per_compute/anime.sh [OUT_DIR] [SEED]     # ~2 h for the 7 configurations
 # CONFIGS="dcgan rpgan" limits it to some configurations; RUNS="dcgan:0 dcgan:1 rpgan:0" names configuration:seed

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does a speed switch change what the GAN learns? DCGAN-28 on Fashion-MNIST for a fixed budget, FID/IS/KID with the
-# ganx.metrics.classifier extractor on 2,000 held-out vs 2,000 generated images, for: fp32 (seeds 0 and 1, the seed-to-seed
+# ganx.metrics.extractors.classifier extractor on 2,000 held-out vs 2,000 generated images, for: fp32 (seeds 0 and 1, the seed-to-seed
 # spread), bf16-mixed, channels_last + compile. Needs `apt-get install dataset-fashion-mnist` offline.
 # Usage: bash experiments/speed_switches/run.sh [steps]   (results: outputs/speed_switches/*/results.json)
 set -euo pipefail

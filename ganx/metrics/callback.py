@@ -19,27 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_class
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig
 from torch import Tensor
 
 from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
 from ganx.metrics.evaluations import append_evaluation, metric_of
-from ganx.metrics.features import (
-    ClassifierFeatures,
-    FeatureExtractor,
-    InceptionFeatures,
-    MetricsSetupError,
-    inception_weights_path,
-)
-from ganx.metrics.image_metrics import HEADLINE_VALUES, ImageMetrics, require_fid_sample_size
-from ganx.metrics.reference import dataset_fingerprint, reference_key, reference_path
+from ganx.metrics.extractors import MetricsSetupError, build_extractor, resolve_features
+from ganx.metrics.extractors.inception import InceptionFeatures
+from ganx.metrics.image_metrics import HEADLINE_VALUES, ImageMetrics, metric_names_for, require_fid_sample_size
+from ganx.metrics.reference import held_out_reference
 
 log = logging.getLogger(__name__)
-
-FEATURES = ("auto", "inception", "classifier", "domain")  # or the path of a `python -m ganx.features` file
-
 
 class ImageMetricsCallback(L.Callback):
     """Feeds the validation loop's ``(real, fake)`` batches to ``ImageMetrics`` and reports the values.
@@ -98,9 +89,7 @@ class ImageMetricsCallback(L.Callback):
             )
 
     def _use_reference_cache(self, trainer: L.Trainer, held_out) -> None:
-        key = reference_key(dataset_fingerprint(held_out), "val", self.metrics.extractor.name, self.metrics.resize,
-                            len(held_out))
-        path = reference_path(key)
+        path, key = held_out_reference(held_out, self.metrics.extractor.name, self.metrics.resize)
         hit = self.metrics.use_reference_cache(path, key)
         # A file another run writes meanwhile may be seen by some ranks only: use it only if every rank has it.
         if not trainer.strategy.reduce_boolean_decision(hit, all=True):
@@ -183,57 +172,6 @@ class ImageMetricsCallback(L.Callback):
         return {}  # metric states are recomputed after a resume; the extractor is not part of a run's checkpoint
 
 
-def resolve_features(features: str, data_cfg: DictConfig) -> str | None:
-    """"auto" -> "classifier" for labeled grayscale data (MNIST-like), "inception" for other images, None when the
-    data are not images (e.g. 2-D toy points: image metrics do not apply). "domain" is the classifier on labeled
-    grayscale data, the contrastive extractor of ``ganx.metrics.domain`` otherwise; a path names such a file."""
-    if features not in FEATURES and not str(features).endswith(".pt"):
-        raise MetricsSetupError(f"metrics.features must be one of {', '.join(FEATURES)} or the path of a "
-                                f"`python -m ganx.features` file (.pt); got {features!r}.")
-    if features not in ("auto", "domain"):
-        return features
-    if getattr(get_class(data_cfg._target_), "channels", None) not in (1, 3):
-        return None if features == "auto" else features
-    from ganx.metrics.classifier import is_labeled_grayscale  # imported where used: `python -m` runs that module
-
-    if is_labeled_grayscale(data_cfg):
-        return "classifier"
-    return "inception" if features == "auto" else "domain"
-
-
-def build_extractor(kind: str, data_cfg: DictConfig, inception_weights: str | None = None,
-                    classifier_ckpt: str | None = None, domain: Any = None,
-                    offline_fallback: bool = False) -> FeatureExtractor:
-    """The feature extractor, ready to use: weights found (or downloaded), classifier or domain features loaded (or
-    trained on first use; ``domain`` is their recipe, ``metrics.domain``). ``offline_fallback`` (``features=auto``):
-    without Inception weights (none given, none cached, no download), domain features instead, with a warning.
-
-    Raises ``MetricsSetupError`` with the fix when that is impossible, e.g. offline without Inception weights.
-    """
-    from ganx.metrics.domain import domain_features, offline_domain_features  # imports the classifier: see above
-
-    if kind == "inception":
-        try:
-            return InceptionFeatures(inception_weights_path(inception_weights))
-        except MetricsSetupError as err:
-            if not offline_fallback or inception_weights:
-                raise
-            return offline_domain_features(data_cfg, domain, err)
-    if kind != "classifier":
-        return domain_features(kind, data_cfg, domain)
-    from ganx.metrics.classifier import ClassifierError, ensure_classifier
-
-    try:
-        path = classifier_ckpt or ensure_classifier(data_cfg)
-    except ClassifierError as err:
-        raise MetricsSetupError(str(err)) from err
-    extractor = ClassifierFeatures(path)
-    if get_class(extractor.info["data"]) is not get_class(data_cfg._target_):
-        log.warning("The metrics classifier %s was trained on %s, not on this run's %s: its numbers are not the usual "
-                    "protocol for this data set.", path, extractor.info["data"], data_cfg._target_)
-    return extractor
-
-
 def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_path: str | Path | None = None,
                            num_classes: int | None = None) -> ImageMetricsCallback | None:
     """The metrics callback for ``ganx.train`` (``callbacks.image_metrics`` of ``conf/metrics/default.yaml``), or
@@ -255,8 +193,6 @@ def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_pat
         raise MetricsSetupError(f"metrics.best_by={cfg.best_by} selects checkpoints/best.ckpt (lowest value): it must "
                                 f"be fid or kid (or its protocol name, e.g. fid2k_val_classifier) and among "
                                 f"metrics.names={names}.")
-    from ganx.metrics.domain import metric_names_for
-
     extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt, cfg.get("domain"),
                                 offline_fallback=cfg.features == "auto")
     names = metric_names_for(extractor, names, cfg.features)

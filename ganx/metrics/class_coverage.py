@@ -1,5 +1,5 @@
 """Class coverage of an unconditional generator: how its samples spread over the data's classes, as judged by a
-classifier of those classes (``ganx.metrics.classifier``, the features of MNIST-like data).
+classifier of those classes (``ganx.metrics.extractors.classifier``, the features of MNIST-like data).
 
 The mode-counting protocol of Stacked MNIST (Metz et al. 2017, Sec. 3.3; Srivastava et al. 2017, VEEGAN; Lin et al.
 2018, PacGAN), on the data's own classes: each generated image counts for the class the classifier predicts; a class
@@ -9,11 +9,15 @@ the held-out real images' (classified the same way, so classifier errors count o
 only trousers and bags has FID far from 0 too, but this says which classes it dropped.
 """
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from ganx.metrics.features import ClassifierFeatures, FeatureExtractor
+from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError
+from ganx.metrics.extractors.classifier import ClassifierFeatures
+from ganx.metrics.registry import EvaluationSetup, register_metric
 from ganx.metrics.resize import check_resize, resized_features
 
 
@@ -63,3 +67,21 @@ class ClassCoverage(Metric):
             "fake_shares": [round(v, 4) for v in q.tolist()],
             "real_shares": [round(v, 4) for v in p.tolist()],
         }
+
+
+@register_metric("classes")
+class ClassCoverageMetric:
+    """``ClassCoverage`` in ``ganx.evaluate``: the record entry ``class_coverage``."""
+
+    def __init__(self, names: list[str], setup: EvaluationSetup):
+        try:
+            self.coverage = ClassCoverage(setup.extractor, setup.cfg.resize).to(setup.device)
+        except ValueError as err:
+            raise MetricsSetupError(f"metrics=[...,classes]: {err} It applies to data with a class classifier "
+                                    "(MNIST-like data: features=auto or classifier).") from None
+
+    def update(self, real: Tensor, fake: Tensor, batch) -> None:
+        self.coverage.update(real, fake)
+
+    def compute(self) -> dict[str, Any]:
+        return {"class_coverage": self.coverage.compute()}

@@ -1,4 +1,4 @@
-"""Class-aware metrics of class-conditional generators, on the domain classifier of ``ganx.metrics.classifier``.
+"""Class-aware metrics of class-conditional generators, on the domain classifier of ``ganx.metrics.extractors.classifier``.
 
 * Class accuracy: the share of samples generated for class y that the classifier assigns to y ("does class 3 look like
   class 3?"; the classification accuracy of Odena et al. 2017, Sec. 4.1, and of Miyato & Koyama 2018). Reported
@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.image import FrechetInceptionDistance
 
-from ganx.metrics.features import ClassifierFeatures, FeatureExtractor
-from ganx.metrics.image_metrics import ColumnSlice
+from ganx.metrics.extractors.base import ColumnSlice, FeatureExtractor
+from ganx.metrics.extractors.classifier import ClassifierFeatures
 from ganx.metrics.resize import check_resize, resized_features
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ Under DDP every rank updates with its share of the images; ``compute()`` must ru
 all-gathers there: calling it on rank 0 only hangs) and gives every rank the value of the pooled samples.
 """
 
+import logging
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,15 +29,19 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from ganx.metrics.features import FeatureExtractor, MetricsSetupError
+from ganx.metrics.conditional import class_metrics_for
+from ganx.metrics.extractors.base import ColumnSlice, FeatureExtractor, MetricsSetupError
 from ganx.metrics.prdc import PRDC_NAMES, prdc
-from ganx.metrics.reference import load_reference, save_reference
+from ganx.metrics.reference import held_out_reference, load_reference, save_reference
+from ganx.metrics.registry import EvaluationSetup, register_metric
 from ganx.metrics.resize import check_resize, resized_features
 
 METRIC_NAMES = ("fid", "is", "kid", "pr", "dc")
 # The values each metric name logs, and which of them carry the protocol in a second, named key (see protocol_key).
 HEADLINE_VALUES = ("fid", "is", "kid", "precision", "recall", "density", "coverage")
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def count_tag(count: int) -> str:
@@ -83,18 +88,6 @@ class FeatureSet(Metric):
         return dim_zero_cat(self.rows)
 
 
-class ColumnSlice(nn.Module):
-    """Gives a torchmetrics metric its columns of precomputed features (torchmetrics calls ``feature(x)`` on what
-    ``update`` receives; ``num_features`` spares FID its dummy forward at 299x299)."""
-
-    def __init__(self, start: int, stop: int):
-        super().__init__()
-        self.start, self.stop, self.num_features = start, stop, stop - start
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features[:, self.start : self.stop]
-
-
 class SetInceptionScore(InceptionScore):
     """torchmetrics' IS, with the (synced) features put in ``canonical_order`` before the random splits."""
 
@@ -136,6 +129,20 @@ def require_fid_sample_size(num_images: int, extractor: FeatureExtractor, held_o
         )
 
 
+def metric_names_for(extractor: FeatureExtractor, names: list[str], features: str) -> list[str]:
+    """IS needs class logits: on extractors without them it is dropped under ``features=auto`` (logged) and refused
+    when the features were chosen explicitly."""
+    if extractor.num_logits or "is" not in names:
+        return names
+    kept = [name for name in names if name != "is"]
+    if features != "auto":
+        raise MetricsSetupError(
+            f"IS needs class logits, which {extractor.name} does not have (features={features}). Leave IS out: "
+            f"metrics.names={kept or ['fid', 'kid']} (or use features=inception / classifier).")
+    log.info("metrics: IS dropped (%s has no class logits); computing %s", extractor.name, "/".join(kept))
+    return kept
+
+
 class ImageMetrics(nn.Module):
     """FID (Heusel et al. 2017), IS (Salimans et al. 2016), KID (Binkowski et al. 2018), precision and recall
     (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020) between real and generated images, on
@@ -146,7 +153,7 @@ class ImageMetrics(nn.Module):
     sums and a d x d matrix); the reference and the generated features of IS, KID and PR/DC are kept on the CPU.
 
     Args:
-        extractor: the feature network (see ``ganx.metrics.features``).
+        extractor: the feature network (see ``ganx.metrics.extractors``).
         names: which of "fid", "is", "kid", "pr" (precision, recall), "dc" (density, coverage) to compute.
         is_splits: IS is averaged over this many disjoint splits of the generated set (Salimans et al. used 10).
         kid_subsets, kid_subset_size: KID is the mean MMD^2 over ``kid_subsets`` random subsets of this size each
@@ -300,3 +307,37 @@ class ImageMetrics(nn.Module):
         named = {protocol_key(k, int(values["num_fake"]), split, self.extractor.name, self.resize): v
                  for k, v in values.items() if k in HEADLINE_VALUES}
         return {**values, **named}
+
+
+@register_metric(*METRIC_NAMES)
+class ImageMetricsGroup:
+    """``ImageMetrics`` in ``ganx.evaluate`` (record entries ``values`` and ``protocol``), and a class-conditional
+    model's class accuracy and intra-FID on the same classifier (``class_metrics``), as the training callback."""
+
+    def __init__(self, names: list[str], setup: EvaluationSetup):
+        cfg, extractor = setup.cfg, setup.extractor
+        names = metric_names_for(extractor, names, cfg.features)
+        if "fid" in names and not cfg.allow_small_fid:
+            require_fid_sample_size(cfg.num_samples, extractor, f"num_samples={cfg.num_samples}",
+                                    f"Pass num_samples={extractor.pool_dim} or more, metrics=[kid,is] (KID is unbiased "
+                                    "for small sets), or accept the bias with allow_small_fid=true.")
+        self.metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size, cfg.resize,
+                                    cfg.nearest_k).to(setup.device)
+        if cfg.reference_cache and self.metrics.needs_real:
+            self.metrics.use_reference_cache(*held_out_reference(setup.datamodule.val_set, extractor.name, cfg.resize))
+        self.class_metrics = None
+        if hasattr(setup.model, "num_classes"):
+            self.class_metrics = class_metrics_for(extractor, setup.model.num_classes, cfg.resize)
+            if self.class_metrics is not None:
+                self.class_metrics.to(setup.device)
+
+    def update(self, real: Tensor, fake: Tensor, batch) -> None:
+        self.metrics.update(real, fake)
+        if self.class_metrics is not None:
+            self.class_metrics.update(real, fake, batch[1])
+
+    def compute(self) -> dict[str, Any]:
+        entries = {"values": self.metrics.named_values(self.metrics.compute(), "val"), "protocol": self.metrics.protocol()}
+        if self.class_metrics is not None:
+            entries["class_metrics"] = self.class_metrics.compute()
+        return entries

@@ -14,9 +14,12 @@ scores better than the true data distribution. Use it only to compare with numbe
 """
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from ganx.metrics.registry import EvaluationSetup, register_metric
 
 # The sigma grid of the paper's code (parzen_ll.py: logspace from 10^-1 to 10^0, 10 values).
 DEFAULT_SIGMAS = tuple(float(s) for s in torch.logspace(-1, 0, 10, dtype=torch.float64))
@@ -72,3 +75,25 @@ def parzen_estimate(samples: Tensor, val_points: Tensor, test_points: Tensor,
         "dimensions": int(samples.shape[1]),
         "units": "nats",
     }
+
+
+@register_metric("parzen")
+class ParzenMetric:
+    """``parzen_estimate`` in ``ganx.evaluate`` (record entry ``parzen``): sigma is chosen on the first
+    ``parzen_val_size`` held-out images, the log-likelihood is reported on the others."""
+
+    def __init__(self, names: list[str], setup: EvaluationSetup):
+        val_size, num_samples = setup.cfg.parzen_val_size, setup.cfg.num_samples
+        if not 0 < val_size <= num_samples - 2:
+            raise ValueError(f"parzen_val_size={val_size} must leave test points among num_samples={num_samples}")
+        self.val_size = val_size
+        self.reals: list[Tensor] = []
+        self.fakes: list[Tensor] = []
+
+    def update(self, real: Tensor, fake: Tensor, batch) -> None:
+        self.reals.append(to_parzen_space(real.cpu()))
+        self.fakes.append(to_parzen_space(fake.cpu()))
+
+    def compute(self) -> dict[str, Any]:
+        real = torch.cat(self.reals)
+        return {"parzen": parzen_estimate(torch.cat(self.fakes), real[: self.val_size], real[self.val_size :])}

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ganx.metrics.features import MetricsSetupError, hub_weights
+from ganx.metrics.extractors.base import MetricsSetupError, hub_weights
+from ganx.metrics.registry import EvaluationSetup, register_metric
 
 
 class ImagesIn0To255(nn.Module):
@@ -59,3 +60,17 @@ def perceptual_path_length(model: Any, num_samples: int, device: torch.device) -
 
     mean, std, _ = torchmetrics_ppl(ImagesIn0To255(model), num_samples=num_samples, device=device)
     return {"ppl": float(mean), "ppl_std": float(std), "num_samples": num_samples, "sim_net": "lpips-vgg16"}
+
+
+@register_metric("ppl")
+class PathLengthMetric:
+    """``perceptual_path_length`` in ``ganx.evaluate`` (record entry ``ppl``, over ``ppl_samples`` latent pairs)."""
+
+    def __init__(self, names: list[str], setup: EvaluationSetup):
+        self.model, self.num_samples, self.device = setup.model, setup.cfg.ppl_samples, setup.device
+
+    def update(self, real: Tensor, fake: Tensor, batch) -> None:
+        pass  # PPL draws its own latent pairs, unrelated to the held-out images
+
+    def compute(self) -> dict[str, Any]:
+        return {"ppl": perceptual_path_length(self.model, self.num_samples, self.device)}

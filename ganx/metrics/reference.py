@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ganx.metrics.features import to_uint8
+from ganx.metrics.extractors.base import to_uint8
+from ganx.metrics.extractors.classifier import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,14 @@ def reference_key(fingerprint: str, split: str, extractor: str, resize: str, cou
 
 def reference_path(key: dict[str, Any], root: Path | None = None) -> Path:
     """``<cache>/reference/<sha of the key>.pt`` (``cache`` = ``$GANX_CACHE_DIR`` or ~/.cache/ganx)."""
-    from ganx.metrics.classifier import cache_dir  # see metrics/callback.py: `python -m` runs that module
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return (root or cache_dir()) / "reference" / f"{digest}.pt"
+
+
+def held_out_reference(dataset, extractor: str, resize: str) -> tuple[Path, dict[str, Any]]:
+    """(cache file, key) of the features of ``dataset``, the held-out ``val`` split, on ``extractor`` (its name)."""
+    key = reference_key(dataset_fingerprint(dataset), "val", extractor, resize, len(dataset))
+    return reference_path(key), key
 
 
 def load_reference(path: Path, key: dict[str, Any]) -> Tensor | None:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ganx.metrics.features import FeatureExtractor, MetricsSetupError
+from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError
 
 RESIZE_MODES = ("legacy", "clean")
 

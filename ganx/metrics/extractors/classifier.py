@@ -1,11 +1,10 @@
 """A small CNN classifier for labeled grayscale data: the feature extractor of the "MNIST FID / IS".
 
-    python -m ganx.metrics.classifier data=fashion_mnist [data.key=value ...] [out=PATH]
-
 Many GAN papers on MNIST-like data compute FID on the penultimate activations of a classifier trained on the data
 set and the Inception Score on its logits, because ImageNet's Inception-v3 knows nothing about digits or clothes.
-Without ``out=`` the classifier goes to the cache (``$GANX_CACHE_DIR`` or ``~/.cache/ganx``), where
-``metrics.features=classifier`` (the default for such data) finds it; training uses it on first use otherwise.
+``python -m ganx.features data=fashion_mnist [out=PATH]`` trains one; without ``out=`` it goes to the cache
+(``$GANX_CACHE_DIR`` or ``~/.cache/ganx``), where ``metrics.features=classifier`` (the default for such data) finds
+it; training uses it on first use otherwise.
 
 The classifier always works at 28x28 (inputs of other sizes are resized), so runs at image_size 28, 32 or 64 share
 one feature space and their numbers can be compared. Its cache key is the data set (class, source, sizes) and the
@@ -17,10 +16,8 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +29,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ganx.config import compose_data_config, parse_cli, split_group_overrides
-from ganx.data import DataError
+from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +162,16 @@ def save_classifier(model: SmallCNN, info: dict[str, Any], facts: dict[str, Any]
 
 
 def load_classifier(path: str | Path) -> tuple[SmallCNN, dict[str, Any]]:
-    """(model in eval mode, metadata) from a ``ganx.metrics.classifier`` file, loaded with ``weights_only=True``."""
+    """(model in eval mode, metadata) from a ``save_classifier`` file, loaded with ``weights_only=True``."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ClassifierError(f"no classifier file at {path}; train one with `python -m ganx.metrics.classifier data=NAME`.")
+        raise ClassifierError(f"no classifier file at {path}; train one with `python -m ganx.features data=NAME out=PATH`.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types; the file is unusable either way
         raise ClassifierError(f"{path} is not a loadable ganx classifier ({type(err).__name__}: {err})") from err
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ClassifierError(f"{path} is not a ganx classifier (format {FORMAT}); make one with python -m ganx.metrics.classifier.")
+        raise ClassifierError(f"{path} is not a ganx classifier (format {FORMAT}); make one with python -m ganx.features.")
     model = SmallCNN(**checkpoint["arch"])
     model.load_state_dict(checkpoint["state_dict"])
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
@@ -223,34 +219,46 @@ def ensure_cached(path: Path, train_and_save: Callable[[Path], None]) -> Path:
     return path
 
 
-@dataclass
-class ClassifierConfig:
-    data: str = "mnist"  # a config in conf/data/ (labeled grayscale: mnist, fashion_mnist)
-    out: str | None = None  # where to save; default: the cache that metrics.features=classifier reads
+class ClassifierFeatures(FeatureExtractor):
+    """A ``SmallCNN`` file: its ReLU feature layer for FID/KID and its class logits for IS."""
 
+    def __init__(self, checkpoint_path: str | Path):
+        super().__init__()
+        try:
+            self.net, meta = load_classifier(checkpoint_path)
+        except ClassifierError as err:
+            raise MetricsSetupError(str(err)) from err
+        arch = meta["arch"]
+        self.channels, self.input_size = arch["channels"], arch["input_size"]
+        self.pool_dim, self.num_logits = arch["feature_dim"], arch["num_classes"]
+        path = Path(checkpoint_path).expanduser()
+        self.name = f"classifier:{path.stem}:{file_digest(path)}"
+        self.info = {"network": "ganx.classifier SmallCNN", "checkpoint": str(path), "data": meta["facts"]["data"],
+                     "data_source": meta["facts"]["source"], "test_accuracy": meta["test_accuracy"],
+                     "fid_features": f"penultimate ReLU ({self.pool_dim})", "is_logits": f"classes ({self.num_logits})"}
+        self.freeze()
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data_overrides, rest = split_group_overrides(sys.argv[1:] if argv is None else argv, "data")
-    cfg = parse_cli(ClassifierConfig, rest, "ganx.metrics.classifier")
-    try:
-        data_cfg = compose_data_config(cfg.data, data_overrides)
-        if cfg.out is None:
-            path = ensure_classifier(data_cfg)
-        else:
-            datamodule = classifier_data(data_cfg)
-            _, facts = cache_key(datamodule)
-            path = Path(cfg.out).expanduser()
-            if path.exists():
-                raise ClassifierError(f"{path} already exists; ganx never overwrites it. Choose another out=PATH.")
-            model, info = train_classifier(datamodule)
-            save_classifier(model, info, facts, path)
-        _, meta = load_classifier(path)
-    except (ClassifierError, DataError) as err:
-        raise SystemExit(f"ganx.metrics.classifier: {err}") from None
-    print(json.dumps({"path": str(path), "test_accuracy": meta["test_accuracy"], "test_images": meta["test_images"],
-                      "data": meta["facts"]["data"], "source": meta["facts"]["source"]}, indent=2))
+    @staticmethod
+    def required(extractor: FeatureExtractor, needed_by: str, num_classes: int | None = None) -> "ClassifierFeatures":
+        """``extractor`` if it is a classifier (of ``num_classes`` classes, when given), else why ``needed_by`` needs
+        one, as the error."""
+        if isinstance(extractor, ClassifierFeatures) and num_classes in (None, extractor.num_logits):
+            return extractor
+        classes = f"the {num_classes} data classes" if num_classes else "the data's classes"
+        raise ValueError(f"{needed_by} need a classifier of {classes} as feature extractor (metrics.features="
+                         f"classifier in ganx.train, features=classifier in ganx.evaluate), got "
+                         f"{getattr(extractor, 'name', type(extractor).__name__)}.")
 
+    def logits(self, features: Tensor) -> Tensor:
+        """The class logits in this extractor's output ``features`` (they follow the ``pool_dim`` FID features)."""
+        return features[:, self.pool_dim :]
 
-if __name__ == "__main__":
-    main()
+    def forward(self, images: Tensor) -> Tensor:
+        if images.shape[1] != self.channels:
+            raise ValueError(f"the classifier takes {self.channels}-channel images, got shape {tuple(images.shape)}")
+        x = images.float()
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        features = self.net.features(x)
+        return torch.cat([features, self.net.head(features)], dim=1)

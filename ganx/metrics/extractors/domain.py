@@ -15,7 +15,7 @@ published Inception FIDs.
 
 The file holds the weights, their SHA-256 (checked on load, loaded with ``weights_only=True``) and what they were
 trained on; it is cached under ``$GANX_CACHE_DIR/domain_features`` keyed by the data set (class, source, split sizes,
-split seed) and the recipe, like ``ganx.metrics.classifier``.
+split seed) and the recipe, like the classifier's (``ganx.metrics.extractors.classifier``).
 """
 
 import hashlib
@@ -36,12 +36,12 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from ganx.metrics.classifier import cache_dir, ensure_cached
-from ganx.metrics.features import FeatureExtractor, MetricsSetupError, file_digest
+from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError, file_digest
+from ganx.metrics.extractors.classifier import cache_dir, ensure_cached
 
 log = logging.getLogger(__name__)
 
-FORMAT = "ganx.metrics.domain/1"
+FORMAT = "ganx.metrics.domain/1"  # the file format's name (kept when the module moved: cached files stay valid)
 NOT_COMPARABLE = ("domain features: numbers are comparable only with other numbers on the same extractor file, "
                   "never with published Inception FIDs")
 
@@ -274,6 +274,7 @@ class DomainFeatures(FeatureExtractor):
         self.channels, self.input_size = meta["arch"]["channels"], meta["input_size"]
         self.pool_dim = meta["arch"]["feature_dim"]
         self.name = f"domain:{path.stem}:{file_digest(path)}"
+        # A protocol label stored with every number (so kept when the module moved), not an import path.
         self.info = {"network": "ganx.metrics.domain ContrastiveEncoder (SimCLR, self-supervised on the data set)",
                      "checkpoint": str(path), "weights_sha256": meta["weights_sha256"], "trained_on": meta["facts"],
                      "fid_features": f"pooled encoder output ({self.pool_dim})", "is_logits": None,
@@ -308,17 +309,3 @@ def offline_domain_features(data_cfg: DictConfig, recipe_cfg: Any, inception_err
         "evaluation names the extractor and its hash. For Inception numbers, provide its weights "
         "(metrics.inception_weights=PATH).", str(inception_error).split(". Fixes:")[0])
     return domain_features("domain", data_cfg, recipe_cfg, fallback_from=f"inception-v3: {inception_error}")
-
-
-def metric_names_for(extractor: FeatureExtractor, names: list[str], features: str) -> list[str]:
-    """IS needs class logits: on extractors without them it is dropped under ``features=auto`` (logged) and refused
-    when the features were chosen explicitly."""
-    if extractor.num_logits or "is" not in names:
-        return names
-    kept = [name for name in names if name != "is"]
-    if features != "auto":
-        raise MetricsSetupError(
-            f"IS needs class logits, which {extractor.name} does not have (features={features}). Leave IS out: "
-            f"metrics.names={kept or ['fid', 'kid']} (or use features=inception / classifier).")
-    log.info("metrics: IS dropped (%s has no class logits); computing %s", extractor.name, "/".join(kept))
-    return kept
