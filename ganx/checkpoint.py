@@ -2,7 +2,7 @@
 
 A ganx checkpoint is a Lightning checkpoint (weights, optimizer states, loop counters, callback states) plus a
 ``ganx`` entry: ``model_class``, ``generator_steps`` and the resolved run ``config`` (plain data), from which the
-networks are rebuilt here without Lightning, and the RNG states a resumed run continues from (``rng_state``).
+model is rebuilt here (``build_model``) as ``ganx.train`` built it, and the RNG states a resumed run continues from (``rng_state``).
 
 Two doors are closed: the file is read with ``torch.load(weights_only=True)`` (no pickled objects), and the stored
 config is checked against an allow-list *before* anything is instantiated (``check_buildable``): Hydra's
@@ -26,12 +26,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ganx.instantiators import instantiate_model
 from ganx.run_files import write_file
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 # What a stored config may build: classes of these modules that derive from these bases. Modules are matched as
 # strings before anything is imported (importing a module runs its code), classes after.
-BUILDABLE_MODULES = ("ganx.nets", "ganx.models", "ganx.losses", "ganx.data", "torch.optim")
+BUILDABLE_MODULES = ("ganx.nets", "ganx.models", "ganx.losses", "ganx.augment", "ganx.data", "torch.optim")
 BUILDABLE_BASES: tuple[type, ...] = (nn.Module, Optimizer, LRScheduler, L.LightningDataModule)
 # Hydra keys that change how a _target_ is called; ganx configs use only _target_, _partial_ and plain values.
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
@@ -173,16 +173,17 @@ def _buildable_class(target: Any) -> type | None:
     if not hasattr(module, name):  # a ganx name this version does not have (renamed or removed)
         raise _Missing(target)
     obj = getattr(module, name)
+    from ganx.augment import DiffAugment
     from ganx.losses import AdversarialLoss
 
-    if isinstance(obj, type) and issubclass(obj, (*BUILDABLE_BASES, AdversarialLoss)):
+    if isinstance(obj, type) and issubclass(obj, (*BUILDABLE_BASES, AdversarialLoss, DiffAugment)):
         return obj
     return None
 
 
 def check_buildable(config: Any, key: str) -> None:
     """Refuse (``UnsafeCheckpointError``) a stored config that would make ``instantiate`` call anything but ganx's
-    networks, models, losses and data modules and torch's optimizers and schedulers, or that holds an
+    networks, models, losses, augmentations and data modules and torch's optimizers and schedulers, or that holds an
     interpolation (``${...}``: stored configs are resolved, so one can only have been written in by hand).
 
     Checked on the whole tree before anything is built, so a refused file has run no code."""
@@ -210,7 +211,7 @@ def check_buildable(config: Any, key: str) -> None:
         raise UnsafeCheckpointError(
             f"refused to build from this checkpoint: its stored config names what ganx never builds from a "
             f"checkpoint: {'; '.join(refusals[:5])}{'; ...' if len(refusals) > 5 else ''}. Only ganx's networks, "
-            "models, losses and data modules and torch's optimizers and schedulers are built, so a checkpoint "
+            "models, losses, augmentations and data modules and torch's optimizers and schedulers are built, so a checkpoint "
             "cannot run code. The file was edited or comes from elsewhere; nothing in it was run."
         )
     if missing:
@@ -257,60 +258,40 @@ def model_class(checkpoint: dict[str, Any]) -> str:
     return checkpoint["ganx"]["model_class"]
 
 
-def require_model(checkpoint: dict[str, Any], allowed: tuple[str, ...], command: str) -> None:
-    name = model_class(checkpoint).rsplit(".", 1)[-1]
-    if name not in allowed:
+def require_model(checkpoint: dict[str, Any], models: tuple[type, ...], command: str) -> None:
+    """Refuse a checkpoint whose model is none of ``models`` nor a subclass, by the stored class name: before
+    anything is built or imported."""
+    def family(cls: type) -> list[type]:
+        return [cls, *(sub for direct in cls.__subclasses__() for sub in family(direct))]
+
+    allowed = [cls for base in models for cls in family(base)]
+    if model_class(checkpoint) not in {f"{cls.__module__}.{cls.__qualname__}" for cls in allowed}:
         raise CheckpointError(
-            f"{command} needs a checkpoint of {' or '.join(allowed)}, but this one holds a {name} "
-            f"(trained with model={checkpoint['ganx']['config']['run_name']})."
+            f"{command} needs a checkpoint of {' or '.join(cls.__name__ for cls in allowed)}, but this one holds a "
+            f"{model_class(checkpoint).rsplit('.', 1)[-1]} (trained with model={checkpoint['ganx']['config']['run_name']})."
         )
 
 
-def has_averaged(checkpoint: dict[str, Any], name: str = "generator") -> bool:
-    """Whether the checkpoint holds an EMA copy of ``model.<name>`` (trained with ``model.ema``)."""
-    return any(k.startswith(f"{name}_ema.module.") for k in checkpoint["state_dict"])
-
-
-def build_submodule(checkpoint: dict[str, Any], name: str, averaged: bool = False) -> nn.Module:
-    """Rebuild ``model.<name>`` (e.g. "generator") from the stored config and load its weights; eval mode.
-    ``averaged``: load the EMA copy's weights (state_dict prefix ``<name>_ema.module.``) into it instead."""
-    model_config = checkpoint["ganx"]["config"].get("model")
-    if not isinstance(model_config, dict) or not isinstance(model_config.get(name), dict):
-        raise CheckpointError(f"this checkpoint's stored config has no model.{name} to rebuild; it was edited or "
-                              "written by something else than ganx.train.")
-    module = build_from_config(model_config[name], f"model.{name}")
-    if averaged and not has_averaged(checkpoint, name):
-        raise CheckpointError(f"this checkpoint has no EMA copy of model.{name} (trained without model.ema); "
-                              "use ema=false, or train with model.ema.decay=0.999.")
-    prefix = f"{name}_ema.module." if averaged else f"{name}."
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    load_weights(module, state, f"model.{name}")
-    return module.eval()
-
-
-def build_model(checkpoint: dict[str, Any]):
-    """Rebuild the whole LightningModule from the stored config and load its weights and counters; eval mode.
-
-    For commands that need the model's own methods (``ganx.evaluate`` calls ``generate_for_metrics``).
-    """
-    module = build_from_config(checkpoint["ganx"]["config"]["model"], "model")
+def build_model(checkpoint: dict[str, Any]) -> L.LightningModule:
+    """Rebuild the LightningModule from the stored config as ``ganx.train`` built it
+    (``ganx.instantiators.instantiate_model``: networks, loss, EMA copy, augment) and load its weights and counters;
+    eval mode. Every command that reads a checkpoint's networks (sample, evaluate, translate) builds them here."""
+    fix = "The file was written by another ganx version or edited; retrain, or load it with the version that wrote it."
+    config = checkpoint["ganx"]["config"]
+    if not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"this checkpoint's stored config has no model to rebuild. {fix}")
+    for key in ("model", "augment"):
+        check_buildable(config.get(key), key)
+    try:
+        module = instantiate_model(config)
+    except Exception as err:  # Hydra wraps whatever the constructor raised in an InstantiationException
+        raise CheckpointError(f"the config stored in this checkpoint cannot build the model ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:300]}). {fix}") from err
+    if not isinstance(module, L.LightningModule):
+        raise CheckpointError(f"the config stored in this checkpoint has no model under model. {fix}")
     load_weights(module, checkpoint["state_dict"], "model")
     module.generator_steps = checkpoint["ganx"].get("generator_steps", 0)
     return module.eval()
-
-
-def build_from_config(config: dict[str, Any], key: str) -> nn.Module:
-    """Instantiate a stored config, with a CheckpointError (not Hydra's traceback) when it no longer builds."""
-    fix = "The file was written by another ganx version or edited; retrain, or load it with the version that wrote it."
-    check_buildable(config, key)
-    try:
-        module = instantiate(config)
-    except Exception as err:  # Hydra wraps whatever the constructor raised in an InstantiationException
-        raise CheckpointError(f"the config stored in this checkpoint cannot build {key} ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:300]}). {fix}") from err
-    if not isinstance(module, nn.Module):
-        raise CheckpointError(f"the config stored in this checkpoint has no network under {key}. {fix}")
-    return module
 
 
 def load_weights(module: nn.Module, state: dict[str, Any], key: str) -> None:

@@ -1,5 +1,7 @@
-"""Build a run's model and callbacks from its config: the one way each enters a ganx training run (and the
-benchmarks, which time what ganx.train trains)."""
+"""Build a run's model and callbacks from its config: the one way each enters a ganx training run, the benchmarks
+(which time what ganx.train trains) and the commands that read checkpoints (ganx.checkpoint.build_model)."""
+
+from collections.abc import Mapping
 
 import lightning as L
 from hydra.utils import instantiate
@@ -19,11 +21,13 @@ def instantiate_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [c for c in callbacks if c is not None and (show_progress or not isinstance(c, ProgressBar))]
 
 
-def instantiate_model(cfg: DictConfig, **options) -> L.LightningModule:
+def instantiate_model(cfg: Mapping, **options) -> L.LightningModule:
     """The configured model: networks, loss and algorithm from ``cfg.model``, the augmentation of the critic's inputs
-    from ``cfg.augment``, and the run-level keyword ``options`` (nonfinite_policy, channels_last, ...).
+    from ``cfg.augment``, and the run-level keyword ``options`` (nonfinite_policy, channels_last, ...). ``cfg`` is a
+    run config: the composed one (ganx.train, the benchmarks) or one stored in a checkpoint (``ganx.checkpoint
+    .build_model``, which checks it first), so every command gets the model training built.
 
     The options go to the constructor after Hydra has built the networks: passed through instantiate, a run config's
     own ``_target_``s (model, trainer, ...) would be instantiated too.
     """
-    return instantiate(cfg.model, _partial_=True)(augment=instantiate(cfg.augment), **options)
+    return instantiate(cfg["model"], _partial_=True)(augment=instantiate(cfg.get("augment")), **options)

@@ -27,19 +27,12 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from ganx.checkpoint import (
-    CheckpointError,
-    build_submodule,
-    has_averaged,
-    load_checkpoint,
-    model_class,
-    require_model,
-)
+from ganx.checkpoint import CheckpointError, build_model, load_checkpoint, model_class, require_model
 from ganx.config import parse_cli, resolve_device
-from ganx.latent import draw_latent, generator_inputs
-from ganx.nets.batchnorm import standing_statistics
+from ganx.latent import draw_latent
+from ganx.models import GAN
 from ganx.nets.conditional import class_grid_labels
-from ganx.nets.stylegan2 import StyleGAN2Generator
+from ganx.nets.latent import LatentGenerator
 from ganx.plots import scatter_points
 from ganx.run_files import partial_name
 
@@ -65,7 +58,7 @@ class SampleConfig:
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
     """(pairs, dim) endpoints -> (pairs * steps, dim) codes, row-major: each row walks from start to end."""
-    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    t = torch.linspace(0, 1, steps, device=start.device).view(1, steps, 1)
     a, b = start.unsqueeze(1), end.unsqueeze(1)
     if kind == "linear":
         codes = (1 - t) * a + t * b
@@ -110,22 +103,20 @@ def sample(cfg: SampleConfig) -> Path:
     device = resolve_device(cfg.device)
     out, to_folder = output_target(cfg.out)
     checkpoint = load_checkpoint(cfg.ckpt)
-    require_model(checkpoint, ("GAN", "ConditionalGAN", "ACGAN", "StyleGAN2"), "ganx.sample")
-    model_cfg = checkpoint["ganx"]["config"]["model"]
-    averaged = has_averaged(checkpoint) if cfg.ema is None else cfg.ema
-    generator = build_submodule(checkpoint, "generator", averaged=averaged).to(device)
-    if averaged:  # an EMA copy's BatchNorm statistics are the live generator's: recompute them for its weights
-        standing_statistics(generator, lambda n, rng: generator_inputs(
-            n, model_cfg["latent_dim"], model_cfg["latent_distribution"], model_cfg.get("num_classes"), rng, rng.device))
+    require_model(checkpoint, (GAN,), "ganx.sample")
+    model = build_model(checkpoint).to(device)
+    averaged = model.generator_ema is not None if cfg.ema is None else cfg.ema
+    if averaged and model.generator_ema is None:
+        raise CheckpointError("this checkpoint has no EMA copy of model.generator (trained without model.ema); "
+                              "use ema=false, or train with model.ema.decay=0.999.")
+    model.sample_with_ema = averaged
+    generator = model.sampling_generator()
+    check_style_options(cfg, generator, model_class(checkpoint))
     rng = torch.Generator().manual_seed(cfg.seed)
-    if isinstance(generator, StyleGAN2Generator):
-        images, nrow, labels = *style_based_images(generator, cfg, rng), None
+    if cfg.mix:
+        images, nrow, labels = *style_mixing_grid(generator, cfg, model, rng), None
     else:
-        if cfg.truncation != 1 or cfg.truncation_cutoff is not None or cfg.mix:
-            raise CheckpointError(f"truncation=, truncation_cutoff= and mix=true act on a StyleGAN2 generator's W "
-                                  f"space; this checkpoint holds a {model_class(checkpoint).rsplit('.', 1)[-1]} (train with model=stylegan2).")
-        images, nrow, labels = latent_images(generator, cfg, rng, model_cfg["latent_dim"],
-                                             model_cfg["latent_distribution"])
+        images, nrow, labels = latent_images(generator, cfg, model, rng)
     if images.dim() == 2:  # points, not images
         if to_folder:
             raise CheckpointError("out=DIR/ writes images; this generator makes 2-D points: use out=points.npz or "
@@ -147,73 +138,64 @@ def sample(cfg: SampleConfig) -> Path:
     return out
 
 
-def latent_images(generator: torch.nn.Module, cfg: SampleConfig, rng: torch.Generator, dim: int,
-                  distribution: str) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-    """(images, images per grid row, labels or None) of a generator of latent codes (GAN, cgan, acgan)."""
-    if cfg.interpolate:
-        rows = max(1, cfg.n // cfg.interpolation_steps)
-        ends = draw_latent(2 * rows, dim, distribution, rng)
-        z = interpolate(ends[:rows], ends[rows:], cfg.interpolation_steps, cfg.interpolation)
-        nrow = cfg.interpolation_steps
-    else:
-        z = draw_latent(cfg.n, dim, distribution, rng)
-        nrow = math.ceil(math.sqrt(cfg.n))
-    labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(z), nrow)
-    device = next(generator.parameters()).device
-    if labels is None:
-        images = torch.cat([generator(chunk.to(device)).cpu() for chunk in z.split(cfg.batch_size)])
-    else:
-        if not cfg.interpolate and cfg.label is None:  # one row per class, the same n codes in every row
-            z, nrow = z.repeat(len(labels) // len(z), 1), cfg.n
-        chunks = zip(z.split(cfg.batch_size), labels.split(cfg.batch_size), strict=True)
-        images = torch.cat([generator(codes.to(device), classes.to(device)).cpu() for codes, classes in chunks])
-    return images, nrow, labels
-
-
-def style_based_images(generator: StyleGAN2Generator, cfg: SampleConfig,
-                       rng: torch.Generator) -> tuple[torch.Tensor, int]:
-    """(images, images per grid row) of a StyleGAN2 generator: samples with w truncated towards the tracked mean w
-    by ``truncation`` psi (StyleGAN Sec. 3.2), rows of interpolations in W (``interpolate``; W is where StyleGAN2
-    interpolates, Sec. 3.2), or a style-mixing grid (``mix``)."""
-    device = next(generator.parameters()).device
-
-    def synthesize(ws: torch.Tensor) -> torch.Tensor:
-        return torch.cat([generator.synthesis(chunk).cpu() for chunk in ws.split(cfg.batch_size)])
-
-    def mapped(n: int) -> torch.Tensor:  # codes drawn on the CPU: the same samples on every device
-        return generator.mapping(draw_latent(n, generator.latent_dim, "normal", rng).to(device))
-
-    def broadcast(w: torch.Tensor) -> torch.Tensor:
-        return generator.truncate(w.unsqueeze(1).expand(-1, generator.num_ws, -1), cfg.truncation,
-                                  cfg.truncation_cutoff)
-
+def check_style_options(cfg: SampleConfig, generator: LatentGenerator, trained: str) -> None:
+    """Refuse truncation= and mix= a generator has no styles for (``num_ws``), or layer counts outside them."""
+    if generator.num_ws == 0:
+        if cfg.truncation != 1 or cfg.truncation_cutoff is not None or cfg.mix:
+            raise CheckpointError(f"truncation=, truncation_cutoff= and mix=true act on a style-based generator's W "
+                                  f"space; this checkpoint holds a {trained.rsplit('.', 1)[-1]} (train with "
+                                  "model=stylegan2).")
+        return
     if cfg.truncation_cutoff is not None and not 1 <= cfg.truncation_cutoff <= generator.num_ws:
         raise CheckpointError(f"truncation_cutoff={cfg.truncation_cutoff}: give 1..{generator.num_ws}, the number of "
                               f"leading (coarse) layers to truncate, or leave it unset for all {generator.num_ws}.")
+    if cfg.mix and not 1 <= cfg.mix_coarse < generator.num_ws:
+        raise CheckpointError(f"mix_coarse={cfg.mix_coarse}: give 1..{generator.num_ws - 1}, the number of leading "
+                              f"(coarse) styles taken from the rows' sources; this generator has {generator.num_ws}.")
 
-    if cfg.mix:
-        return style_mixing_grid(generator, cfg, mapped, broadcast, synthesize)
+
+def embedded_codes(generator: LatentGenerator, model: GAN, n: int, rng: torch.Generator) -> torch.Tensor:
+    """n codes in the generator's own space (``embed``), drawn on the CPU: the same samples on every device."""
+    z = draw_latent(n, model.latent_dim, model.latent_distribution, rng)
+    return generator.embed(z.to(next(generator.parameters()).device))
+
+
+def rendered(generator: LatentGenerator, cfg: SampleConfig, codes: torch.Tensor,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's outputs for ``codes`` (of the classes ``labels``), ``batch_size`` at a time, on the CPU."""
+    chunks = codes.split(cfg.batch_size)
+    classes = [None] * len(chunks) if labels is None else labels.to(codes.device).split(cfg.batch_size)
+    return torch.cat([generator.render(chunk, chunk_classes, cfg.truncation, cfg.truncation_cutoff).cpu()
+                      for chunk, chunk_classes in zip(chunks, classes, strict=True)])
+
+
+def latent_images(generator: LatentGenerator, cfg: SampleConfig, model: GAN,
+                  rng: torch.Generator) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """(images, images per grid row, labels or None): samples, or rows of interpolations in the space the generator
+    embeds codes in (z; StyleGAN2: W, where it interpolates, Sec. 3.2)."""
     if cfg.interpolate:
         rows = max(1, cfg.n // cfg.interpolation_steps)
-        ends = mapped(2 * rows)
-        w = interpolate(ends[:rows], ends[rows:], cfg.interpolation_steps, cfg.interpolation)
-        return synthesize(broadcast(w)), cfg.interpolation_steps
-    return synthesize(broadcast(mapped(cfg.n))), math.ceil(math.sqrt(cfg.n))
+        ends = embedded_codes(generator, model, 2 * rows, rng)
+        codes = interpolate(ends[:rows], ends[rows:], cfg.interpolation_steps, cfg.interpolation)
+        nrow = cfg.interpolation_steps
+    else:
+        codes = embedded_codes(generator, model, cfg.n, rng)
+        nrow = math.ceil(math.sqrt(cfg.n))
+    labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(codes), nrow)
+    if labels is not None and not cfg.interpolate and cfg.label is None:  # one row per class, the same n codes in each
+        codes, nrow = codes.repeat(len(labels) // len(codes), 1), cfg.n
+    return rendered(generator, cfg, codes, labels), nrow, labels
 
 
-def style_mixing_grid(generator: StyleGAN2Generator, cfg: SampleConfig, mapped, broadcast,
-                      synthesize) -> tuple[torch.Tensor, int]:
+def style_mixing_grid(generator: LatentGenerator, cfg: SampleConfig, model: GAN,
+                      rng: torch.Generator) -> tuple[torch.Tensor, int]:
     """A (k + 1) x (k + 1) grid, k = floor(sqrt(n)) (StyleGAN Fig. 3): the top row holds k sources B, the left
     column k sources A (the corner is blank), cell (i, j) takes the first ``mix_coarse`` styles (the coarse layers:
     4 covers 4x4 and 8x8) from A_i and the rest (the fine ones) from B_j."""
-    if not 1 <= cfg.mix_coarse < generator.num_ws:
-        raise CheckpointError(f"mix_coarse={cfg.mix_coarse}: give 1..{generator.num_ws - 1}, the number of leading "
-                              f"(coarse) styles taken from the rows' sources; this generator has {generator.num_ws}.")
     k = max(1, math.isqrt(cfg.n))
-    ws_a, ws_b = broadcast(mapped(k)), broadcast(mapped(k))
-    mixed = torch.cat([ws_a.repeat_interleave(k, dim=0)[:, :cfg.mix_coarse],
-                       ws_b.repeat(k, 1, 1)[:, cfg.mix_coarse:]], dim=1)
-    sources_a, sources_b, cells = synthesize(ws_a), synthesize(ws_b), synthesize(mixed)
+    codes_a, codes_b = embedded_codes(generator, model, k, rng), embedded_codes(generator, model, k, rng)
+    sources_a, sources_b = rendered(generator, cfg, codes_a), rendered(generator, cfg, codes_b)
+    cells = rendered(generator, cfg, generator.mix(codes_a, codes_b, cfg.mix_coarse))
     blank = torch.ones_like(sources_a[:1])
     rows = [torch.cat([blank, sources_b])]
     rows += [torch.cat([sources_a[i:i + 1], cells[i * k:(i + 1) * k]]) for i in range(k)]

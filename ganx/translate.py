@@ -28,7 +28,7 @@ from torchvision.utils import save_image
 
 from ganx.checkpoint import (
     CheckpointError,
-    build_submodule,
+    build_model,
     load_checkpoint,
     model_class,
     require_model,
@@ -36,6 +36,7 @@ from ganx.checkpoint import (
 )
 from ganx.config import parse_cli, resolve_device
 from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
+from ganx.models import CycleGAN, Pix2Pix
 
 GENERATORS = {"AtoB": "generator_ab", "BtoA": "generator_ba"}
 # Two stride-2 downsamplings, then 3x3 reflection-padded residual blocks and InstanceNorm need >= 2x2 there.
@@ -106,7 +107,7 @@ def translate(cfg: TranslateConfig) -> list[Path]:
         raise ValueError(f"existing must be one of {', '.join(EXISTING_POLICIES)}, got {cfg.existing!r}")
     device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.ckpt)
-    require_model(checkpoint, ("CycleGAN", "Pix2Pix"), "ganx.translate")
+    require_model(checkpoint, (CycleGAN, Pix2Pix), "ganx.translate")
     generator_name = GENERATORS[cfg.direction]
     if model_class(checkpoint).endswith(".Pix2Pix"):
         if cfg.direction != "AtoB":
@@ -115,7 +116,7 @@ def translate(cfg: TranslateConfig) -> list[Path]:
         generator_name = "generator"
     files, targets = planned_outputs(*input_files(Path(cfg.input).expanduser()), Path(cfg.out).expanduser(),
                                      cfg.existing)
-    generator = build_submodule(checkpoint, generator_name).to(device)
+    generator = getattr(build_model(checkpoint), generator_name).to(device)
     grayscale_input = getattr(generator, "in_channels", 3) == 1
     trained = trained_image_shape(checkpoint)
     written, other_sizes, too_small = [], 0, []

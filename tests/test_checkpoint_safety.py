@@ -11,31 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_GENERATOR, tiny_gan_config, write_ganx_checkpoint
 
 from ganx.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
-    build_submodule,
+    build_model,
     check_buildable,
     load_checkpoint,
     rng_state,
     set_rng_state,
 )
 
-GENERATOR = {"_target_": "ganx.nets.MLPGenerator", "latent_dim": 4, "out_shape": [1, 4, 4], "hidden": [8]}
-
 
 def write_checkpoint(path: Path, generator_config: dict, data_config: dict | None = None) -> Path:
     """A checkpoint in the layout ganx.train writes; the weights fit the honest generator config."""
-    from ganx.nets import MLPGenerator
-
-    weights = MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(8,)).state_dict()
-    config = {"run_name": "gan_test", "seed": 0, "data": data_config or {},
-              "model": {"_target_": "ganx.models.GAN", "latent_dim": 4, "latent_distribution": "normal",
-                        "generator": generator_config}}
-    torch.save({"state_dict": {f"generator.{k}": v for k, v in weights.items()},
-                "ganx": {"model_class": "ganx.models.gan.GAN", "generator_steps": 1, "config": config}}, path)
-    return path
+    return write_ganx_checkpoint(path, tiny_gan_config(generator_config), data_config=data_config)
 
 
 class WritesMarkerWhenUnpickled:
@@ -53,11 +44,11 @@ def payloads(marker: Path, pickle_file: Path) -> dict[str, dict]:
     return {
         "shell": {"_target_": "os.system", "_args_": [f"touch {marker}"]},
         "torch.load of a pickle": {"_target_": "torch.load", "f": str(pickle_file), "weights_only": False},
-        "nested in a valid net": {**GENERATOR, "hidden": {"_target_": "pathlib.Path.touch", "_args_": [str(marker)]}},
+        "nested in a valid net": {**TINY_GENERATOR, "hidden": {"_target_": "pathlib.Path.touch", "_args_": [str(marker)]}},
         "a ganx function, not a class": {"_target_": "ganx.data.download.main", "_args_": [["cyclegan", "x"]]},
         "a ganx module reached through an attribute": {"_target_": "ganx.nets.mlp.torch.load", "f": str(pickle_file),
                                                        "weights_only": False},
-        "an interpolation": {**GENERATOR, "latent_dim": "${oc.env:HOME}"},
+        "an interpolation": {**TINY_GENERATOR, "latent_dim": "${oc.env:HOME}"},
     }
 
 
@@ -75,11 +66,25 @@ def test_a_checkpoint_config_that_names_other_callables_is_refused_before_anythi
     assert not (tmp_path / "grid.png").exists()
 
 
+def test_the_stored_augment_config_is_checked_too(tmp_path):
+    """Commands build the model with its augment, as training did: that config is a door as well."""
+    from ganx.sample import main as sample_main
+
+    marker = tmp_path / "pwned"
+    ckpt = write_checkpoint(tmp_path / "evil.ckpt", TINY_GENERATOR)
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["ganx"]["config"]["augment"] = {"_target_": "os.system", "_args_": [f"touch {marker}"]}
+    torch.save(checkpoint, ckpt)
+    with pytest.raises(SystemExit, match=r"refused.*augment\._target_='os.system'"):
+        sample_main([f"ckpt={ckpt}", "n=4", f"out={tmp_path}/grid.png"])
+    assert not marker.exists()
+
+
 def test_evaluate_refuses_a_data_config_that_names_other_callables(tmp_path):
     from ganx.evaluate import main as evaluate_main
 
     marker = tmp_path / "pwned"
-    ckpt = write_checkpoint(tmp_path / "evil.ckpt", GENERATOR,
+    ckpt = write_checkpoint(tmp_path / "evil.ckpt", TINY_GENERATOR,
                             data_config={"_target_": "os.system", "_args_": [f"touch {marker}"]})
     with pytest.raises(SystemExit, match=r"refused.*data\._target_='os.system'"):
         evaluate_main([f"ckpt={ckpt}", "num_samples=4", "metrics=[kid]"])
@@ -88,11 +93,11 @@ def test_evaluate_refuses_a_data_config_that_names_other_callables(tmp_path):
 
 def test_the_allow_list_builds_what_ganx_train_writes(tmp_path):
     """The honest config builds (so the check is not refusing everything), optimizers and losses included."""
-    check_buildable({"_target_": "ganx.models.GAN", "generator": GENERATOR,
+    check_buildable({"_target_": "ganx.models.GAN", "generator": TINY_GENERATOR,
                      "loss": {"_target_": "ganx.losses.AdversarialLoss", "name": "hinge"},
                      "g_optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-4}}, "model")
-    generator = build_submodule(load_checkpoint(write_checkpoint(tmp_path / "ok.ckpt", GENERATOR)), "generator")
-    assert generator(torch.zeros(2, 4)).shape == (2, 1, 4, 4)
+    model = build_model(load_checkpoint(write_checkpoint(tmp_path / "ok.ckpt", TINY_GENERATOR)))
+    assert model.generator(torch.zeros(2, 4)).shape == (2, 1, 4, 4)
     with pytest.raises(UnsafeCheckpointError, match=r"model\.callbacks\._target_='ganx.callbacks.SampleGrid'"):
         check_buildable({"callbacks": {"_target_": "ganx.callbacks.SampleGrid", "dirpath": "x"}}, "model")
 
@@ -149,7 +154,7 @@ def test_sample_writes_one_png_per_sample_into_a_folder(tmp_path):
 
     from ganx.sample import main as sample_main
 
-    ckpt = write_checkpoint(tmp_path / "ok.ckpt", GENERATOR)
+    ckpt = write_checkpoint(tmp_path / "ok.ckpt", TINY_GENERATOR)
     sample_main([f"ckpt={ckpt}", "n=5", f"out={tmp_path}/samples/"])
     files = sorted((tmp_path / "samples").glob("*.png"))
     assert [f.name for f in files] == [f"{i:06d}.png" for i in range(5)]

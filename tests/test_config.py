@@ -5,14 +5,21 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+import ganx.models
 from ganx.config import CONF_DIR, check_model_data_pairing, preset_target, register_resolvers
 from ganx.data import BatchKind
-from ganx.models import ACGAN, GAN, AdversarialModule, ConditionalGAN, CycleGAN, Pix2Pix
+from ganx.models import AdversarialModule
 
 register_resolvers()
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
-# The presets whose training step reads labels or image pairs: 2-D points do not fit them.
-NOT_FOR_POINTS = {"cgan", "acgan", "pix2pix", "cyclegan", "stylegan2", "stylegan2_lite"}
+
+
+def model_class(preset: str) -> type:
+    return get_class(preset_target("model", preset))
+
+
+# The presets whose training step reads labels, image pairs or images only, as their classes declare (trains_on).
+NOT_FOR_POINTS = {name for name in MODELS if BatchKind.POINTS not in model_class(name).trains_on}
 
 
 def compose_pairing(model: str, data: str):
@@ -23,7 +30,7 @@ def compose_pairing(model: str, data: str):
 def test_every_model_preset_composes_with_the_toy_data_and_only_the_fitting_ones_pass():
     # The toy data swap the model's nets (conf/data/gaussian_ring.yaml): that override must compose for every model,
     # so a pairing that does not fit reaches the check below instead of Hydra's "Could not override 'model/nets'".
-    assert NOT_FOR_POINTS < set(MODELS)
+    assert NOT_FOR_POINTS and NOT_FOR_POINTS < set(MODELS)
     for model in MODELS:
         cfg = compose_pairing(model, "gaussian_ring")
         if model in NOT_FOR_POINTS:
@@ -56,8 +63,9 @@ def subclasses(cls: type) -> set[type]:
 
 def test_every_model_declares_the_batch_kinds_it_trains_on():
     ganx_models = {cls for cls in subclasses(AdversarialModule) if cls.__module__.startswith("ganx.")}
-    assert {GAN, ConditionalGAN, ACGAN, CycleGAN, Pix2Pix} <= ganx_models
-    assert {get_class(preset_target("model", name)) for name in MODELS} <= ganx_models
+    exported = {cls for cls in vars(ganx.models).values() if isinstance(cls, type) and issubclass(cls, AdversarialModule)}
+    assert exported - {AdversarialModule} <= ganx_models
+    assert {model_class(name) for name in MODELS} <= ganx_models
     for cls in ganx_models:
         assert cls.trains_on and all(isinstance(kind, BatchKind) for kind in cls.trains_on), cls.__name__
 
@@ -73,3 +81,18 @@ def test_a_model_that_declares_no_batch_kinds_is_refused(target: str):
 def test_preset_target_follows_the_preset_a_preset_extends():
     assert preset_target("model", "lsgan") == preset_target("model", "dcgan") == "ganx.models.GAN"
     assert preset_target("data", "anime_colorize") == "ganx.data.PairedDataModule"
+
+
+def test_model_presets_override_only_groups_that_train_yaml_lists_before_model():
+    """A new preset may override loss, optim, model/ema or augment without touching train.yaml's defaults order."""
+    def defaults(path):
+        return OmegaConf.to_container(OmegaConf.load(path)).get("defaults", [])
+
+    groups = [next(iter(entry)) for entry in defaults(CONF_DIR / "train.yaml") if isinstance(entry, dict)]
+    before_model = set(groups[:groups.index("model")])
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        for entry in defaults(path):
+            key = next(iter(entry)) if isinstance(entry, dict) else entry
+            if key.startswith("override /"):
+                group = key.removeprefix("override /").partition("@")[0]
+                assert group in before_model, f"{path.name} overrides {group}, which conf/train.yaml lists after model"

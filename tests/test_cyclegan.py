@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, cli_in_process, fit, train_in_process
+from helpers import FAST, cli_in_process, fit, train_in_process, write_cyclegan_checkpoint
 from PIL import Image
 from scipy.stats import chi2_contingency, chisquare
 from torch.utils.data import DataLoader, TensorDataset
@@ -308,12 +308,8 @@ def test_translate_refuses_a_checkpoint_of_another_model(tmp_path: Path):
 
 
 def test_translate_notes_inputs_of_another_size_than_the_training_images(tmp_path: Path, capsys):
-    generator = ResnetGenerator(ngf=4, n_blocks=1)
-    config = {"run_name": "cyclegan_unpaired", "data": {"channels": 3, "image_size": 32},
-              "model": {"generator_ab": {"_target_": "ganx.nets.ResnetGenerator", "ngf": 4, "n_blocks": 1}}}
     ckpt = tmp_path / "cyclegan.ckpt"
-    torch.save({"state_dict": {f"generator_ab.{k}": v for k, v in generator.state_dict().items()},
-                "ganx": {"model_class": "ganx.models.cyclegan.CycleGAN", "config": config}}, ckpt)
+    write_cyclegan_checkpoint(ckpt, image_size=32)
     (tmp_path / "in").mkdir()
     gray(10, 32).save(tmp_path / "in" / "trained_size.png")
     gray(10, 64).save(tmp_path / "in" / "larger.png")

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.augment import AdaptiveDiffAugment, DiffAugment, brightness, contrast, cutout, saturation, translation
-from ganx.checkpoint import build_model, build_submodule, load_checkpoint
+from ganx.checkpoint import build_model, load_checkpoint
 from ganx.latent import draw_latent
 from ganx.losses import AdversarialLoss
 from ganx.models import GAN, CycleGAN
@@ -298,8 +298,6 @@ def test_quality_toolkit_composes_and_sample_uses_ema_by_default(mnist_dir, tmp_
     model = build_model(checkpoint)
     z = draw_latent(4, 16, "normal", torch.Generator().manual_seed(3))
     # The checkpoint's EMA copy carries the live generator's BatchNorm statistics; sampling recomputes them
-    assert torch.equal(build_submodule(checkpoint, "generator", averaged=True)(z),
-                       model.generator_ema.module.eval()(z))
     expected = {"ema": model.sampling_generator().eval()(z), "trained": model.generator(z)}
     for name, ema in (("ema", None), ("trained", False)):
         out = sample(SampleConfig(ckpt=str(ckpt), n=4, out=str(tmp_path / f"{name}.npz"), seed=3, ema=ema))

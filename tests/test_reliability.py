@@ -18,7 +18,17 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import FAST, HANG_GUARD_S, REPO, fit, tiny_gan, train_in_process
+from helpers import (
+    FAST,
+    HANG_GUARD_S,
+    REPO,
+    TINY_GENERATOR,
+    fit,
+    tiny_gan,
+    tiny_gan_config,
+    train_in_process,
+    write_ganx_checkpoint,
+)
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
@@ -236,15 +246,6 @@ def test_checkpoint_loading_refuses_bad_files(tmp_path):
 # --- checkpoints that do not fit the command's data or their own config -----------------------------------------------
 
 
-def write_ganx_checkpoint(path: Path, model_config: dict, state_dict: dict, data_config: dict | None = None,
-                          model_class: str = "ganx.models.gan.GAN") -> Path:
-    """A checkpoint in the layout ganx.train writes, with the given stored config and weights."""
-    config = {"run_name": "test", "seed": 0, "model": model_config, "data": data_config or {}}
-    torch.save({"state_dict": state_dict, "ganx": {"model_class": model_class, "generator_steps": 1, "config": config}},
-               path)
-    return path
-
-
 def test_evaluate_refuses_data_of_another_image_size_or_channel_count(mnist_dir, tmp_path):
     from ganx.config import compose_data_config
     from ganx.evaluate import main as evaluate_main
@@ -260,25 +261,28 @@ def test_evaluate_refuses_data_of_another_image_size_or_channel_count(mnist_dir,
 
 
 def test_a_checkpoint_whose_stored_config_does_not_fit_its_weights_is_a_clear_error(tmp_path):
+    from ganx.instantiators import instantiate_model
     from ganx.nets import MLPGenerator
     from ganx.sample import main as sample_main
 
-    generator_config = {"_target_": "ganx.nets.MLPGenerator", "latent_dim": 4, "out_shape": [1, 4, 4], "hidden": [16]}
-    model_config = {"generator": generator_config, "latent_dim": 4, "latent_distribution": "normal"}
+    generator_config = {**TINY_GENERATOR, "hidden": [16]}
+    model_config = tiny_gan_config(generator_config)
+    weights = instantiate_model({"model": model_config}).state_dict()
     wider = MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(32,)).state_dict()
-    ckpt = write_ganx_checkpoint(tmp_path / "edited.ckpt", model_config, {f"generator.{k}": v for k, v in wider.items()})
+    ckpt = write_ganx_checkpoint(tmp_path / "edited.ckpt", model_config,
+                                 {**weights, **{f"generator.{k}": v for k, v in wider.items()}})
     with pytest.raises(SystemExit) as err:
         sample_main([f"ckpt={ckpt}", f"out={tmp_path / 's.png'}"])
     message = str(err.value)
-    assert message.startswith("ganx.sample: the model.generator weights in this checkpoint do not fit the networks its "
-                              "stored config builds: 3 tensor(s) of another shape (net.0.weight: (32, 4) in the file, "
-                              "(16, 4) in the config;"), message
+    assert message.startswith("ganx.sample: the model weights in this checkpoint do not fit the networks its "
+                              "stored config builds: 3 tensor(s) of another shape (generator.net.0.weight: (32, 4) in "
+                              "the file, (16, 4) in the config;"), message
     assert "size mismatch" not in message and "\n" not in message
 
     model_config["generator"] = {**generator_config, "_target_": "ganx.nets.NoSuchGenerator"}
     ckpt = write_ganx_checkpoint(tmp_path / "renamed.ckpt", model_config, {})
-    with pytest.raises(SystemExit, match="ganx.sample: the config stored in this checkpoint cannot build "
-                                         "model.generator .*NoSuchGenerator"):
+    with pytest.raises(SystemExit, match=r"ganx.sample: the config stored in this checkpoint cannot build model "
+                                         r"\(model.generator: ganx.nets.NoSuchGenerator"):
         sample_main([f"ckpt={ckpt}", f"out={tmp_path / 's.png'}"])
 
 

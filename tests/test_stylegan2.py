@@ -140,6 +140,19 @@ def test_truncation_psi_0_gives_the_mean_w_image_and_psi_1_the_untruncated():
     assert not torch.allclose(g(z, truncation_psi=0.7), g(z))
 
 
+def test_the_generator_samples_in_w_what_ganx_sample_asks_of_it():
+    """embed, render and mix (ganx.nets.latent.LatentGenerator): ganx.sample's sampling of a StyleGAN2 generator."""
+    torch.manual_seed(0)
+    g = tiny_generator().eval()
+    z_a, z_b = torch.randn(2, 8), torch.randn(3, 8)
+    a, b = g.embed(z_a), g.embed(z_b)
+    torch.testing.assert_close(g.render(a, truncation=0.7), g(z_a, truncation_psi=0.7))
+    ws = g.mix(a, b, coarse=2)
+    assert ws.shape == (6, g.num_ws, a.shape[1])
+    assert torch.equal(ws[5, :2], a[1].expand(2, -1)) and torch.equal(ws[5, 2:], b[2].expand(g.num_ws - 2, -1))
+    torch.testing.assert_close(g.render(ws[:1]), g.synthesis(ws[:1]))
+
+
 def test_truncation_cutoff_truncates_the_first_layers_and_leaves_the_rest():
     """truncation_cutoff=N (the official code's): layers < N get w_avg + psi (w - w_avg), the others w itself."""
     torch.manual_seed(0)

@@ -5,25 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_cyclegan_checkpoint
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
-from ganx.nets import ResnetGenerator
 from ganx.translate import main as translate_main
 from ganx.translate import translate_image
-
-
-def cyclegan_checkpoint(path: Path) -> dict[str, ResnetGenerator]:
-    """A CycleGAN checkpoint whose two generators differ (seeded differently)."""
-    generators = {}
-    for seed, name in enumerate(("generator_ab", "generator_ba")):
-        torch.manual_seed(seed)
-        generators[name] = ResnetGenerator(ngf=4, n_blocks=1).eval()
-    config = {"run_name": "cyclegan_unpaired", "data": {"channels": 3, "image_size": 16},
-              "model": {name: {"_target_": "ganx.nets.ResnetGenerator", "ngf": 4, "n_blocks": 1} for name in generators}}
-    state = {f"{name}.{k}": v for name, g in generators.items() for k, v in g.state_dict().items()}
-    torch.save({"state_dict": state, "ganx": {"model_class": "ganx.models.cyclegan.CycleGAN", "config": config}}, path)
-    return generators
 
 
 def colour_image(path: Path, size: int, seed: int = 0) -> Path:
@@ -34,7 +21,7 @@ def colour_image(path: Path, size: int, seed: int = 0) -> Path:
 
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
 def test_direction_picks_the_generator_whose_output_is_written(tmp_path, direction):
-    generators = cyclegan_checkpoint(tmp_path / "c.ckpt")
+    generators = write_cyclegan_checkpoint(tmp_path / "c.ckpt")
     source = colour_image(tmp_path / "x.png", 16)
     translate_main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={source}", f"out={tmp_path / 'out'}",
                     f"direction={direction}"])
@@ -49,7 +36,7 @@ def test_direction_picks_the_generator_whose_output_is_written(tmp_path, directi
 
 
 def test_inputs_too_small_are_skipped_and_reported_and_the_rest_translated(tmp_path, capsys):
-    cyclegan_checkpoint(tmp_path / "c.ckpt")
+    write_cyclegan_checkpoint(tmp_path / "c.ckpt")
     (tmp_path / "in").mkdir()
     for i, size in enumerate((16, 4, 16, 16)):
         colour_image(tmp_path / "in" / f"{i}.png", size, seed=i)
@@ -59,7 +46,7 @@ def test_inputs_too_small_are_skipped_and_reported_and_the_rest_translated(tmp_p
 
 
 def test_a_rerun_into_a_partly_written_folder_refuses_continues_or_overwrites(tmp_path, capsys):
-    cyclegan_checkpoint(tmp_path / "c.ckpt")
+    write_cyclegan_checkpoint(tmp_path / "c.ckpt")
     (tmp_path / "in").mkdir()
     for i in range(3):
         colour_image(tmp_path / "in" / f"{i}.png", 16, seed=i)
@@ -77,7 +64,7 @@ def test_a_rerun_into_a_partly_written_folder_refuses_continues_or_overwrites(tm
 
 
 def test_the_old_output_key_still_works_for_one_release_with_a_notice(tmp_path, capsys):
-    cyclegan_checkpoint(tmp_path / "c.ckpt")
+    write_cyclegan_checkpoint(tmp_path / "c.ckpt")
     source = colour_image(tmp_path / "x.png", 16)
     translate_main([f"ckpt={tmp_path / 'c.ckpt'}", f"input={source}", f"output={tmp_path / 'out'}"])
     assert (tmp_path / "out" / "x.png").is_file()

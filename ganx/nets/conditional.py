@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
 
 GENERATOR_CONDITIONING = ("concat", "batchnorm")
@@ -63,7 +64,7 @@ def _run(layers: nn.Sequential, x: Tensor, labels: Tensor) -> Tensor:
     return x
 
 
-class ConditionalDCGANGenerator(nn.Module):
+class ConditionalDCGANGenerator(LatentGenerator):
     """(z (N, latent_dim), labels (N,) int64) -> images (N, channels, image_size, image_size) in [-1, 1].
 
     Args:

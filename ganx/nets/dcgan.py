@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ganx.nets.init import init_dcgan_weights
+from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
@@ -39,7 +40,7 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(LatentGenerator):
     """z (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1].
 
     ``spectral_norm=True`` spectrally normalises the linear and transposed-conv weights (keeping BatchNorm), as SAGAN

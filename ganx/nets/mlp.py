@@ -6,6 +6,7 @@ from math import prod
 import torch
 from torch import nn
 
+from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
 
 
@@ -21,7 +22,7 @@ class Maxout(nn.Module):
         return self.linear(x).view(-1, self.out_features, self.pieces).amax(dim=-1)
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(LatentGenerator):
     """z -> hidden ReLU layers -> an output of ``out_shape`` (tanh for images in [-1, 1], identity for points)."""
 
     def __init__(

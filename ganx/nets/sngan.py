@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
 
 # image size -> (start size, generator widths, discriminator widths as (width, downsample)), widths in base_width units
@@ -95,7 +96,7 @@ class DiscriminatorBlock(nn.Module):
         return self.shortcut(x) + self.residual(x)
 
 
-class SNGANResNetGenerator(nn.Module):
+class SNGANResNetGenerator(LatentGenerator):
     """z (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1].
 
     Args:

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganx.nets.latent import LatentGenerator
+
 LRELU_GAIN = math.sqrt(2)  # keeps the activations' scale through leaky ReLU (the official bias_act def_gain)
 
 
@@ -242,7 +244,7 @@ class SynthesisNetwork(nn.Module):
         return image
 
 
-class StyleGAN2Generator(nn.Module):
+class StyleGAN2Generator(LatentGenerator):
     """z (N, latent_dim) -> images (N, channels, image_size, image_size), roughly in [-1, 1] (no output squashing,
     as the official generator; sample writers clamp).
 
@@ -282,6 +284,26 @@ class StyleGAN2Generator(nn.Module):
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> Tensor:
         return self.synthesis(self.styles(z, truncation_psi, truncation_cutoff))
+
+    # --- sampling in W (ganx.sample) ---------------------------------------------------------------------------
+
+    def embed(self, z: Tensor) -> Tensor:
+        """w (N, w_dim): StyleGAN2 interpolates in W, which is less entangled than Z (StyleGAN Sec. 4)."""
+        return self.mapping(z)
+
+    def render(self, codes: Tensor, labels: Tensor | None = None, truncation: float = 1.0,
+               truncation_cutoff: int | None = None) -> Tensor:
+        """Images for w (N, w_dim), or per-layer ws (N, num_ws, w_dim) from ``mix``, truncated by ``truncate``."""
+        ws = codes if codes.dim() == 3 else codes.unsqueeze(1).expand(-1, self.num_ws, -1)
+        return self.synthesis(self.truncate(ws, truncation, truncation_cutoff))
+
+    def mix(self, codes_a: Tensor, codes_b: Tensor, coarse: int) -> Tensor:
+        """Style mixing (StyleGAN Sec. 3.1, Fig. 3): ws (len(a) * len(b), num_ws, w_dim), pair (i, j) row-major
+        with the first ``coarse`` styles (4 covers 4x4 and 8x8) from a_i and the fine rest from b_j."""
+        k_a, k_b = len(codes_a), len(codes_b)
+        coarse_ws = codes_a.repeat_interleave(k_b, dim=0).unsqueeze(1).expand(-1, coarse, -1)
+        fine_ws = codes_b.repeat(k_a, 1).unsqueeze(1).expand(-1, self.num_ws - coarse, -1)
+        return torch.cat([coarse_ws, fine_ws], dim=1)
 
 
 def minibatch_stddev(x: Tensor, group_size: int, num_channels: int = 1) -> Tensor:
