@@ -267,7 +267,8 @@ class GAN(AdversarialModule):
         return self.generator.parameters()
 
     def discriminator_parameters(self):
-        return self.discriminator.parameters()
+        # Not a frozen pretrained network's (a projected discriminator's feature network): no optimizer state for it.
+        return (p for p in self.discriminator.parameters() if p.requires_grad)
 
     @property
     def real_batches_per_step(self) -> int:

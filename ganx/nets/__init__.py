@@ -6,10 +6,12 @@ from ganx.nets.conditional import (
     ConditionalDCGANGenerator,
 )
 from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganx.nets.fastgan import FastGANGenerator
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganx.nets.patchgan import PatchGANDiscriminator
 from ganx.nets.pretrained import EfficientNetLiteFeatures
+from ganx.nets.projected import ProjectedDiscriminator
 from ganx.nets.resnet import ResnetGenerator
 from ganx.nets.sngan import SNGANResNetDiscriminator, SNGANResNetGenerator
 from ganx.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
@@ -22,9 +24,11 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "EfficientNetLiteFeatures",
+    "FastGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
     "PatchGANDiscriminator",
+    "ProjectedDiscriminator",
     "ResnetGenerator",
     "SNGANResNetDiscriminator",
     "SNGANResNetGenerator",
