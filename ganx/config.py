@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ganx.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -291,7 +293,7 @@ def check_model_data_pairing(cfg: DictConfig, choices: Mapping[str, str] | None 
     model, data = choices.get("model") or cfg.model._target_, choices.get("data") or cfg.data._target_
     fitting_data = [f"data={name}" for name, cls in _preset_classes("data") if getattr(cls, "batch_kind", None) in trains_on]
     fitting_models = [f"model={name}" for name, cls in _preset_classes("model") if batch_kind in getattr(cls, "trains_on", ())]
-    raise ValueError(
+    raise ConfigError(
         f"model={model} trains on {' or '.join(trains_on)}, but data={data} yields {batch_kind}. "
         f"Choose data that fits model={model} ({', '.join(fitting_data) or 'none in conf/data'}) "
         f"or a model that fits data={data} ({', '.join(fitting_models) or 'none in conf/model'})."
