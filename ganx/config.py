@@ -154,7 +154,13 @@ def parse_cli(schema: type[T], argv: list[str] | None, command: str, renamed: Ma
 
 def renamed_keys(argv: list[str], renamed: Mapping[str, str], command: str) -> list[str]:
     """``argv`` with deprecated keys (``old=value``) under their new names, with a one-line notice on stderr for each;
-    old names keep working for one release, so scripts written for it (SLURM jobs) still run."""
+    old names keep working for one release, so scripts written for it (SLURM jobs) still run. Both names given
+    together are refused: which one wins would be an accident of the order."""
+    given = {arg.partition("=")[0] for arg in argv}
+    for old, new in renamed.items():
+        if old in given and new in given:
+            raise SystemExit(f"{command}: {old}= and {new}= both given; {old}= is the deprecated name of {new}=, give "
+                             f"only {new}=.")
     result = []
     for arg in argv:
         key, sep, value = arg.partition("=")
