@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import FAST, HANG_GUARD_S, REPO, process_state_restored
+from helpers import FAST, HANG_GUARD_S, REPO, process_state_restored, train_in_process
 
 TOY = ["data=gaussian_ring", "data.train_size=256", "data.val_size=64", "data.batch_size=32",
        "model.generator.hidden=[16]", "model.discriminator.hidden=[16]", "steps=1"]
@@ -29,6 +29,8 @@ MNIST = ["data.data_dir={mnist}", "data.batch_size=6", "data.val_size=6", "data.
 CASES = {
     # ganx.preflight, before anything is built
     "unknown key": (["+stepz=2"], "stepz is not a ganx setting (a typo?)"),
+    "steps below the checkpoint's": ([*TOY, "ckpt={checkpoint}"], "steps=1, but {checkpoint} is already at generator "
+                                     "step 2: steps is the run's total, not the steps to add"),
     "steps": (["steps=0"], "steps must be a whole number >= 1 (generator steps), got 0"),
     "checkpoint_keep": (["checkpoint_keep=0"], "checkpoint_keep must be a whole number >= 1 (periodic checkpoints"),
     "seed": (["seed=1.5"], "seed must be a whole number, got 1.5"),
@@ -163,11 +165,16 @@ def assert_one_line(code: int, stderr: str, expected_code: int, expected: str) -
 @pytest.mark.parametrize("case", CASES)
 def test_a_config_error_is_one_line_naming_the_key(case, tmp_path, capsys, request):
     args, expected = CASES[case]
+    paths = {"{images}": tmp_path / "images", "{mnist}": tmp_path / "data",
+             "{checkpoint}": tmp_path / "trained" / "checkpoints" / "last.ckpt"}
     if any("{images}" in arg for arg in args):
         request.getfixturevalue("image_folder")
     if any("{mnist}" in arg for arg in args):
         request.getfixturevalue("mnist_dir")
-    args = [arg.replace("{images}", str(tmp_path / "images")).replace("{mnist}", str(tmp_path / "data")) for arg in args]
+    if any("{checkpoint}" in arg for arg in args):  # a run 2 generator steps long
+        train_in_process(*TOY, "steps=2", *FAST, f"hydra.run.dir={tmp_path / 'trained'}", cwd=tmp_path)
+    for placeholder, path in paths.items():
+        args, expected = [arg.replace(placeholder, str(path)) for arg in args], expected.replace(placeholder, str(path))
     code, stderr = run_train(tmp_path, capsys, args)
     assert_one_line(code, stderr, 1, expected)
 
