@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganx.errors import ConfigError
+
 
 def _per_image(x: Tensor) -> Tensor:
     """One U(0, 1) value per image, shaped to broadcast over (C, H, W)."""
@@ -86,10 +88,10 @@ class DiffAugment:
         }
         unknown = [name for name in policy if name not in ops]
         if unknown:
-            raise ValueError(f"augment.policy: unknown transform(s) {unknown}; choose from {list(ops)}, "
-                             "e.g. augment.policy=[color,translation,cutout].")
+            raise ConfigError(f"augment.policy: unknown transform(s) {unknown}; choose from {list(ops)}, "
+                              "e.g. augment.policy=[color,translation,cutout].")
         if not 0 <= p <= 1:
-            raise ValueError(f"augment.p must be a probability in [0, 1], got {p}.")
+            raise ConfigError(f"augment.p must be a probability in [0, 1], got {p}.")
         self.policy, self.p = list(policy), float(p)
         self.ops = [op for name in self.policy for op in ops[name]]
 
@@ -101,8 +103,8 @@ class DiffAugment:
         if not self.ops or self.p == 0:
             return images
         if images.dim() != 4:
-            raise ValueError(f"augment={self.policy} transforms images (N, C, H, W), but got a batch of shape "
-                             f"{tuple(images.shape)} (2-D points?); train it with augment=none.")
+            raise ConfigError(f"augment={self.policy} transforms images (N, C, H, W), but got a batch of shape "
+                              f"{tuple(images.shape)} (2-D points?); train it with augment=none.")
         for op in self.ops:
             if self.p == 1:
                 images = op(images)
@@ -136,8 +138,8 @@ class AdaptiveDiffAugment(DiffAugment):
                  speed_kimg: float = 500.0):
         super().__init__(policy, translation_ratio, cutout_ratio, p)
         if interval < 1 or speed_kimg <= 0 or not 0 <= target <= 1:
-            raise ValueError(f"augment: interval must be >= 1, speed_kimg > 0 and target in [0, 1]; got "
-                             f"interval={interval}, speed_kimg={speed_kimg}, target={target}.")
+            raise ConfigError(f"augment: interval must be >= 1, speed_kimg > 0 and target in [0, 1]; got "
+                              f"interval={interval}, speed_kimg={speed_kimg}, target={target}.")
         self.target, self.interval, self.speed_kimg = target, interval, speed_kimg
         self.signs: list[Tensor] = []  # E[sign(D(x_real))] of the discriminator steps since the last adjustment
         self.images = 0

@@ -16,6 +16,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
+from ganx.errors import ConfigError
 from ganx.loggers import logger_versions
 from ganx.metrics.evaluations import (
     EVALUATIONS_FILE,
@@ -48,9 +49,9 @@ class GeneratorStepCheckpoint(Checkpoint):
     def __init__(self, every_n_generator_steps: int, dirpath: str | Path, save_last: bool = True,
                  keep: int | None = None):
         if every_n_generator_steps < 1:
-            raise ValueError(f"checkpoint_every must be >= 1 generator step, got {every_n_generator_steps}.")
+            raise ConfigError(f"checkpoint_every must be >= 1 generator step, got {every_n_generator_steps}.")
         if keep is not None and keep < 1:
-            raise ValueError(f"checkpoint_keep must be >= 1 or null (keep all), got {keep}.")
+            raise ConfigError(f"checkpoint_keep must be >= 1 or null (keep all), got {keep}.")
         self.dirpath, self.every_n_generator_steps, self.save_last = Path(dirpath), every_n_generator_steps, save_last
         self.keep = keep
         self.last_model_path = ""
@@ -123,7 +124,7 @@ class BestCheckpoint(Checkpoint):
 
     def __init__(self, dirpath: str | Path, monitor: str, mode: str = "min", filename: str = "best"):
         if mode not in ("min", "max"):
-            raise ValueError(f"BestCheckpoint mode must be 'min' or 'max', got {mode!r}.")
+            raise ConfigError(f"BestCheckpoint mode must be 'min' or 'max', got {mode!r}.")
         self.dirpath, self.monitor, self.mode, self.filename = Path(dirpath), monitor, mode, filename
         self.best_model_path = ""
         self.best_model_score: float | None = None
@@ -145,8 +146,8 @@ class BestCheckpoint(Checkpoint):
         if trainer.sanity_checking or trainer.fast_dev_run or trainer.state.fn != TrainerFn.FITTING:
             return
         if self.monitor not in trainer.callback_metrics:
-            raise ValueError(f"BestCheckpoint monitors {self.monitor!r}, which the evaluation did not log (logged: "
-                           f"{sorted(trainer.callback_metrics)}); set metrics.best_by to one of the metrics computed.")
+            raise ConfigError(f"BestCheckpoint monitors {self.monitor!r}, which the evaluation did not log (logged: "
+                              f"{sorted(trainer.callback_metrics)}); set metrics.best_by to one of the metrics computed.")
         score = float(trainer.callback_metrics[self.monitor])
         better = math.isfinite(score) and (self.best_model_score is None or (
             score < self.best_model_score if self.mode == "min" else score > self.best_model_score))
@@ -187,7 +188,7 @@ class SampleGrid(L.Callback):
 
     def __init__(self, dirpath: str, every_n_steps: int):
         if every_n_steps < 1:
-            raise ValueError(f"sample_every must be >= 1 generator step, got {every_n_steps}.")
+            raise ConfigError(f"sample_every must be >= 1 generator step, got {every_n_steps}.")
         self.dirpath, self.every_n_steps = Path(dirpath), every_n_steps
         self._last_written = -1
 

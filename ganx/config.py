@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ganx.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -152,7 +154,13 @@ def parse_cli(schema: type[T], argv: list[str] | None, command: str, renamed: Ma
 
 def renamed_keys(argv: list[str], renamed: Mapping[str, str], command: str) -> list[str]:
     """``argv`` with deprecated keys (``old=value``) under their new names, with a one-line notice on stderr for each;
-    old names keep working for one release, so scripts written for it (SLURM jobs) still run."""
+    old names keep working for one release, so scripts written for it (SLURM jobs) still run. Both names given
+    together are refused: which one wins would be an accident of the order."""
+    given = {arg.partition("=")[0] for arg in argv}
+    for old, new in renamed.items():
+        if old in given and new in given:
+            raise SystemExit(f"{command}: {old}= and {new}= both given; {old}= is the deprecated name of {new}=, give "
+                             f"only {new}=.")
     result = []
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -291,7 +299,7 @@ def check_model_data_pairing(cfg: DictConfig, choices: Mapping[str, str] | None 
     model, data = choices.get("model") or cfg.model._target_, choices.get("data") or cfg.data._target_
     fitting_data = [f"data={name}" for name, cls in _preset_classes("data") if getattr(cls, "batch_kind", None) in trains_on]
     fitting_models = [f"model={name}" for name, cls in _preset_classes("model") if batch_kind in getattr(cls, "trains_on", ())]
-    raise ValueError(
+    raise ConfigError(
         f"model={model} trains on {' or '.join(trains_on)}, but data={data} yields {batch_kind}. "
         f"Choose data that fits model={model} ({', '.join(fitting_data) or 'none in conf/data'}) "
         f"or a model that fits data={data} ({', '.join(fitting_models) or 'none in conf/model'})."

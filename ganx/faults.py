@@ -11,6 +11,10 @@
   the same command, which with ``ckpt=auto`` resumes from ``last.ckpt`` in the same run dir (derived from the
   job id, ``ganx.config.run_dir_for``). Lightning's own SLURM requeue is off (``ganx.trainer.build_trainer``): it
   saves from inside the signal handler, in the middle of a step, which on resume replays the half-done step.
+  Outside a SLURM batch job ``SIGUSR1`` stops the run as SIGTERM does (there is no job to requeue): its default action
+  would kill the process at once, losing every step since the last periodic checkpoint.
+* A Ctrl-C before the first step (while Lightning sets up the data and the run) stops without saving: there is no
+  step to keep, and a resumed run's ``last.ckpt`` may not be fully restored yet.
 * A NaN/Inf loss (``NonFiniteLossError``, raised before the update): the weights are still the last good ones; we
   save them as ``checkpoints/nonfinite_step_NNNNNNN.ckpt`` for diagnosis and leave ``last.ckpt`` alone.
 Checkpoints are written atomically (``ganx.checkpoint.AtomicCheckpointIO``: a temporary file in the checkpoint folder
@@ -21,6 +25,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import lightning as L
@@ -31,20 +36,36 @@ from ganx.nonfinite import NonFiniteLossError
 log = logging.getLogger(__name__)
 
 
+def _not_lightnings_signal_notice(record: logging.LogRecord) -> bool:
+    """Drop Lightning's own notices of the signals ganx handles: "[rank: 0] Received SIGTERM: 15" also follows a
+    Ctrl-C or SIGUSR1 (which ganx turns into SIGTERM), and FaultHandler says what stopped the run and what was saved."""
+    message = record.getMessage()
+    return "Received SIGTERM: " not in message and "Detected KeyboardInterrupt, attempting graceful shutdown" not in message
+
+
+for _logger in ("lightning.pytorch.trainer.connectors.signal_connector", "lightning.pytorch.utilities.rank_zero"):
+    logging.getLogger(_logger).addFilter(_not_lightnings_signal_notice)
+
+
 class FaultHandler(L.Callback):
     def __init__(self, dirpath: str):
         self.dirpath = Path(dirpath)
         self.stopped_by: signal.Signals | None = None  # the signal that stopped the run, if one did
+        self._training = False  # from on_train_start: before it, there is no step to save
         self._in_step = False
         self._previous_sigint = None
         self._previous_requeue_handler = None
+        self._requeue_job: str | None = None  # the SLURM job to requeue once last.ckpt is saved
 
     # --- Ctrl-C: deferred to the step boundary ------------------------------------------------------------------------
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # main thread, nobody else handles it
+        self._training = True
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+            return
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # nobody else handles it
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
-        if slurm_job_id() is not None and signal.getsignal(REQUEUE_SIGNAL) in (signal.SIG_DFL, None):
+        if signal.getsignal(REQUEUE_SIGNAL) in (signal.SIG_DFL, None):
             self._previous_requeue_handler = signal.signal(REQUEUE_SIGNAL, self._on_requeue_signal)
 
     def _on_sigint(self, signum, frame) -> None:
@@ -58,9 +79,13 @@ class FaultHandler(L.Callback):
 
     def _on_requeue_signal(self, signum, frame) -> None:
         if self.stopped_by is None:
-            self.stopped_by = REQUEUE_SIGNAL
-            log.warning("SLURM requeue signal: stopping after the current step, saving last.ckpt and requeueing job %s.",
-                        slurm_job_id())
+            self.stopped_by, self._requeue_job = REQUEUE_SIGNAL, slurm_job_id()
+            if self._requeue_job is None:
+                log.warning("SIGUSR1 outside a SLURM batch job: stopping after the current step and saving last.ckpt "
+                            "(as for SIGTERM; there is no job to requeue).")
+            else:
+                log.warning("SLURM requeue signal: stopping after the current step, saving last.ckpt and requeueing "
+                            "job %s.", self._requeue_job)
             signal.raise_signal(signal.SIGTERM)
 
     def _restore_sigint(self) -> None:
@@ -91,9 +116,13 @@ class FaultHandler(L.Callback):
             trainer.save_checkpoint(path, weights_only=False)
             log.error("Non-finite loss: saved the last good weights for diagnosis to %s (last.ckpt untouched).", path)
         elif isinstance(exception, KeyboardInterrupt | SIGTERMException):
-            if isinstance(exception, SIGTERMException) and self.stopped_by is None:
-                self.stopped_by = signal.SIGTERM
-            what = {signal.SIGTERM: "SIGTERM", REQUEUE_SIGNAL: "SLURM requeue signal"}.get(self.stopped_by, "Interrupted")
+            if self.stopped_by is None:
+                self.stopped_by = signal.SIGTERM if isinstance(exception, SIGTERMException) else signal.SIGINT
+            names = {signal.SIGTERM: "SIGTERM", REQUEUE_SIGNAL: "SLURM requeue signal" if self._requeue_job else "SIGUSR1"}
+            what = names.get(self.stopped_by, "Interrupted")
+            if not self._training:
+                log.warning("%s before the first training step: nothing saved (any checkpoint is as it was).", what)
+                return
             if isinstance(exception, KeyboardInterrupt) and self._in_step:
                 log.warning("%s in the middle of generator step %d: last.ckpt was not updated (it would hold a "
                             "half-done step). Resume from the newest checkpoint in %s.", what, step + 1, self.dirpath)
@@ -102,7 +131,7 @@ class FaultHandler(L.Callback):
             trainer.save_checkpoint(path, weights_only=False)
             log.warning("%s at generator step %d: saved %s. Resume with: python -m ganx.train ckpt=%s "
                         "[same overrides]", what, step, path, path)
-            if self.stopped_by == REQUEUE_SIGNAL and trainer.is_global_zero:
+            if self._requeue_job and trainer.is_global_zero:
                 requeue_slurm_job()
 
     def exit_code(self) -> int | None:

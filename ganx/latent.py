@@ -3,6 +3,8 @@
 import torch
 from torch import Tensor
 
+from ganx.errors import ConfigError
+
 LATENT_DISTRIBUTIONS = ("normal", "uniform")
 
 
@@ -13,7 +15,7 @@ def draw_latent(n: int, dim: int, distribution: str, generator: torch.Generator 
         return torch.randn(n, dim, generator=generator, device=device)
     if distribution == "uniform":
         return torch.rand(n, dim, generator=generator, device=device) * 2 - 1
-    raise ValueError(f"model.latent_distribution must be one of {LATENT_DISTRIBUTIONS}, got {distribution!r}.")
+    raise ConfigError(f"model.latent_distribution must be one of {LATENT_DISTRIBUTIONS}, got {distribution!r}.")
 
 
 def generator_inputs(n: int, dim: int, distribution: str, num_classes: int | None,

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganx.errors import ConfigError, check_whole_number
+
 # --- Original GAN (Goodfellow et al. 2014) ---------------------------------------------------------------------------
 
 
@@ -209,15 +211,13 @@ class AdversarialLoss:
 
     def __post_init__(self):
         if self.name not in LOSSES:
-            raise ValueError(f"Unknown loss {self.name!r}; choose one of {sorted(LOSSES)} (loss=<name> on the command line).")
+            raise ConfigError(f"Unknown loss {self.name!r}; choose one of {sorted(LOSSES)} (loss=<name> on the command line).")
         if self.gp_weight < 0 or self.r1_weight < 0 or self.r2_weight < 0:
-            raise ValueError(f"loss.gp_weight, loss.r1_weight and loss.r2_weight must be >= 0, got {self.gp_weight}, "
-                             f"{self.r1_weight}, {self.r2_weight}.")
-        if isinstance(self.reg_every, bool) or not isinstance(self.reg_every, int) or self.reg_every < 1:
-            raise ValueError(f"loss.reg_every must be a whole number >= 1 (critic steps between penalties), "
-                             f"got {self.reg_every!r}.")
+            raise ConfigError(f"loss.gp_weight, loss.r1_weight and loss.r2_weight must be >= 0, got {self.gp_weight}, "
+                              f"{self.r1_weight}, {self.r2_weight}.")
+        check_whole_number("loss.reg_every", self.reg_every, meaning=" (critic steps between penalties)")
         if self.clip_value is not None and self.clip_value <= 0:
-            raise ValueError(f"loss.clip_value must be > 0 or null, got {self.clip_value}.")
+            raise ConfigError(f"loss.clip_value must be > 0 or null, got {self.clip_value}.")
 
     @property
     def family(self) -> LossFamily:
@@ -264,10 +264,8 @@ class StyleGAN2Loss(AdversarialLoss):
     def __post_init__(self):
         super().__post_init__()
         if self.pl_weight < 0:
-            raise ValueError(f"loss.pl_weight must be >= 0 (0 turns path-length regularisation off), got {self.pl_weight}.")
-        for key in ("pl_every", "pl_batch_shrink"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"loss.{key} must be a whole number >= 1, got {value!r}.")
+            raise ConfigError(f"loss.pl_weight must be >= 0 (0 turns path-length regularisation off), got {self.pl_weight}.")
+        check_whole_number("loss.pl_every", self.pl_every)
+        check_whole_number("loss.pl_batch_shrink", self.pl_batch_shrink)
         if not 0 < self.pl_decay <= 1:
-            raise ValueError(f"loss.pl_decay must be in (0, 1] (0.01 in the paper), got {self.pl_decay}.")
+            raise ConfigError(f"loss.pl_decay must be in (0, 1] (0.01 in the paper), got {self.pl_decay}.")

@@ -17,16 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganx.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, weight_mismatches
 from ganx.config import CONF_DIR
+from ganx.errors import ConfigError
 from ganx.run_files import RunDirError, check_no_links, partial_name
 
 log = logging.getLogger(__name__)
 
 # Generator-step counts: whole numbers >= 1 (steps may also be null with a wall-clock budget, trainer.max_time).
 STEP_COUNTS = ("steps", "sample_every", "eval_every", "checkpoint_every")
-
-
-class ConfigError(ValueError):
-    """A top-level ganx setting that is unknown or has a value ganx cannot use."""
 
 
 @cache

@@ -10,45 +10,50 @@ other commands, is accepted as a shorthand for them (``device_overrides``).
 import errno
 import logging
 import os
+import re
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-import hydra
-import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from ganx.errors import ConfigError, ctrl_c_exits
 
-from ganx.callbacks import RunRecord, RunSummary
-from ganx.checkpoint import CheckpointError, newest_checkpoint, remove_partial_checkpoints
-from ganx.config import (
-    CONF_DIR,
-    check_model_data_pairing,
-    register_resolvers,
-    renamed_keys,
-    resolve_ckpt_path,
-    swept_overrides,
-)
-from ganx.data.base import DataError
-from ganx.faults import FaultHandler
-from ganx.instantiators import instantiate_callbacks, instantiate_model
-from ganx.loggers import continue_run, wandb_run_per_job
-from ganx.metrics import MetricsSetupError
-from ganx.nonfinite import NonFiniteLossError
-from ganx.preflight import (
-    ConfigError,
-    RunDirError,
-    check_free_space,
-    check_resume_fits,
-    check_run_dir,
-    check_train_config,
-    kept_checkpoints,
-)
-from ganx.run_files import HeldLogFile, save_command, write_file
-from ganx.run_lock import RunLock, RunLockedError
-from ganx.sweep import SweepJob, failed_runs, write_summary
+with ctrl_c_exits("ganx.train"):  # importing torch and Lightning takes seconds: a Ctrl-C then is one line
+    import hydra
+    import lightning as L
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import InstantiationException
+    from hydra.types import RunMode
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf
+
+    from ganx.callbacks import RunRecord, RunSummary
+    from ganx.checkpoint import CheckpointError, newest_checkpoint, remove_partial_checkpoints
+    from ganx.config import (
+        CONF_DIR,
+        check_model_data_pairing,
+        register_resolvers,
+        renamed_keys,
+        resolve_ckpt_path,
+        swept_overrides,
+    )
+    from ganx.data.base import DataError
+    from ganx.faults import FaultHandler
+    from ganx.instantiators import instantiate_callbacks, instantiate_model
+    from ganx.loggers import continue_run, wandb_run_per_job
+    from ganx.metrics import MetricsSetupError
+    from ganx.nonfinite import NonFiniteLossError
+    from ganx.preflight import (
+        RunDirError,
+        check_free_space,
+        check_resume_fits,
+        check_run_dir,
+        check_train_config,
+        kept_checkpoints,
+    )
+    from ganx.run_files import HeldLogFile, save_command, write_file
+    from ganx.run_lock import RunLock, RunLockedError
+    from ganx.sweep import SweepJob, failed_runs, write_summary
 
 log = logging.getLogger("ganx.train")
 register_resolvers()
@@ -133,13 +138,34 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, RunLockedEr
 
 def user_error_message(err: BaseException, output_dir: Path) -> str | None:
     """The one message a user needs for ganx's own errors and a full disk; None for anything else (a bug: Hydra
-    prints its traceback)."""
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        newest = newest_checkpoint(output_dir / "checkpoints")
-        resume = f"resume with ckpt={newest[0]} (generator step {newest[1]})" if newest else "start again"
-        return (f"the disk is full ({err.filename or output_dir}). Checkpoints are written atomically, so the newest "
-                f"complete one is intact: free space, then {resume}.")
-    return str(err) if isinstance(err, USER_ERRORS) else None
+    prints its traceback).
+
+    The error may be the cause of the one raised: Hydra's instantiate wraps what a constructor it calls raised (a
+    ConfigError of a network) in an InstantiationException naming the config node; the message then starts with
+    that node (``model.discriminator: norm must be ...``) unless it already names it (``loss.gp_weight must ...``).
+    """
+    node = None
+    for cause in _causes(err):
+        if isinstance(cause, InstantiationException):
+            found = re.search(r"^full_key: (\S+)$", str(cause), re.MULTILINE)  # the node Hydra was building
+            node = found and found[1]
+        elif isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            newest = newest_checkpoint(output_dir / "checkpoints")
+            resume = f"resume with ckpt={newest[0]} (generator step {newest[1]})" if newest else "start again"
+            return (f"the disk is full ({cause.filename or output_dir}). Checkpoints are written atomically, so the "
+                    f"newest complete one is intact: free space, then {resume}.")
+        elif isinstance(cause, USER_ERRORS):
+            message = str(cause)
+            named = node is None or message.startswith(tuple(f"{node.rsplit('.', 1)[-1]}{sep}" for sep in ".=:"))
+            return message if named else f"{node}: {message}"
+    return None
+
+
+def _causes(err: BaseException | None) -> Iterator[BaseException]:
+    """``err`` and what raised it (``raise ... from cause``), outermost first."""
+    while err is not None:
+        yield err
+        err = err.__cause__
 
 
 # An absolute path: the configs are found the same way from a source checkout and from an installed wheel.
@@ -149,7 +175,7 @@ def train_app(cfg: DictConfig) -> float | None:
         return sweep_job(cfg)
     try:
         return train_and_score(cfg)
-    except (*USER_ERRORS, OSError) as err:
+    except Exception as err:
         message = user_error_message(err, Path(cfg.paths.output_dir))
         if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -165,8 +191,8 @@ def train_and_score(cfg: DictConfig) -> float | None:
     summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))
     best = summary.best()
     if cfg.optimized_metric not in best:
-        raise ValueError(f"optimized_metric={cfg.optimized_metric} was never logged (logged: {sorted(best)}); "
-                         "enable metrics and make steps >= eval_every.")
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric} was never logged (logged: {sorted(best)}); "
+                          "enable metrics and make steps >= eval_every.")
     return best[cfg.optimized_metric]
 
 
@@ -224,7 +250,8 @@ def main() -> float | None:
     ``device=`` has become trainer overrides; a sweep exits 1 when one of its jobs failed."""
     sys.argv = [sys.argv[0], *device_overrides(renamed_keys(sys.argv[1:], RENAMED, "ganx.train"))]
     failed_runs.clear()
-    result = train_app()
+    with ctrl_c_exits("ganx.train"):  # while a run is built (training turns Ctrl-C into a saved stop: ganx.faults)
+        result = train_app()
     if failed_runs:
         summary = Path(next(iter(failed_runs))).parent / "summary.md"
         raise SystemExit(f"ganx.train: {len(failed_runs)} of the sweep's jobs failed; {summary} says why.")

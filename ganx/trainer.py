@@ -7,6 +7,7 @@ converts a step count asks the functions here rather than multiplying by hand.
 """
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvi
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ganx.checkpoint import AtomicCheckpointIO
+from ganx.errors import ConfigError
 from ganx.precision import PerOptimizerMixedPrecision, cpu_bf16_flags
 
 log = logging.getLogger(__name__)
@@ -41,16 +43,18 @@ def training_batch_size(model: L.LightningModule, batch_size: int) -> int:
 def wall_clock_budget(max_time) -> str | timedelta | None:
     """``trainer.max_time`` as Lightning takes it: "DD:HH:MM:SS" stays a string; a mapping such as ``{minutes: 10}``
     (a Hydra DictConfig, which Lightning does not recognise as a dict) becomes a ``timedelta``."""
-    if max_time is None or isinstance(max_time, str | timedelta):
+    if max_time is None or isinstance(max_time, timedelta):
+        return max_time
+    if isinstance(max_time, str) and re.fullmatch(r"\d+:\d\d:\d\d:\d\d", max_time.strip()):  # as Lightning's Timer reads it
         return max_time
     if isinstance(max_time, Mapping):
         try:
             return timedelta(**{str(k): float(v) for k, v in max_time.items()})
         except (TypeError, ValueError) as err:
-            raise ValueError(f"trainer.max_time={dict(max_time)} is not a duration ({err}); write it as "
-                             "DD:HH:MM:SS (trainer.max_time=00:00:10:00) or {days|hours|minutes|seconds: N}.") from None
-    raise ValueError(f"trainer.max_time={max_time!r} is not a duration; write it as DD:HH:MM:SS "
-                     "(trainer.max_time=00:00:10:00) or {days|hours|minutes|seconds: N}.")
+            raise ConfigError(f"trainer.max_time={dict(max_time)} is not a duration ({err}); write it as "
+                              "DD:HH:MM:SS (trainer.max_time=00:00:10:00) or {days|hours|minutes|seconds: N}.") from None
+    raise ConfigError(f"trainer.max_time={max_time!r} is not a duration; write it as DD:HH:MM:SS "
+                      "(trainer.max_time=00:00:10:00) or {days|hours|minutes|seconds: N}.")
 
 
 def build_trainer(model: L.LightningModule, generator_steps: int | None, **trainer_kwargs) -> L.Trainer:
@@ -66,7 +70,7 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     ``precision="16-mixed"`` gets one GradScaler per optimizer (``ganx.precision.PerOptimizerMixedPrecision``).
     """
     if "max_steps" in trainer_kwargs:
-        raise ValueError(
+        raise ConfigError(
             f"trainer.max_steps={trainer_kwargs['max_steps']} is set by ganx from the number of generator steps "
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
@@ -81,8 +85,8 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
         model.channels_last = True  # applied in the model's setup, as the top-level channels_last switch
     trainer_kwargs["max_time"] = wall_clock_budget(trainer_kwargs.get("max_time"))
     if generator_steps is None and trainer_kwargs["max_time"] is None:
-        raise ValueError("steps=null trains without a step limit, which needs a wall-clock budget: set "
-                         "trainer.max_time=DD:HH:MM:SS, or steps=<generator updates>.")
+        raise ConfigError("steps=null trains without a step limit, which needs a wall-clock budget: set "
+                          "trainer.max_time=DD:HH:MM:SS, or steps=<generator updates>.")
     plugins = list(trainer_kwargs.pop("plugins", None) or [])
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         plugins.append(AtomicCheckpointIO())

@@ -170,3 +170,13 @@ def test_the_rng_state_is_plain_data_that_restores_every_stream(tmp_path):
     expected = draws()
     set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert draws() == expected
+
+
+def test_a_stored_config_with_a_bad_value_is_one_message_naming_the_key(tmp_path):
+    """#25.8: model.latent_dim='abc' in a checkpoint's stored config was a TypeError from torch (21 lines)."""
+    from ganx.sample import main as sample_main
+
+    ckpt = write_ganx_checkpoint(tmp_path / "c.ckpt", {**tiny_gan_config(), "latent_dim": "abc"})
+    with pytest.raises(SystemExit, match=r"ganx.sample: the config stored in this checkpoint cannot build the model "
+                                         r"\(ConfigError: model.latent_dim must be a whole number >= 1 .*got 'abc'"):
+        sample_main([f"ckpt={ckpt}", "n=4", f"out={tmp_path}/grid.png"])

@@ -86,6 +86,13 @@ def test_train_takes_the_old_ckpt_path_for_one_release_with_a_notice(monkeypatch
     assert "ganx.train: ckpt_path= is deprecated and will be removed in the next release; use ckpt=" in err
 
 
+def test_train_refuses_ckpt_and_the_deprecated_ckpt_path_together(monkeypatch, capsys):
+    """#25.9: the deprecated key silently won."""
+    with pytest.raises(SystemExit, match="ganx.train: ckpt_path= and ckpt= both given; ckpt_path= is the deprecated "
+                                         "name of ckpt=, give only ckpt="):
+        composed_train_config(monkeypatch, capsys, "ckpt=runs/a/last.ckpt", "ckpt_path=runs/b/last.ckpt")
+
+
 @pytest.mark.parametrize(("device", "accelerator", "devices"),
                          [("auto", "auto", 1), ("cpu", "cpu", 1), ("cuda", "gpu", 1), ("cuda:1", "gpu", [1])])
 def test_train_takes_device_as_a_shorthand_for_the_trainer_devices(monkeypatch, capsys, device, accelerator, devices):

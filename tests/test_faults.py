@@ -15,12 +15,13 @@ from ganx.faults import FaultHandler
 CRITIC_STEPS = 2
 
 
-def fit_with_faults(run: Path, steps: int, model, ckpt_path: Path | None = None) -> None:
+def fit_with_faults(run: Path, steps: int, model, ckpt_path: Path | None = None,
+                    faults: FaultHandler | None = None) -> None:
     data = TensorDataset(torch.rand(64 * CRITIC_STEPS, 1, 4, 4) * 2 - 1, torch.zeros(64 * CRITIC_STEPS, dtype=torch.long))
     fit(model, steps, training_loader(model, data, batch_size=8), ckpt_path=ckpt_path, enable_checkpointing=True,
         default_root_dir=run,
         callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True),
-                   FaultHandler(str(run / "checkpoints"))])
+                   faults or FaultHandler(str(run / "checkpoints"))])
 
 
 def signal_on_critic_loss(model, calls_to_signal: set[int], sig=signal.SIGINT) -> None:
@@ -30,6 +31,8 @@ def signal_on_critic_loss(model, calls_to_signal: set[int], sig=signal.SIGINT) -
     def d_loss(real_logits, fake_logits):
         calls["n"] += 1
         if calls["n"] in calls_to_signal:
+            if signal.getsignal(sig) in (signal.SIG_DFL, signal.SIG_IGN, None):  # it would kill the test process
+                pytest.fail(f"the run does not handle {sig.name}")
             os.kill(os.getpid(), sig)
         return original(real_logits, fake_logits)
 
@@ -41,20 +44,27 @@ def optimizer_step_counts(checkpoint: dict) -> list[int]:
     return [int(next(iter(state["state"].values()))["step"]) for state in checkpoint["optimizer_states"]]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_during_a_step_stops_after_that_step(tmp_path, sig):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1], ids=lambda sig: sig.name)
+def test_a_signal_during_a_step_stops_after_that_step(tmp_path, sig, monkeypatch, caplog):
     """The signal lands after step 2's first discriminator update: the step still completes (its second critic
     update and its generator update), then last.ckpt is written; before, Ctrl-C saved the half-done step and the
-    resumed run applied its discriminator update again (13 optimizer steps where 12 are right)."""
-    model = tiny_gan(critic_steps=CRITIC_STEPS)
+    resumed run applied its discriminator update again (13 optimizer steps where 12 are right). SIGUSR1 outside a
+    SLURM job is handled as SIGTERM is (#25.9: it killed the process, losing every step since the last checkpoint),
+    and Lightning's "[rank: 0] Received SIGTERM: 15" no longer precedes ganx's own line."""
+    for variable in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(variable, raising=False)
+    model, faults = tiny_gan(critic_steps=CRITIC_STEPS), FaultHandler(str(tmp_path / "checkpoints"))
     signal_on_critic_loss(model, {CRITIC_STEPS + 2}, sig)
-    with pytest.raises(SystemExit):
-        fit_with_faults(tmp_path, 10, model)
+    with pytest.raises(SystemExit), caplog.at_level("INFO"):
+        fit_with_faults(tmp_path, 10, model, faults=faults)
+    assert faults.exit_code() == 128 + sig
+    assert "Received SIGTERM" not in caplog.text and "generator step 2: saved" in caplog.text
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["ganx"]["generator_steps"] == 2
     assert last["global_step"] == 2 * (CRITIC_STEPS + 1)
     assert optimizer_step_counts(last) == [2, 2 * CRITIC_STEPS]  # generator, discriminator
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
 
     resumed = tiny_gan(critic_steps=CRITIC_STEPS)
     fit_with_faults(tmp_path, 4, resumed, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")

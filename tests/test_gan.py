@@ -102,7 +102,7 @@ def test_gradient_penalty_runs_and_batchnorm_critic_is_refused():
 
 
 def test_invalid_critic_steps_is_refused():
-    with pytest.raises(ValueError, match="critic_steps must be >= 1"):
+    with pytest.raises(ValueError, match="model.critic_steps must be a whole number >= 1"):
         tiny_gan(critic_steps=0)
 
 

@@ -23,6 +23,7 @@ from torch.optim import Optimizer
 from ganx.augment import DiffAugment
 from ganx.checkpoint import rng_state, set_rng_state
 from ganx.data.base import BatchKind
+from ganx.errors import ConfigError, check_whole_number
 from ganx.nonfinite import NonFiniteGuard
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,9 @@ class AdversarialModule(L.LightningModule):
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}.")
         if nonfinite_policy not in ("stop", "skip"):
-            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {nonfinite_policy!r}.")
-        if isinstance(max_nonfinite_skips, bool) or not isinstance(max_nonfinite_skips, int) or max_nonfinite_skips < 1:
-            raise ValueError(f"on_nonfinite_max_skips must be a whole number >= 1, got {max_nonfinite_skips!r}.")
-        if isinstance(nonfinite_check_every, bool) or not isinstance(nonfinite_check_every, int) or nonfinite_check_every < 1:
-            raise ValueError(f"on_nonfinite_check_every must be a whole number >= 1, got {nonfinite_check_every!r}.")
+            raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {nonfinite_policy!r}.")
+        check_whole_number("on_nonfinite_max_skips", max_nonfinite_skips)
+        check_whole_number("on_nonfinite_check_every", nonfinite_check_every)
         self.automatic_optimization = False
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
         self.g_scheduler_factory, self.d_scheduler_factory = g_scheduler, d_scheduler
@@ -114,7 +113,7 @@ class AdversarialModule(L.LightningModule):
         self.channels_last, self.compile_networks = channels_last, compile_networks
         self.augment = augment or DiffAugment(policy=())
         if self.augment.enabled and not self.augments_critic_inputs:
-            raise ValueError(
+            raise ConfigError(
                 f"augment={self.augment.policy} is not supported by {type(self).__name__}: DiffAugment and ADA were "
                 "designed and evaluated for noise-to-image GANs (model=gan|dcgan|cgan|acgan ...), whose critic judges "
                 "single images; a translation model's critic judges the generator's output against its input, and "
@@ -122,7 +121,7 @@ class AdversarialModule(L.LightningModule):
             )
         self.ema_options = {k: v for k, v in (ema or {}).items() if v is not None}
         if self.ema_options and not self.averages_generator:
-            raise ValueError(
+            raise ConfigError(
                 f"model.ema={self.ema_options} is not supported by {type(self).__name__}: ganx keeps an EMA generator "
                 "for the noise-to-image GANs (model=gan|dcgan|cgan|acgan ...) only, and ganx.translate loads raw "
                 "generators. Leave model.ema.decay and model.ema.kimg unset."
@@ -319,5 +318,5 @@ def _build_optimizer(factory: OptimizerFactory, params: Iterable[nn.Parameter], 
     try:
         return factory(params)
     except ValueError as err:  # torch's own message names the value, not the config key
-        raise ValueError(f"{key}: {err}. Fix it in the model config or with {key}.<arg>=<value>.") from err
+        raise ConfigError(f"{key}: {err}. Fix it in the model config or with {key}.<arg>=<value>.") from err
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
+from ganx.errors import ConfigError
 from ganx.losses import AdversarialLoss
 
 
@@ -35,13 +36,13 @@ def refuse_critic_regularizers(model: str, loss: AdversarialLoss, fix: str) -> N
     """Raise if ``loss`` needs what only the GAN algorithm does: critic regularisers (gradient penalty, R1, R2,
     weight clipping) or a relativistic loss (its generator update pairs fakes with real samples)."""
     if loss.penalized or loss.clip_value is not None:
-        raise ValueError(
+        raise ConfigError(
             f"{model} does not apply critic regularisers, but the loss sets gp_weight={loss.gp_weight}, "
             f"r1_weight={loss.r1_weight}, r2_weight={loss.r2_weight}, clip_value={loss.clip_value}; {fix}."
         )
     if loss.family.relativistic:
-        raise ValueError(f"{model} does not pair real and fake samples in its generator update, which the "
-                         f"relativistic loss={loss.name} needs; {fix}.")
+        raise ConfigError(f"{model} does not pair real and fake samples in its generator update, which the "
+                          f"relativistic loss={loss.name} needs; {fix}.")
 
 
 def ema_decay(images_seen: int, batch_images: int, decay: float | None = None, kimg: float | None = None,
@@ -66,15 +67,15 @@ class AveragedGenerator(AveragedModel):
     def __init__(self, generator: nn.Module, decay: float | None = None, kimg: float | None = None,
                  rampup: float | None = None):
         if (decay is None) == (kimg is None):
-            raise ValueError(f"model.ema: set decay (e.g. 0.999) or kimg (a half-life in thousands of images, e.g. "
-                             f"10), not both or neither; got decay={decay}, kimg={kimg}.")
+            raise ConfigError(f"model.ema: set decay (e.g. 0.999) or kimg (a half-life in thousands of images, e.g. "
+                              f"10), not both or neither; got decay={decay}, kimg={kimg}.")
         if decay is not None and not 0 <= decay < 1:
-            raise ValueError(f"model.ema.decay must be in [0, 1) (e.g. 0.999), got {decay}.")
+            raise ConfigError(f"model.ema.decay must be in [0, 1) (e.g. 0.999), got {decay}.")
         if kimg is not None and kimg <= 0:
-            raise ValueError(f"model.ema.kimg must be > 0 thousand images (e.g. 10), got {kimg}.")
+            raise ConfigError(f"model.ema.kimg must be > 0 thousand images (e.g. 10), got {kimg}.")
         if rampup is not None and (kimg is None or rampup <= 0):
-            raise ValueError(f"model.ema.rampup={rampup} caps the kimg half-life: it needs model.ema.kimg and must be "
-                             "> 0 (0.05 in StyleGAN2-ADA).")
+            raise ConfigError(f"model.ema.rampup={rampup} caps the kimg half-life: it needs model.ema.kimg and must be "
+                              "> 0 (0.05 in StyleGAN2-ADA).")
         super().__init__(generator, use_buffers=False)
         self.requires_grad_(False)
         self.decay, self.kimg, self.rampup = decay, kimg, rampup

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganx.data.base import BatchKind
+from ganx.errors import ConfigError
 from ganx.losses import AdversarialLoss
 from ganx.models.base import OptimizerFactory
 from ganx.models.common import evaluating, image_grid
@@ -44,7 +45,7 @@ class ConditionalGAN(GAN):
         super().__init__(generator, discriminator, loss, g_optimizer, d_optimizer, **gan_options)
         for name, net in (("generator", generator), ("discriminator", discriminator)):
             if getattr(net, "num_classes", None) != num_classes:
-                raise ValueError(
+                raise ConfigError(
                     f"model.{name} ({type(net).__name__}) is built for num_classes={getattr(net, 'num_classes', None)}, "
                     f"but model.num_classes={num_classes}; a class-conditional model needs class-conditional nets "
                     "(conf/model/cgan.yaml) with model.<net>.num_classes: ${..num_classes}."
@@ -73,7 +74,7 @@ class ConditionalGAN(GAN):
         data_classes = getattr(datamodule, "num_classes", None)
         if data_classes != self.num_classes:
             what = "unlabeled" if data_classes is None else f"labeled with {data_classes} classes"
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} has num_classes={self.num_classes}, but {type(datamodule).__name__} is {what}. "
                 "Class-conditional models need labeled data (data=mnist, data=fashion_mnist) and "
                 "model.num_classes=<the data's number of classes>."
@@ -129,9 +130,9 @@ class ACGAN(ConditionalGAN):
     def __init__(self, *args, class_weight: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         if class_weight < 0:
-            raise ValueError(f"model.class_weight must be >= 0, got {class_weight}")
+            raise ConfigError(f"model.class_weight must be >= 0, got {class_weight}")
         if not hasattr(self.discriminator, "classify"):
-            raise ValueError(
+            raise ConfigError(
                 f"ACGAN needs a discriminator with a class head (classify(images) -> class logits), such as "
                 f"ganx.nets.conditional.AuxiliaryClassifierDiscriminator; got {type(self.discriminator).__name__}."
             )

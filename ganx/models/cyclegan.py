@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from ganx.data.base import BatchKind
+from ganx.errors import ConfigError
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, frozen
 from ganx.models.common import evaluating, image_grid, refuse_critic_regularizers
@@ -41,7 +42,7 @@ class ConstantThenLinearDecay:
 
     def __init__(self, n_epochs: int, n_epochs_decay: int):
         if n_epochs < 0 or n_epochs_decay < 0:
-            raise ValueError(f"model.n_epochs and model.n_epochs_decay must be >= 0, got {n_epochs}, {n_epochs_decay}")
+            raise ConfigError(f"model.n_epochs and model.n_epochs_decay must be >= 0, got {n_epochs}, {n_epochs_decay}")
         self.n_epochs, self.n_epochs_decay = n_epochs, n_epochs_decay
 
     def __call__(self, epoch: int) -> float:
@@ -94,7 +95,7 @@ class CycleGAN(VisualPairs, AdversarialModule):
         for name, value in (("lambda_cycle", lambda_cycle), ("lambda_identity", lambda_identity),
                             ("adversarial_weight", adversarial_weight)):
             if value < 0:
-                raise ValueError(f"model.{name} must be >= 0, got {value}")
+                raise ConfigError(f"model.{name} must be >= 0, got {value}")
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
         self.loss = loss

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from ganx.data.base import BatchKind
-from ganx.latent import draw_latent, generator_inputs
+from ganx.errors import ConfigError, check_whole_number
+from ganx.latent import LATENT_DISTRIBUTIONS, draw_latent, generator_inputs
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty, r2_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.common import averaged_generator, evaluating, image_grid
@@ -64,24 +65,24 @@ class GAN(AdversarialModule):
         **run_options,
     ):
         super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler, **run_options)
-        if critic_steps < 1:
-            raise ValueError(f"model.critic_steps must be >= 1 (discriminator updates per generator update), got {critic_steps}.")
-        if latent_distribution not in ("normal", "uniform"):
-            raise ValueError(f"model.latent_distribution must be 'normal' or 'uniform', got {latent_distribution!r}.")
+        check_whole_number("model.critic_steps", critic_steps, meaning=" (discriminator updates per generator update)")
+        check_whole_number("model.latent_dim", latent_dim, meaning=" (the size of z)")
+        if latent_distribution not in LATENT_DISTRIBUTIONS:
+            raise ConfigError(f"model.latent_distribution must be one of {LATENT_DISTRIBUTIONS}, got {latent_distribution!r}.")
         if loss.gp_weight > 0 and has_batch_norm(discriminator):
-            raise ValueError(
+            raise ConfigError(
                 "A gradient penalty needs a critic without BatchNorm: BatchNorm couples the samples of a batch, so the "
                 "per-sample input gradient the penalty constrains is not defined (Gulrajani et al. 2017, Sec. 4). "
                 "Use model.discriminator.norm=layer (or instance/none), or set loss.gp_weight=0."
             )
         if loss.gp_weight > 0 and getattr(discriminator, "pack", 1) > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"A gradient penalty with a packing critic (model.discriminator.pack={discriminator.pack}): the penalty "
                 "interpolates single samples, not packs, so its gradient norm is not the packed critic's. Use "
                 "model.discriminator.pack=1, or a loss without gp_weight (loss=rpgan's R1/R2 work with packing)."
             )
         if loss.clip_value is not None and is_spectral_normalized(discriminator):
-            raise ValueError(
+            raise ConfigError(
                 f"Weight clipping (loss.clip_value={loss.clip_value}) with a spectrally normalised critic: spectral "
                 "normalisation already makes each layer 1-Lipschitz (Miyato et al. 2018), and clipping would clamp the "
                 "raw weights behind the normalisation, changing nothing but the power iteration. Use one of them: "

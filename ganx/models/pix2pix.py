@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganx.data.base import BatchKind
+from ganx.errors import ConfigError
 from ganx.losses import AdversarialLoss
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
 from ganx.models.common import evaluating, image_grid, refuse_critic_regularizers
@@ -58,7 +59,7 @@ class Pix2Pix(VisualPairs, AdversarialModule):
         super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler, **run_options)
         refuse_critic_regularizers("pix2pix", loss, "use loss=non_saturating (the paper's), loss=lsgan or loss=hinge")
         if lambda_l1 < 0:
-            raise ValueError(f"model.lambda_l1 must be >= 0, got {lambda_l1}")
+            raise ConfigError(f"model.lambda_l1 must be >= 0, got {lambda_l1}")
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
         self.lambda_l1 = lambda_l1
         self.register_visual_pairs("visual_input", "visual_target", num_visual)

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ganx.errors import ConfigError
+
 
 class ReplayBuffer(nn.Module):
     """Keeps up to ``capacity`` generated images; ``buffer(images)`` returns a batch to train the discriminator on.
@@ -22,7 +24,7 @@ class ReplayBuffer(nn.Module):
     def __init__(self, capacity: int = 50):
         super().__init__()
         if capacity < 0:
-            raise ValueError(f"replay_buffer_size must be >= 0 (0 disables the buffer), got {capacity}")
+            raise ConfigError(f"model.replay_buffer_size must be >= 0 (0 disables the buffer), got {capacity}.")
         self.capacity = capacity
         # Grows image by image up to (capacity, C, H, W); plain tensor state, so weights_only checkpoints load it.
         self.register_buffer("images", torch.empty(0), persistent=False)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from ganx.data.base import BatchKind
+from ganx.errors import ConfigError
 from ganx.losses import AdversarialLoss, path_length_penalty
 from ganx.models.base import frozen
 from ganx.models.gan import GAN
@@ -53,10 +54,10 @@ class StyleGAN2(GAN):
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss, *args,
                  style_mixing_prob: float = 0.9, **kwargs):
         if not all(hasattr(generator, name) for name in ("mapping", "synthesis", "styles")):
-            raise ValueError(f"model=stylegan2 needs the StyleGAN2 generator (ganx.nets.StyleGAN2Generator: mapping "
-                             f"and synthesis networks), got {type(generator).__name__}; keep model/nets=stylegan2.")
+            raise ConfigError(f"model=stylegan2 needs the StyleGAN2 generator (ganx.nets.StyleGAN2Generator: mapping "
+                              f"and synthesis networks), got {type(generator).__name__}; keep model/nets=stylegan2.")
         if not 0 <= style_mixing_prob <= 1:
-            raise ValueError(f"model.style_mixing_prob must be in [0, 1] (0.9 in the paper), got {style_mixing_prob}.")
+            raise ConfigError(f"model.style_mixing_prob must be in [0, 1] (0.9 in the paper), got {style_mixing_prob}.")
         super().__init__(generator, discriminator, loss, *args, **kwargs)
         self.style_mixing_prob = style_mixing_prob
         self.pl_weight = getattr(loss, "pl_weight", 0.0)

@@ -5,6 +5,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ganx.errors import ConfigError
+
 
 class VisualPairs:
     """Mixin of a translation model (``class Pix2Pix(VisualPairs, AdversarialModule)``): ``num_visual`` image pairs in
@@ -14,7 +16,7 @@ class VisualPairs:
     def register_visual_pairs(self, first: str, second: str, num_visual: int) -> None:
         """Call in ``__init__``: the pairs are kept in the buffers named ``first`` and ``second``."""
         if num_visual < 1:
-            raise ValueError(f"model.num_visual must be >= 1 image pair, got {num_visual}")
+            raise ConfigError(f"model.num_visual must be >= 1 image pair, got {num_visual}.")
         self.num_visual, self._visual_pair_names = num_visual, (first, second)
         for name in self._visual_pair_names:
             self.register_buffer(name, torch.empty(0), persistent=False)

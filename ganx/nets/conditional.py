@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganx.errors import ConfigError
 from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
@@ -30,12 +31,12 @@ def class_grid_labels(num_classes: int, per_class: int, device=None) -> Tensor:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
 
 
 def _check_num_classes(num_classes: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r} (set model.num_classes).")
+        raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r} (set model.num_classes).")
 
 
 class ConditionalBatchNorm(nn.Module):

@@ -8,6 +8,7 @@ mirrors it with 4x4 stride-2 convs (BatchNorm+LeakyReLU(0.2), none on the first)
 import torch
 from torch import nn
 
+from ganx.errors import ConfigError
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
@@ -21,7 +22,7 @@ def dcgan_layout(image_size: int) -> tuple[int, int]:
     while size > 7 and size % 2 == 0:
         size, doublings = size // 2, doublings + 1
     if not (4 <= size <= 7) or doublings == 0:
-        raise ValueError(
+        raise ConfigError(
             f"DCGAN nets need image_size = s * 2**n with 4 <= s <= 7 and n >= 1 (e.g. 28, 32, 64, 96, 128); "
             f"got image_size={image_size}. Set data.image_size to a supported size."
         )
@@ -37,7 +38,7 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
         return nn.GroupNorm(1, channels)
     if kind in ("spectral", "none"):  # spectral normalises the conv weights instead (DCGANDiscriminator)
         return nn.Identity()
-    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+    raise ConfigError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
 class DCGANGenerator(LatentGenerator):

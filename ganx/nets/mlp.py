@@ -6,6 +6,7 @@ from math import prod
 import torch
 from torch import nn
 
+from ganx.errors import ConfigError
 from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
 
@@ -35,7 +36,7 @@ class MLPGenerator(LatentGenerator):
     ):
         super().__init__()
         if out_activation not in ("tanh", "none"):
-            raise ValueError(f"out_activation must be 'tanh' or 'none', got {out_activation!r}")
+            raise ConfigError(f"out_activation must be 'tanh' or 'none', got {out_activation!r}")
         self.latent_dim, self.out_shape = latent_dim, tuple(out_shape)
         layers: list[nn.Module] = []
         width = latent_dim
@@ -79,9 +80,9 @@ class MLPDiscriminator(nn.Module):
     ):
         super().__init__()
         if norm not in ("none", "layer", "spectral"):
-            raise ValueError(f"norm must be 'none' or 'layer' (per-sample norms) or 'spectral', got {norm!r}")
+            raise ConfigError(f"norm must be 'none' or 'layer' (per-sample norms) or 'spectral', got {norm!r}")
         if not isinstance(pack, int) or pack < 1:
-            raise ValueError(f"pack must be an integer >= 1 (samples per discriminator input; 1: no packing), got {pack!r}")
+            raise ConfigError(f"pack must be an integer >= 1 (samples per discriminator input; 1: no packing), got {pack!r}")
         self.pack = pack
         layers: list[nn.Module] = [nn.Flatten()]  # a no-op after forward's reshape; kept so checkpoint keys stay
         width = pack * prod(in_shape)
@@ -102,7 +103,7 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] % self.pack:
-            raise ValueError(f"A batch of {x.shape[0]} samples cannot be packed {self.pack} at a time (model.discriminator"
-                             f".pack={self.pack}); use a data.batch_size that is a multiple of {self.pack}.")
+            raise ConfigError(f"A batch of {x.shape[0]} samples cannot be packed {self.pack} at a time (model.discriminator"
+                              f".pack={self.pack}); use a data.batch_size that is a multiple of {self.pack}.")
         # Consecutive samples form a pack: they are independent draws, so any grouping is a valid pack.
         return self.net(x.reshape(x.shape[0] // self.pack, -1)).squeeze(1)

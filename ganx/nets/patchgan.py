@@ -9,6 +9,7 @@ parameters of the official ``basic`` discriminator.
 import torch
 from torch import nn
 
+from ganx.errors import ConfigError
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.resnet import conv_bias, image_norm
 from ganx.nets.spectral import spectral_normalize
@@ -27,7 +28,7 @@ class PatchGANDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
         if n_layers < 1 or ndf < 1:
-            raise ValueError(f"PatchGANDiscriminator needs ndf >= 1 and n_layers >= 1, got ndf={ndf}, n_layers={n_layers}")
+            raise ConfigError(f"PatchGANDiscriminator needs ndf >= 1 and n_layers >= 1, got ndf={ndf}, n_layers={n_layers}")
         spectral = norm == "spectral"
         norm = "none" if spectral else norm
         bias = conv_bias(norm)
@@ -54,7 +55,7 @@ class PatchGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < self.min_size:
             h, w = x.shape[-2:]
-            raise ValueError(
+            raise ConfigError(
                 f"PatchGANDiscriminator input is {h}x{w}; with n_layers={self.n_layers} it needs at least "
                 f"{self.min_size}x{self.min_size}. Use a larger data.image_size or fewer model.discriminator_a.n_layers."
             )

@@ -8,6 +8,7 @@ padding (fewer border artifacts), InstanceNorm without affine parameters and bia
 import torch
 from torch import nn
 
+from ganx.errors import ConfigError
 from ganx.nets.init import init_dcgan_weights
 
 NORMS = ("instance", "batch", "none")
@@ -22,7 +23,7 @@ def image_norm(kind: str, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+    raise ConfigError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
 def conv_bias(norm: str) -> bool:
@@ -81,7 +82,7 @@ class ResnetGenerator(nn.Module):
     ):
         super().__init__()
         if n_blocks < 0 or ngf < 1:
-            raise ValueError(f"ResnetGenerator needs ngf >= 1 and n_blocks >= 0, got ngf={ngf}, n_blocks={n_blocks}")
+            raise ConfigError(f"ResnetGenerator needs ngf >= 1 and n_blocks >= 0, got ngf={ngf}, n_blocks={n_blocks}")
         bias = conv_bias(norm)
         layers = reflect_conv(in_channels, ngf, 7, norm)
         width = ngf

@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ganx.errors import ConfigError
 from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
 
@@ -42,7 +43,7 @@ DISCRIMINATOR_NORMS = ("spectral", "none")
 
 def sngan_layout(image_size: int) -> tuple[int, tuple[int, ...], tuple[tuple[int, bool], ...]]:
     if image_size not in LAYOUTS:
-        raise ValueError(
+        raise ConfigError(
             f"The SN-GAN ResNet nets are defined for image sizes {sorted(LAYOUTS)}, got image_size={image_size}. "
             "Set data.image_size=32 (or 48, 64, 128)."
         )
@@ -135,7 +136,7 @@ class SNGANResNetDiscriminator(nn.Module):
     def __init__(self, image_size: int = 32, channels: int = 3, base_width: int = 64, norm: str = "spectral"):
         super().__init__()
         if norm not in DISCRIMINATOR_NORMS:
-            raise ValueError(f"SNGANResNetDiscriminator norm must be one of {DISCRIMINATOR_NORMS}, got {norm!r}.")
+            raise ConfigError(f"SNGANResNetDiscriminator norm must be one of {DISCRIMINATOR_NORMS}, got {norm!r}.")
         _, _, layout = sngan_layout(image_size)
         blocks, width = [], channels
         for i, (units, downsample) in enumerate(layout):

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganx.errors import ConfigError
 from ganx.nets.latent import LatentGenerator
 
 LRELU_GAIN = math.sqrt(2)  # keeps the activations' scale through leaky ReLU (the official bias_act def_gain)
@@ -39,7 +40,7 @@ LRELU_GAIN = math.sqrt(2)  # keeps the activations' scale through leaky ReLU (th
 def check_image_size(image_size: int) -> int:
     """log2 of ``image_size``; refuses sizes the layout is not defined for."""
     if not isinstance(image_size, int) or image_size < 32 or image_size > 1024 or image_size & (image_size - 1):
-        raise ValueError(
+        raise ConfigError(
             f"StyleGAN2 nets need a power-of-two image size from 32 to 1024, got image_size={image_size}: the "
             "synthesis network doubles the resolution from a 4x4 constant and the discriminator halves it back to "
             "4x4. Set data.image_size=32, 64, 128, 256, 512 or 1024."
@@ -134,7 +135,7 @@ class MappingNetwork(nn.Module):
                  w_avg_decay: float = 0.995):
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"StyleGAN2 mapping_layers must be >= 1 (8 in the paper), got {num_layers}.")
+            raise ConfigError(f"StyleGAN2 mapping_layers must be >= 1 (8 in the paper), got {num_layers}.")
         widths = [latent_dim] + [w_dim] * num_layers
         self.layers = nn.Sequential(*(EqualizedLinear(a, b, activation=True, lr_multiplier=lr_multiplier)
                                       for a, b in zip(widths, widths[1:], strict=False)))
@@ -316,9 +317,9 @@ def minibatch_stddev(x: Tensor, group_size: int, num_channels: int = 1) -> Tenso
     n, c, h, w = x.shape
     group = min(group_size, n)
     if n % group:
-        raise ValueError(f"The minibatch standard deviation layer splits the batch into groups of "
-                         f"mbstd_group_size={group_size}, but got {n} samples; use a batch size that is a multiple of "
-                         f"it (data.batch_size), or set model.discriminator.mbstd_group_size.")
+        raise ConfigError(f"The minibatch standard deviation layer splits the batch into groups of "
+                          f"mbstd_group_size={group_size}, but got {n} samples; use a batch size that is a multiple of "
+                          f"it (data.batch_size), or set model.discriminator.mbstd_group_size.")
     y = x.float().reshape(group, n // group, num_channels, c // num_channels, h, w)
     y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(2, 3, 4))  # (N / G, F)
     y = y.reshape(-1, num_channels, 1, 1).repeat(group, 1, h, w).to(x.dtype)

@@ -12,6 +12,7 @@ parameters.
 import torch
 from torch import Tensor, nn
 
+from ganx.errors import ConfigError
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.resnet import conv_bias, image_norm
 
@@ -65,12 +66,12 @@ class UNetGenerator(nn.Module):
         super().__init__()
         if num_downs is None:
             if not image_size:
-                raise ValueError("UNetGenerator needs num_downs, or image_size to derive it from")
+                raise ConfigError("UNetGenerator needs num_downs, or image_size to derive it from")
             num_downs = min(8, (image_size & -image_size).bit_length() - 1)  # how often image_size halves evenly
         if num_downs < 2 or ngf < 1:
-            raise ValueError(f"UNetGenerator needs num_downs >= 2 and ngf >= 1, got num_downs={num_downs}, ngf={ngf}")
+            raise ConfigError(f"UNetGenerator needs num_downs >= 2 and ngf >= 1, got num_downs={num_downs}, ngf={ngf}")
         if not 0 <= dropout < 1:
-            raise ValueError(f"UNetGenerator dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"UNetGenerator dropout must be in [0, 1), got {dropout}")
 
         def width(level: int) -> int:  # channels after the down-conv of a level (0 = outermost)
             return ngf * min(2**level, 8)
@@ -87,7 +88,7 @@ class UNetGenerator(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
-            raise ValueError(
+            raise ConfigError(
                 f"UNetGenerator input is {h}x{w}; with num_downs={self.num_downs} both sides must be multiples of "
                 f"{self.size_multiple}. Set data.image_size to a multiple, or model.generator.num_downs to "
                 f"log2 of a power of two that divides it."
