@@ -25,6 +25,8 @@ declare -A configs=(
   [sngan_narrow]="model=sngan model.generator.base_width=16 model.discriminator.base_width=16"
   [wgan_gp]="model=wgan_gp"
   [rpgan]="model=dcgan loss=rpgan model.discriminator.norm=none"
+  # Issue #28's CPU setting (conf/model/projected_gan.yaml): G base_width 32, the feature network at 64 px, batch 16.
+  [projected_gan]="model=projected_gan model.generator.base_width=32 model.discriminator.feature_size=64 data.batch_size=16"
 )
 train() {  # train NAME:SEED
   local name=${1%:*} seed=${1#*:}
