@@ -11,7 +11,9 @@ import errno
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +126,10 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
         # weights_only: a checkpoint given to resume from cannot run code either (ganx writes plain data only).
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit as stop:  # SIGTERM / Ctrl-C: last.ckpt is saved; the run is not finished, so not exit 0
+        # Lightning ignores Ctrl-C while it shuts down after one and leaves it so: give it back to the caller (a
+        # notebook, a sweep).
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         faults = next((c for c in trainer.callbacks if isinstance(c, FaultHandler)), None)
         code = (faults.exit_code() if faults else None) or (stop.code if stop.code else 143)
         raise SystemExit(code) from None
