@@ -96,3 +96,16 @@ def test_model_presets_override_only_groups_that_train_yaml_lists_before_model()
             if key.startswith("override /"):
                 group = key.removeprefix("override /").partition("@")[0]
                 assert group in before_model, f"{path.name} overrides {group}, which conf/train.yaml lists after model"
+
+
+def test_every_noise_to_image_preset_has_a_generator_that_ganx_sample_can_ask():
+    """ganx.sample asks the generator what it can do (ganx.nets.latent.LatentGenerator), not its class: a GAN preset
+    whose generator is not one fails at sampling (FastGAN's did)."""
+    from ganx.models import GAN
+    from ganx.nets.latent import LatentGenerator
+
+    presets = [m for m in MODELS if issubclass(model_class(m), GAN)]
+    assert "projected_gan" in presets and "dcgan" in presets
+    for model in presets:
+        generator = get_class(compose_pairing(model, "anime").model.generator._target_)
+        assert issubclass(generator, LatentGenerator), f"model={model}: {generator.__name__} is no LatentGenerator"

@@ -17,6 +17,7 @@ image_size (Projected GAN's copy builds its 256 px layers at every size).
 import torch
 from torch import Tensor, nn
 
+from ganx.nets.latent import LatentGenerator
 from ganx.nets.spectral import spectral_normalize
 
 # Width multipliers of base_width per resolution (FastGAN's nfc_multi).
@@ -74,7 +75,7 @@ class SkipLayerExcitation(nn.Module):
         return high * self.gate(low)
 
 
-class FastGANGenerator(nn.Module):
+class FastGANGenerator(LatentGenerator):
     """z (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1].
 
     Args:
