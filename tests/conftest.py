@@ -1,4 +1,4 @@
-"""Shared fixtures (importable helpers are in helpers.py)."""
+"""Shared fixtures (importable helpers are in the package tests/helpers/)."""
 
 from pathlib import Path
 

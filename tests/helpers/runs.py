@@ -1,6 +1,5 @@
-"""Helpers the tests import (fixtures live in conftest.py): tiny generated data sets, a tiny GAN, one way to train a
-model in-process (``fit``), the commands' real entry points run in-process (``train_in_process``, ``cli_in_process``)
-and a runner for a command in its own process (``run_cli``), for tests of the process itself."""
+"""Running the commands as a user would: in a subprocess (``run_cli``, for tests of the process itself) or in the test
+process (``train_in_process``, ``cli_in_process``), the configs they compose, and what a run leaves in W&B."""
 
 import importlib
 import io
@@ -14,19 +13,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
-from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
-from ganx.trainer import build_trainer, training_batch_size
+from ganx.config import CONF_DIR, register_resolvers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Time limits on subprocesses and waits only guard against hangs: far above any run's time, so a slow machine never fails.
 HANG_GUARD_S = 1800
 
@@ -69,126 +66,6 @@ TOY = ["data=gaussian_ring", "data.train_size=512", "data.val_size=256", "data.b
        "model.generator.hidden=[32]", "model.discriminator.hidden=[32]", "model.latent_dim=4",
        "model.num_fixed_samples=64", "steps=4", "sample_every=2", "checkpoint_every=4"]
 
-
-def write_image_folder(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:
-    """A folder of random RGB PNGs (nested one level, as real image folders often are)."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        sub = root / f"part{i % 2}"
-        sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(sub / f"img{i:03d}.png")
-    return root
-
-
-def write_truncated_jpeg(path: Path, seed: int = 0) -> Path:
-    """A JPEG cut in half: its header passes the setup scan (``scan_images``), decoding it fails."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    noise = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(path, format="JPEG")  # noise: the scan data dominates the file
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    return path
-
-
-def write_mnist_raw(data_dir: Path, n_train: int = 128, n_test: int = 64, seed: int = 0) -> Path:
-    """Fake MNIST in torchvision's raw layout (uncompressed idx files), so data=mnist loads it without a download."""
-    rng = np.random.default_rng(seed)
-    raw = data_dir / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            np.array([2051, n, 28, 28], dtype=">i4").tobytes() + images.tobytes()
-        )
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(np.array([2049, n], dtype=">i4").tobytes() + labels.tobytes())
-    return data_dir
-
-
-def tiny_gan(critic_steps=1, loss=None, discriminator=None, generator=None, **kwargs):
-    """A GAN on 1x4x4 images small enough for in-process training tests."""
-    from ganx.losses import AdversarialLoss
-    from ganx.models import GAN
-    from ganx.nets import MLPDiscriminator, MLPGenerator
-
-    return GAN(
-        generator=generator or MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(16,)),
-        discriminator=discriminator or MLPDiscriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0),
-        loss=loss or AdversarialLoss("non_saturating"),
-        g_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        d_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        critic_steps=critic_steps,
-        latent_dim=4,
-        num_fixed_samples=9,
-        **kwargs,
-    )
-
-
-TINY_GENERATOR = {"_target_": "ganx.nets.MLPGenerator", "latent_dim": 4, "out_shape": [1, 4, 4], "hidden": [8]}
-
-
-def tiny_gan_config(generator: dict = TINY_GENERATOR) -> dict:
-    """The model config of a tiny GAN on 1x4x4 images as a checkpoint stores it (resolved), ``generator`` as given."""
-    adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
-    return {"_target_": "ganx.models.GAN", "generator": generator, "latent_dim": 4, "latent_distribution": "normal",
-            "discriminator": {"_target_": "ganx.nets.MLPDiscriminator", "in_shape": [1, 4, 4], "hidden": [8]},
-            "loss": {"_target_": "ganx.losses.AdversarialLoss", "name": "non_saturating"},
-            "g_optimizer": adam, "d_optimizer": adam, "num_fixed_samples": 4}
-
-
-def write_ganx_checkpoint(path: Path, model_config: dict, state_dict: dict | None = None,
-                          data_config: dict | None = None, model_class: str = "ganx.models.gan.GAN") -> Path:
-    """A checkpoint in the layout ganx.train writes, with the given stored config and weights (default: those of the
-    honest ``tiny_gan_config()``)."""
-    from ganx.instantiators import instantiate_model
-
-    if state_dict is None:
-        state_dict = instantiate_model({"model": tiny_gan_config()}).state_dict()
-    config = {"run_name": "test", "seed": 0, "model": model_config, "data": data_config or {}}
-    torch.save({"state_dict": state_dict, "ganx": {"model_class": model_class, "generator_steps": 1, "config": config}},
-               path)
-    return path
-
-
-def write_cyclegan_checkpoint(path: Path, image_size: int = 16) -> dict[str, torch.nn.Module]:
-    """A checkpoint of a tiny CycleGAN (ngf and ndf 4, one residual block) as ganx.train writes it, whose two
-    generators differ (seeded 0 and 1); returns them in eval mode."""
-    from omegaconf import OmegaConf
-
-    from ganx.config import compose_train, register_resolvers
-    from ganx.instantiators import instantiate_model
-
-    register_resolvers()
-    cfg = compose_train(["model=cyclegan", "data=unpaired", "model.generator_ab.ngf=4", "model.generator_ab.n_blocks=1",
-                         "model.discriminator_a.ndf=4", f"data.image_size={image_size}"])
-    config = {"run_name": "cyclegan_unpaired", **{key: OmegaConf.to_container(cfg[key], resolve=True)
-                                                   for key in ("model", "augment", "data")}}
-    model = instantiate_model(config)
-    for seed, generator in enumerate((model.generator_ab, model.generator_ba)):
-        torch.manual_seed(seed)
-        generator.load_state_dict(type(generator)(ngf=4, n_blocks=1).state_dict())
-    torch.save({"state_dict": model.state_dict(),
-                "ganx": {"model_class": "ganx.models.cyclegan.CycleGAN", "config": config}}, path)
-    return {"generator_ab": model.generator_ab.eval(), "generator_ba": model.generator_ba.eval()}
-
-
-# Lightning's switches off: no logger, checkpoints, progress bar or model summary (a test turns on what it checks).
-QUIET = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-             enable_model_summary=False)
-
-
-def fit(model: L.LightningModule, steps: int, train_data=None, val_data=None, *, datamodule=None, ckpt_path=None,
-        **trainer_kwargs) -> L.Trainer:
-    """Train ``model`` for ``steps`` generator steps on the CPU, in a Trainer built as ``ganx.train`` builds it
-    (``ganx.trainer.build_trainer``) with ``QUIET`` overridden by ``trainer_kwargs``; the trainer afterwards."""
-    trainer = build_trainer(model, steps, **{**QUIET, **trainer_kwargs})
-    trainer.fit(model, train_data, val_data, datamodule=datamodule, ckpt_path=ckpt_path)
-    return trainer
-
-
-def training_loader(model: L.LightningModule, data: Dataset, batch_size: int, **loader_kwargs) -> DataLoader:
-    """Training batches of ``batch_size`` real images for each of the model's critic steps, as ganx.train's data
-    module builds them (the last incomplete batch dropped)."""
-    return DataLoader(data, batch_size=training_batch_size(model, batch_size), drop_last=True, **loader_kwargs)
 
 
 def end_wandb_session() -> None:
@@ -308,12 +185,9 @@ def wandb_records(path: Path) -> dict[str, list]:
     return found
 
 
-def untrained_classifier(path: Path, num_classes: int = 10) -> Path:
-    """A ganx.metrics.extractors.classifier file with random weights for MNIST-like data: the metrics' code path without training
-    a classifier (600 steps, ~20 s on a CPU core) in every test that computes metrics."""
-    from ganx.metrics.extractors.classifier import SmallCNN, save_classifier
 
-    torch.manual_seed(0)
-    save_classifier(SmallCNN(1, num_classes), {"test_accuracy": 0.0, "test_images": 0},
-                    {"data": "ganx.data.mnist.MNISTDataModule", "source": "random"}, path)
-    return path
+def compose_train(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
+    """The training config ``python -m ganx.train overrides...`` composes (resolvers registered, nothing resolved)."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
