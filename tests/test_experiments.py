@@ -13,25 +13,19 @@ from helpers import (
     REPO,
     TOY,
     cli_in_process,
+    compose_train,
     train_in_process,
     wandb_records,
     write_image_folder,
     write_mnist_raw,
 )
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.config import CONF_DIR, register_resolvers
+from ganx.config import CONF_DIR
 
 pytestmark = pytest.mark.e2e
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
-
-
-def compose_train(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def tiny_data(data: DictConfig, root: Path) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import HANG_GUARD_S, fit, tiny_gan, training_loader
+from helpers import HANG_GUARD_S, fit, tiny_dcgan, tiny_gan, training_loader
 from torch.utils.data import TensorDataset
 
 from ganx.callbacks import GeneratorStepCheckpoint
@@ -184,20 +184,6 @@ def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_command_cha
 
 
 # --- a refused update leaves no trace, and skipping stops when the run does not recover (#19.9) ------------------------
-
-
-def tiny_dcgan(**kwargs):
-    """DCGAN nets on 1x16x16 images: BatchNorm in G and D, whose running statistics the forward pass writes."""
-    from functools import partial
-
-    from ganx.losses import AdversarialLoss
-    from ganx.models import GAN
-    from ganx.nets import DCGANDiscriminator, DCGANGenerator
-
-    return GAN(generator=DCGANGenerator(latent_dim=4, image_size=16, channels=1, base_width=4),
-               discriminator=DCGANDiscriminator(image_size=16, channels=1, base_width=4, norm="batch"),
-               loss=AdversarialLoss("non_saturating"), g_optimizer=partial(torch.optim.Adam, lr=1e-3),
-               d_optimizer=partial(torch.optim.Adam, lr=1e-3), latent_dim=4, num_fixed_samples=4, **kwargs)
 
 
 def images_with_a_nan_batch(nan_batch: int, batches: int = 6, batch_size: int = 8) -> TensorDataset:

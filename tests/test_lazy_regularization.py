@@ -3,17 +3,11 @@
 
 import pytest
 import torch
-from helpers import fit, tiny_gan, training_loader
-from torch.utils.data import TensorDataset
+from helpers import compose_train, data, fit, tiny_gan, training_loader
 
 import ganx.models.gan as gan_module
 from ganx.losses import AdversarialLoss
 from ganx.models.common import refuse_critic_regularizers
-
-
-def data(n=48):
-    torch.manual_seed(0)
-    return TensorDataset(torch.rand(n, 1, 4, 4) * 2 - 1, torch.zeros(n, dtype=torch.long))
 
 
 def counting(monkeypatch, name):
@@ -86,9 +80,7 @@ def test_models_without_pairing_refuse_relativistic_losses():
 
 
 def test_rpgan_from_the_config_composes():
-    from test_loss_family import compose_run
-
-    cfg = compose_run("model=dcgan", "loss=rpgan", "loss.reg_every=16")
+    cfg = compose_train("model=dcgan", "loss=rpgan", "loss.reg_every=16")
     assert (cfg.loss.name, cfg.loss.r1_weight, cfg.loss.r2_weight, cfg.loss.reg_every) == ("rpgan", 0.1, 0.1, 16)
 
 

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, REPO, fit, run_cli, train_in_process, write_image_folder
-from hydra import compose, initialize_config_dir
+from helpers import FAST, REPO, compose_train, fit, run_cli, train_in_process, write_image_folder
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -28,16 +26,11 @@ from ganx.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
 register_resolvers()
 
 
-def compose_run(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
 # --- presets and mixing ----------------------------------------------------------------------------------------------
 
 
 def test_wgan_preset_is_arjovsky_algorithm_1():
-    cfg = compose_run("model=wgan")
+    cfg = compose_train("model=wgan")
     assert (cfg.loss.name, cfg.loss.clip_value, cfg.loss.gp_weight) == ("wasserstein", 0.01, 0.0)
     assert cfg.model.critic_steps == 5
     for opt in (cfg.model.g_optimizer, cfg.model.d_optimizer):
@@ -45,7 +38,7 @@ def test_wgan_preset_is_arjovsky_algorithm_1():
 
 
 def test_wgan_gp_preset_is_gulrajani_algorithm_1():
-    cfg = compose_run("model=wgan_gp")
+    cfg = compose_train("model=wgan_gp")
     assert (cfg.loss.name, cfg.loss.gp_weight, cfg.loss.clip_value) == ("wasserstein", 10.0, None)
     assert cfg.model.critic_steps == 5 and cfg.model.discriminator.norm == "layer"
     for opt in (cfg.model.g_optimizer, cfg.model.d_optimizer):
@@ -62,36 +55,36 @@ def test_wgan_gp_preset_is_gulrajani_algorithm_1():
     ],
 )
 def test_presets_mix_with_losses(overrides, loss_name, gp_weight):
-    cfg = compose_run(*overrides)
+    cfg = compose_train(*overrides)
     assert (cfg.loss.name, cfg.loss.gp_weight) == (loss_name, gp_weight)
 
 
 @pytest.mark.parametrize("model", ["gan", "dcgan", "lsgan", "wgan", "wgan_gp"])
 def test_every_preset_builds_for_images_and_for_2d_points(model):
-    image_model = instantiate(compose_run(f"model={model}", "data=fashion_mnist").model)
+    image_model = instantiate(compose_train(f"model={model}", "data=fashion_mnist").model)
     assert image_model.generate(image_model.fixed_noise[:2]).shape == (2, 1, 28, 28)
     for data in ("gaussian_ring", "gaussian_grid"):
-        cfg = compose_run(f"model={model}", f"data={data}")
+        cfg = compose_train(f"model={model}", f"data={data}")
         assert cfg.model.generator._target_ == "ganx.nets.MLPGenerator"
         point_model = instantiate(cfg.model)
         assert point_model.generate(point_model.fixed_noise[:5]).shape == (5, 2)
-        assert point_model.loss.name == compose_run(f"model={model}").loss.name  # same loss as on images
+        assert point_model.loss.name == compose_train(f"model={model}").loss.name  # same loss as on images
 
 
 def test_nets_can_still_be_chosen_explicitly():
-    assert compose_run("model=wgan_gp", "data=gaussian_ring", "model/nets=dcgan").model.generator._target_ == (
+    assert compose_train("model=wgan_gp", "data=gaussian_ring", "model/nets=dcgan").model.generator._target_ == (
         "ganx.nets.DCGANGenerator"
     )
 
 
 def test_gradient_penalty_with_a_batchnorm_critic_is_refused_from_the_config():
-    cfg = compose_run("model=wgan_gp", "model.discriminator.norm=batch", "data=fashion_mnist")
+    cfg = compose_train("model=wgan_gp", "model.discriminator.norm=batch", "data=fashion_mnist")
     with pytest.raises(Exception, match="BatchNorm.*norm=layer"):
         instantiate(cfg.model)
 
 
 def test_weight_clipping_with_adam_warns_citing_the_paper(caplog):
-    cfg = compose_run("model=wgan", "model.d_optimizer._target_=torch.optim.Adam", "data=fashion_mnist",
+    cfg = compose_train("model=wgan", "model.d_optimizer._target_=torch.optim.Adam", "data=fashion_mnist",
                       "model.generator.base_width=4", "model.discriminator.base_width=4")
     model = instantiate(cfg.model)
     with caplog.at_level(logging.WARNING, logger="ganx.models.gan"):
@@ -188,7 +181,7 @@ def dcgan_net_presets() -> list[str]:
     is picked up here by itself."""
     presets = sorted(path.stem for path in (REPO / "conf" / "model").glob("*.yaml"))
     return [name for name in presets if preset_target("model", name) == "ganx.models.GAN"
-            and compose_run(f"model={name}").model.generator._target_ in CONV_GENERATORS]
+            and compose_train(f"model={name}").model.generator._target_ in CONV_GENERATORS]
 
 
 @pytest.mark.e2e
@@ -223,6 +216,6 @@ def test_cli_toy_run_logs_mode_metrics_and_scatter_plots(tmp_path):
 
 
 def test_gradient_penalty_with_a_packing_critic_is_refused_from_the_config():
-    cfg = compose_run("experiment=pacgan_2d", "loss=wasserstein_gp", "model.discriminator.pack=2")
+    cfg = compose_train("experiment=pacgan_2d", "loss=wasserstein_gp", "model.discriminator.pack=2")
     with pytest.raises(Exception, match="packing critic.*pack=1"):
         instantiate(cfg.model)

@@ -1,16 +1,9 @@
 """Top-level settings that Hydra lets through are refused before anything is built (#19.7, #19.11)."""
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_train
 
-from ganx.config import CONF_DIR, register_resolvers
 from ganx.preflight import ConfigError, check_train_config
-
-
-def composed(*overrides: str):
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -24,13 +17,13 @@ def composed(*overrides: str):
 ])
 def test_bad_top_level_settings_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        check_train_config(composed(*overrides))
+        check_train_config(compose_train(*overrides))
 
 
 @pytest.mark.parametrize("overrides", [[], ["model=wgan_gp", "steps=7"], ["experiment=gan_mnist"],
                                        ["hparams_search=optuna"], ["data=gaussian_ring", "model=gan"]])
 def test_the_shipped_configs_pass(overrides):
-    check_train_config(composed(*overrides))
+    check_train_config(compose_train(*overrides))
 
 
 def test_user_errors_and_a_full_disk_get_one_message_and_bugs_keep_their_traceback(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from helpers import fit, tiny_gan, training_loader
+from helpers import compose_train, fit, tiny_gan, training_loader
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -177,16 +177,14 @@ def test_unknown_norms_name_the_choices():
 
 
 def test_sngan_presets_are_the_papers_settings():
-    from test_loss_family import compose_run
-
-    cfg = compose_run("model=sngan", "data.image_size=32")
+    cfg = compose_train("model=sngan", "data.image_size=32")
     assert (cfg.loss.name, cfg.model.critic_steps, cfg.model.latent_dim) == ("hinge", 5, 128)
     assert (cfg.model.discriminator._target_, cfg.model.discriminator.norm) == ("ganx.nets.SNGANResNetDiscriminator",
                                                                                 "spectral")
     for opt in (cfg.model.g_optimizer, cfg.model.d_optimizer):
         assert (opt.lr, list(opt.betas)) == (2e-4, [0.0, 0.9])
-    ttur = compose_run("model=sngan_ttur", "data.image_size=32")
+    ttur = compose_train("model=sngan_ttur", "data.image_size=32")
     assert ttur.model.critic_steps == 1 and ttur.loss.name == "hinge"
     assert (ttur.model.g_optimizer.lr, ttur.model.d_optimizer.lr) == (1e-4, 4e-4)
     assert list(ttur.model.d_optimizer.betas) == [0.0, 0.9]
-    assert compose_run("model=sngan", "loss=rpgan").loss.name == "rpgan"  # the command line beats the preset
+    assert compose_train("model=sngan", "loss=rpgan").loss.name == "rpgan"  # the command line beats the preset

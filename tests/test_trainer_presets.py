@@ -85,8 +85,7 @@ def test_ddp_presets_reduce_only_the_gradients_each_backward_used_and_can_sync_b
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_gpu_preset_trains_a_dcgan_on_a_gpu(tmp_path):
-    from helpers import training_loader
-    from test_faults import tiny_dcgan
+    from helpers import tiny_dcgan, training_loader
     from torch.utils.data import TensorDataset
 
     model = tiny_dcgan()

@@ -10,10 +10,8 @@ from types import SimpleNamespace
 import lightning.pytorch.callbacks.timer
 import pytest
 import torch
-from helpers import FAST, fit, tiny_gan, train_in_process, training_loader
+from helpers import FAST, compose_train, data, fit, tiny_gan, train_in_process, training_loader
 from omegaconf import OmegaConf
-from test_lazy_regularization import data
-from test_preflight import composed
 
 from ganx.callbacks import GeneratorStepCheckpoint
 from ganx.preflight import ConfigError, RunDirError, check_free_space, check_train_config, kept_checkpoints
@@ -48,13 +46,13 @@ def test_no_step_limit_needs_a_budget():
 ])
 def test_bad_budget_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        check_train_config(composed(*overrides))
+        check_train_config(compose_train(*overrides))
 
 
 @pytest.mark.parametrize("overrides", [["trainer.max_time=00:00:10:00", "steps=null"], ["checkpoint_keep=3"],
                                        ["trainer.max_time={minutes:10}", "steps=1000000"]])
 def test_budget_settings_pass(overrides):
-    check_train_config(composed(*overrides))
+    check_train_config(compose_train(*overrides))
 
 
 def test_kept_checkpoints_counts_what_stays_on_disk():
