@@ -2,13 +2,14 @@
 summary, Table, files and checkpoint artifact; TensorBoard's HParams), and losses in piped console logs."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
-from helpers import FAST, end_wandb_session, run_cli, train_in_process, wandb_records
+import torch
+from helpers import FAST, TINY_GAN, end_wandb_session, fit_scripted, run_cli, train_in_process, wandb_records
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_reliability import fit_scripted
 
 from ganx.callbacks import BestCheckpoint, LoggerSummary, RunSummary
 from ganx.loggers import wandb_run_per_job
@@ -76,3 +77,25 @@ def test_piped_output_shows_the_losses_every_logging_interval(tmp_path):
     lines = [line for line in result.stdout.splitlines() if "it/s)" in line]
     assert [line.split("step ")[1].split()[0] for line in lines] == ["2/4", "4/4"], result.stdout[-2000:]
     assert all("d_loss " in line and "g_loss " in line for line in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY_GAN, "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=16", "data.val_size=16", "steps=4",
+            "checkpoint_every=2", "sample_every=100", "trainer.deterministic=true", "seed=3",
+            *[f if f != "logger=csv" else "logger=wandb" for f in FAST]]  # W&B (offline in tests) and CSV
+    train_in_process(*args, f"hydra.run.dir={run}", cwd=tmp_path)
+    first = json.loads((run / "run.json").read_text())["loggers"]
+    log_before = (run / "csv" / "version_0" / "metrics.csv").read_text()
+    # Resume from step 2: steps 3 and 4 are trained (bit-exact) and logged again.
+    train_in_process(*args, f"ckpt={run}/checkpoints/step_0000002.ckpt", cwd=tmp_path)
+    second = json.loads((run / "run.json").read_text())["loggers"]
+    assert first == second == {"wandb_run_id": first["wandb_run_id"], "csv_version": 0}
+    wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and all(name.endswith(f"-{first['wandb_run_id']}") for name in wandb_runs)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["RunRecord"] == {"loggers": first}
+    # One CSV file, continued: the re-logged steps replace the interrupted run's rows, so it reads like one run.
+    assert [p.name for p in (run / "csv").iterdir()] == ["version_0"]
+    assert (run / "csv" / "version_0" / "metrics.csv").read_text() == log_before

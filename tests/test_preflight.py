@@ -1,9 +1,13 @@
 """Top-level settings that Hydra lets through are refused before anything is built (#19.7, #19.11)."""
 
-import pytest
-from helpers import compose_train
+import errno
+import shutil
+from pathlib import Path
 
-from ganx.preflight import ConfigError, check_train_config
+import pytest
+from helpers import compose_train, tiny_gan
+
+from ganx.preflight import ConfigError, RunDirError, check_free_space, check_run_dir, check_train_config
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -43,3 +47,16 @@ def test_user_errors_and_a_full_disk_get_one_message_and_bugs_keep_their_traceba
     assert f"resume with ckpt={newest} (generator step 10)" in full
     assert user_error_message(OSError(errno.EACCES, "Permission denied"), tmp_path) is None
     assert user_error_message(RuntimeError("shape mismatch"), tmp_path) is None
+
+
+def test_unwritable_or_full_run_dir_fails_early(tmp_path, monkeypatch):
+    def refuse(self, data):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    with pytest.raises(RunDirError, match="Cannot write to the run directory .*Read-only file system.*hydra.run.dir"):
+        check_run_dir(tmp_path / "run", None)
+    monkeypatch.undo()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 1024))
+    with pytest.raises(RunDirError, match="Only 0 MiB free"):
+        check_free_space(tmp_path, tiny_gan(), checkpoints=3)

@@ -1,13 +1,16 @@
-"""ganx.run_files and ganx.run_lock: no file of a run dir is written through a link planted in it (#25.1)."""
+"""ganx.run_files and ganx.run_lock: no file of a run dir is written through a link planted in it (#25.1), and one run
+per run directory (#19.5)."""
 
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import HANG_GUARD_S
 
 from ganx.run_files import HeldLogFile, RunDirError, append_text, check_no_links, write_file
 from ganx.run_lock import RunLock
@@ -195,3 +198,85 @@ def test_a_lock_file_holding_something_else_is_never_emptied(tmp_path):
     with RunLock(tmp_path):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert lock.read_text() == ""  # released
+
+
+# --- one run per run directory (#19.5) -----------------------------------------------------------------------------------
+
+
+def test_a_second_run_in_a_locked_run_dir_is_refused_with_the_holders_pid(tmp_path):
+    from ganx.run_lock import RunLock, RunLockedError
+
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=rf"in use by another ganx run \(PID {os.getpid()} on .*started"):
+            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path):  # released at the end of the first run: the next one takes it
+        pass
+
+
+def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_warning(tmp_path, caplog):
+    from ganx.run_lock import RunLock
+
+    (tmp_path / RunLock.FILENAME).write_text('{"pid": 999999999, "host": "node7", "started": "2026-01-01 00:00:00"}')
+    with caplog.at_level("WARNING"), RunLock(tmp_path) as lock:
+        assert str(os.getpid()) in lock.path.read_text()
+    assert "earlier run that is gone (PID 999999999 on node7" in caplog.text
+
+
+def files_of(run: Path) -> dict[str, bytes]:
+    """Every file of a run dir and its bytes."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.e2e
+def test_two_runs_in_one_run_dir_the_second_is_refused_and_a_refused_command_changes_nothing(tmp_path):
+    """#19.5: the second run into a live run's directory is refused (before: both ran and replaced each other's
+    checkpoints). #19.4, #25.2: a resume whose model does not fit the checkpoint is refused and leaves every file of
+    the run as it was, Hydra's .hydra/ record and train.log included (before: .hydra/ held the refused command).
+    #25.3: steps below the checkpoint's step is refused; steps equal to it trains nothing and says so."""
+    import subprocess
+    import sys
+    import time
+
+    from helpers import FAST, REPO, run_cli, train_in_process
+
+    from ganx.preflight import ConfigError
+
+    run = tmp_path / "run"
+    tiny = ["model=gan", "model.generator.hidden=[16]", "model.discriminator.hidden=[16]", "model.latent_dim=8",
+            "data=gaussian_ring", "data.train_size=256", "data.val_size=64"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ganx.train", *tiny, "steps=100000", "checkpoint_every=1", f"hydra.run.dir={run}",
+         *FAST], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"})
+    try:
+        deadline = time.time() + HANG_GUARD_S
+        while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        hydra_record = files_of(run / ".hydra")
+        second = run_cli(*tiny, "steps=3", "seed=2", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path,
+                         check=False, env={"HYDRA_FULL_ERROR": "0"})
+        assert second.returncode == 1
+        assert f"in use by another ganx run (PID {first.pid} on" in second.stderr
+        assert "Traceback" not in second.stderr  # one message, not a wall
+        assert files_of(run / ".hydra") == hydra_record and "seed=2" not in str(hydra_record)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=HANG_GUARD_S)
+    assert first.returncode == 143
+
+    before = files_of(run)
+    assert {".hydra/overrides.yaml", "train.log", "config.yaml", "results.json"} <= set(before)
+    wider = run_cli(*[a.replace("hidden=[16]", "hidden=[32]") for a in tiny], "steps=100000",
+                    f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path, check=False,
+                    env={"HYDRA_FULL_ERROR": "0"})
+    assert wider.returncode == 1
+    assert "cannot resume from" in wider.stderr
+    assert "model.discriminator.hidden=[16] in the checkpoint, [32] now" in wider.stderr
+    assert files_of(run) == before
+
+    done = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"]
+    with pytest.raises(ConfigError, match=rf"steps=1, but .* is already at generator step {done}: steps is the run's"):
+        train_in_process(*tiny, "steps=1", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path)
+    assert files_of(run) == before
+    train_in_process(*tiny, f"steps={done}", f"ckpt={run}/checkpoints/last.ckpt", *FAST, cwd=tmp_path)
+    assert files_of(run) == before  # nothing to train (it says so), nothing written

@@ -16,6 +16,7 @@ from .runs import (
     FAST,
     HANG_GUARD_S,
     REPO,
+    TINY_GAN,
     TOY,
     cli_in_process,
     compose_train,
@@ -37,7 +38,7 @@ from .training import (
 )
 
 __all__ = [
-    "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY_GENERATOR", "TOY", "ScriptedFID", "checkpointing",
+    "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY_GAN", "TINY_GENERATOR", "TOY", "ScriptedFID", "checkpointing",
     "cli_in_process", "compose_train", "data", "end_wandb_session", "fit", "fit_scripted", "loader",
     "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process",
     "training_loader", "untrained_classifier", "wandb_records", "write_cyclegan_checkpoint", "write_ganx_checkpoint",

@@ -60,6 +60,10 @@ FAST = [
     "trainer.log_every_n_steps=1",
 ]
 
+# A GAN small enough for end-to-end tests on MNIST-sized data.
+TINY_GAN = ["model=gan", "model.generator.hidden=[32]", "model.discriminator.hidden=[16]", "model.latent_dim=8"]
+
+
 # A run on the 8-Gaussian ring small enough for end-to-end tests: 4 generator steps, sample grids at steps 2 and 4, the
 # mode-coverage metrics (val/*) logged at each.
 TOY = ["data=gaussian_ring", "data.train_size=512", "data.val_size=256", "data.batch_size=32",

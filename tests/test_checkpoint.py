@@ -1,0 +1,173 @@
+"""Checkpoint files (ganx.checkpoint, and the checkpoint callbacks): written atomically in their own folder, named by
+generator step, the final step always in last.ckpt, best.ckpt replaced only by a better model after a resume, bad
+files and stored configs that do not fit their weights refused with a clear error."""
+
+import errno
+import os
+import shutil
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import (
+    TINY_GENERATOR,
+    checkpointing,
+    compose_train,
+    fit,
+    fit_scripted,
+    loader,
+    tiny_gan,
+    tiny_gan_config,
+    write_ganx_checkpoint,
+)
+from hydra.utils import instantiate
+
+from ganx.callbacks import BestCheckpoint
+from ganx.checkpoint import AtomicCheckpointIO
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    model = tiny_gan()
+    t = fit(model, 2, loader(), **checkpointing(tmp_path))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before, files = last.read_bytes(), sorted(last.parent.iterdir())
+
+    def crash_halfway(obj, f, *args, **kwargs):  # half the file written, then the disk is full
+        with open(f, "wb") if isinstance(f, str | Path) else nullcontext(f) as file:
+            file.write(before[: len(before) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash_halfway)
+    with pytest.raises(OSError):
+        t.save_checkpoint(last)
+    assert last.read_bytes() == before
+    assert torch.load(last, weights_only=True)["ganx"]["generator_steps"] == 2
+    assert sorted(last.parent.iterdir()) == files  # no partial file left behind
+
+
+def test_checkpoint_loading_refuses_bad_files(tmp_path):
+    from ganx.checkpoint import CheckpointError, load_checkpoint
+
+    garbage = tmp_path / "notes.ckpt"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)  # a torch file, but not written by ganx
+    with pytest.raises(CheckpointError, match="is not a ganx checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="No checkpoint file at"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_a_checkpoint_whose_stored_config_does_not_fit_its_weights_is_a_clear_error(tmp_path):
+    from ganx.instantiators import instantiate_model
+    from ganx.nets import MLPGenerator
+    from ganx.sample import main as sample_main
+
+    generator_config = {**TINY_GENERATOR, "hidden": [16]}
+    model_config = tiny_gan_config(generator_config)
+    weights = instantiate_model({"model": model_config}).state_dict()
+    wider = MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(32,)).state_dict()
+    ckpt = write_ganx_checkpoint(tmp_path / "edited.ckpt", model_config,
+                                 {**weights, **{f"generator.{k}": v for k, v in wider.items()}})
+    with pytest.raises(SystemExit) as err:
+        sample_main([f"ckpt={ckpt}", f"out={tmp_path / 's.png'}"])
+    message = str(err.value)
+    assert message.startswith("ganx.sample: the model weights in this checkpoint do not fit the networks its "
+                              "stored config builds: 3 tensor(s) of another shape (generator.net.0.weight: (32, 4) in "
+                              "the file, (16, 4) in the config;"), message
+    assert "size mismatch" not in message and "\n" not in message
+
+    model_config["generator"] = {**generator_config, "_target_": "ganx.nets.NoSuchGenerator"}
+    ckpt = write_ganx_checkpoint(tmp_path / "renamed.ckpt", model_config, {})
+    with pytest.raises(SystemExit, match=r"ganx.sample: the config stored in this checkpoint cannot build model "
+                                         r"\(model.generator: ganx.nets.NoSuchGenerator"):
+        sample_main([f"ckpt={ckpt}", f"out={tmp_path / 's.png'}"])
+
+
+def test_periodic_checkpoints_are_named_by_generator_step_between_logging_steps(tmp_path):
+    model = tiny_gan()
+    # No logger, and Lightning logs only every 50 steps by default.
+    fit(model, 6, loader(), **checkpointing(tmp_path, every=3))
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.ckpt"))
+    assert names == ["step_0000003.ckpt", "step_0000006.ckpt"]
+    assert torch.load(tmp_path / "checkpoints" / names[0], weights_only=True)["ganx"]["generator_steps"] == 3
+
+
+def fit_with_best(run: Path, steps: int, fid_by_step: dict[int, float], ckpt_path: Path | None = None) -> int | None:
+    """``fit_scripted`` with best.ckpt; the generator step best.ckpt holds."""
+    checkpoints = run / "checkpoints"
+    best_checkpoint = BestCheckpoint(dirpath=checkpoints, filename="best", monitor="val/fid", mode="min")
+    fit_scripted(run, steps, fid_by_step, [best_checkpoint], ckpt_path)
+    best = checkpoints / "best.ckpt"
+    return torch.load(best, weights_only=True)["ganx"]["generator_steps"] if best.exists() else None
+
+
+@pytest.mark.parametrize("fid_at_6,best_step", [(3.0, 4), (0.5, 6)])
+def test_best_checkpoint_is_replaced_only_by_a_better_model_after_a_resume(tmp_path, fid_at_6, best_step):
+    fid = {2: 5.0, 4: 1.0, 6: fid_at_6}
+    assert fit_with_best(tmp_path / "uninterrupted", 6, fid) == best_step
+    stopped = tmp_path / "stopped" / "checkpoints"
+    assert fit_with_best(stopped.parent, 4, fid) == 4
+    # Resumed into a new run directory: the best file of the first one is the bar (and stays as it is).
+    other = tmp_path / "other" / "checkpoints"
+    other.mkdir(parents=True)
+    shutil.copy(stopped / "step_0000004.ckpt", other)
+    assert fit_with_best(other.parent, 6, fid, ckpt_path=other / "step_0000004.ckpt") == (None if best_step == 4 else 6)
+    assert torch.load(stopped / "best.ckpt", weights_only=True)["ganx"]["generator_steps"] == 4
+    # Resumed in place from last.ckpt, written at step 4 before step 4's evaluation (the best so far).
+    assert fit_with_best(stopped.parent, 6, fid, ckpt_path=stopped / "last.ckpt") == best_step
+    assert sorted(p.name for p in stopped.glob("best*")) == ["best.ckpt"]
+
+
+def test_last_checkpoint_is_the_newest_after_resuming_from_an_earlier_one(tmp_path):
+    model = tiny_gan()
+    fit(model, 4, loader(), **checkpointing(tmp_path, every=2))
+    resumed = tiny_gan()
+    fit(resumed, 6, loader(), ckpt_path=tmp_path / "checkpoints" / "step_0000002.ckpt", **checkpointing(tmp_path, every=2))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("last*")) == ["last.ckpt"]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 6
+
+
+# --- checkpoint files: atomic in their own folder, and the final step always in last.ckpt --------------------------------
+
+
+def test_checkpoints_are_written_atomically_in_their_own_folder(tmp_path, monkeypatch):
+    """Not through $TMPDIR (a copy across file systems, which a kill could cut short): a temporary file next to the
+    target, synced to disk, renamed over it."""
+    elsewhere = tmp_path / "tmp"
+    elsewhere.mkdir()
+    monkeypatch.setenv("TMPDIR", str(elsewhere))
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+    renames, synced = [], []
+    real_replace, real_fsync = os.replace, os.fsync
+    monkeypatch.setattr(os, "replace", lambda src, dst: renames.append((Path(src), Path(dst))) or real_replace(src, dst))
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    model = tiny_gan()
+    fit(model, 2, loader(), **checkpointing(tmp_path / "run"))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert list(elsewhere.iterdir()) == []
+    assert {dst.name for _, dst in renames} == {"step_0000001.ckpt", "step_0000002.ckpt", "last.ckpt"}
+    assert all(src.parent == dst.parent == checkpoints and src.name.startswith(".") for src, dst in renames)
+    assert len(synced) >= len(renames)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt", "step_0000001.ckpt", "step_0000002.ckpt"]
+
+
+def test_the_trainer_config_writes_checkpoints_atomically_also_with_ddp(tmp_path):
+    for trainer_config in ("default", "cpu", "ddp_cpu"):
+        cfg = compose_train(f"trainer={trainer_config}")
+        built = instantiate(cfg.trainer, model=tiny_gan(), generator_steps=1, default_root_dir=str(tmp_path),
+                            logger=False, enable_progress_bar=False)
+        assert isinstance(built.strategy.checkpoint_io, AtomicCheckpointIO), trainer_config
+
+
+def test_last_checkpoint_holds_the_final_step_between_periodic_ones(tmp_path):
+    model = tiny_gan()
+    fit(model, 7, loader(), **checkpointing(tmp_path, every=5))
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["last.ckpt", "step_0000005.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 7
+    assert torch.load(checkpoints / "step_0000005.ckpt", weights_only=True)["ganx"]["generator_steps"] == 5
