@@ -1,21 +1,19 @@
-"""ganx.models.base.AdversarialModule in a run: the non-finite policy (a diagnostic checkpoint, or the update skipped),
-optimizer errors that name the config key, augment and EMA refused by the models that do not support them."""
+"""ganx.models.base.AdversarialModule in a run: the non-finite policy (a diagnostic checkpoint, or the update skipped
+and BatchNorm statistics rolled back), optimizer errors that name the config key, augment and EMA refused by the
+models that do not support them."""
 
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import (
-    FAST,
-    checkpointing,
-    fit,
-    loader,
-    run_cli,
-    tiny_gan,
-)
+from helpers import FAST, checkpointing, fit, loader, run_cli, tiny_dcgan, tiny_gan, training_loader
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from ganx.augment import DiffAugment
+from ganx.callbacks import GeneratorStepCheckpoint
+from ganx.faults import FaultHandler
 from ganx.losses import AdversarialLoss
 from ganx.models import CycleGAN, NonFiniteLossError
 
@@ -54,6 +52,57 @@ def test_skip_policy_drops_the_update_and_counts_it(tmp_path):
     assert model.skipped_updates == 1 and model.generator_steps == 4
     assert {int(s["step"]) for s in model.optimizers()[0].optimizer.state.values()} == {3}  # G stepped 4 - 1 times
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# --- a refused update leaves no trace, and skipping stops when the run does not recover (#19.9) ------------------------
+
+
+def images_with_a_nan_batch(nan_batch: int, batches: int = 6, batch_size: int = 8) -> TensorDataset:
+    images = torch.rand(batches * batch_size, 1, 16, 16) * 2 - 1
+    images[nan_batch * batch_size:(nan_batch + 1) * batch_size] = float("nan")
+    return TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
+
+
+def running_stats(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
+
+
+def test_the_last_good_weights_saved_on_a_nan_loss_hold_finite_batchnorm_statistics(tmp_path):
+    from ganx.models import NonFiniteLossError
+
+    model = tiny_dcgan()
+    with pytest.raises(NonFiniteLossError, match="d_loss is nan at generator step 2"):
+        fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(2))
+    saved = torch.load(next((tmp_path / "checkpoints").glob("nonfinite_step_*.ckpt")), weights_only=True)
+    stats = running_stats(saved["state_dict"])
+    assert stats and all(torch.isfinite(v).all() for v in stats.values()), "NaN running statistics were saved"
+
+
+def test_skipped_updates_leave_finite_statistics_and_the_run_samples_finite_images(tmp_path):
+    model = tiny_dcgan(nonfinite_policy="skip")
+    fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(2), steps=5)
+    assert model.skipped_updates == 1 and model.generator_steps == 5
+    assert all(torch.isfinite(v).all() for v in running_stats(model.state_dict()).values())
+    assert torch.isfinite(model.generate(model.fixed_noise)).all()  # eval mode reads the running statistics
+
+
+def test_skipping_stops_after_the_limit_of_consecutive_skips(tmp_path):
+    from ganx.models import NonFiniteLossError
+
+    model = tiny_dcgan(nonfinite_policy="skip", max_nonfinite_skips=3)
+    original = model.loss.g_loss
+    object.__setattr__(model.loss, "g_loss", lambda fake_logits: original(fake_logits) * float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"3 of its updates in a row were skipped \(on_nonfinite_max_skips=3\)"):
+        fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(99, batches=8), steps=8)
+    assert model.skipped_updates == 3
+    with pytest.raises(ValueError, match="on_nonfinite_max_skips must be a whole number >= 1, got 0"):
+        tiny_dcgan(nonfinite_policy="skip", max_nonfinite_skips=0)
+
+
+def fit_with_faults_on(run: Path, model, data: TensorDataset, steps: int = 6) -> None:
+    fit(model, steps, training_loader(model, data, batch_size=8), enable_checkpointing=True, default_root_dir=run,
+        callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True),
+                   FaultHandler(str(run / "checkpoints"))])
 
 
 def test_negative_learning_rate_names_the_config_key():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, HANG_GUARD_S, REPO, TINY_GAN, fit, tiny_dcgan, tiny_gan, training_loader
+from helpers import FAST, HANG_GUARD_S, REPO, TINY_GAN, fit, tiny_gan, training_loader
 from torch.utils.data import TensorDataset
 
 from ganx.callbacks import GeneratorStepCheckpoint
@@ -102,57 +102,6 @@ def test_the_exit_code_names_the_signal():
     assert faults.exit_code() == 143
     faults.stopped_by = signal.SIGINT
     assert faults.exit_code() == 130
-
-
-# --- a refused update leaves no trace, and skipping stops when the run does not recover (#19.9) ------------------------
-
-
-def images_with_a_nan_batch(nan_batch: int, batches: int = 6, batch_size: int = 8) -> TensorDataset:
-    images = torch.rand(batches * batch_size, 1, 16, 16) * 2 - 1
-    images[nan_batch * batch_size:(nan_batch + 1) * batch_size] = float("nan")
-    return TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
-
-
-def running_stats(state: dict) -> dict:
-    return {k: v for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
-
-
-def test_the_last_good_weights_saved_on_a_nan_loss_hold_finite_batchnorm_statistics(tmp_path):
-    from ganx.models import NonFiniteLossError
-
-    model = tiny_dcgan()
-    with pytest.raises(NonFiniteLossError, match="d_loss is nan at generator step 2"):
-        fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(2))
-    saved = torch.load(next((tmp_path / "checkpoints").glob("nonfinite_step_*.ckpt")), weights_only=True)
-    stats = running_stats(saved["state_dict"])
-    assert stats and all(torch.isfinite(v).all() for v in stats.values()), "NaN running statistics were saved"
-
-
-def test_skipped_updates_leave_finite_statistics_and_the_run_samples_finite_images(tmp_path):
-    model = tiny_dcgan(nonfinite_policy="skip")
-    fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(2), steps=5)
-    assert model.skipped_updates == 1 and model.generator_steps == 5
-    assert all(torch.isfinite(v).all() for v in running_stats(model.state_dict()).values())
-    assert torch.isfinite(model.generate(model.fixed_noise)).all()  # eval mode reads the running statistics
-
-
-def test_skipping_stops_after_the_limit_of_consecutive_skips(tmp_path):
-    from ganx.models import NonFiniteLossError
-
-    model = tiny_dcgan(nonfinite_policy="skip", max_nonfinite_skips=3)
-    original = model.loss.g_loss
-    object.__setattr__(model.loss, "g_loss", lambda fake_logits: original(fake_logits) * float("nan"))
-    with pytest.raises(NonFiniteLossError, match=r"3 of its updates in a row were skipped \(on_nonfinite_max_skips=3\)"):
-        fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(99, batches=8), steps=8)
-    assert model.skipped_updates == 3
-    with pytest.raises(ValueError, match="on_nonfinite_max_skips must be a whole number >= 1, got 0"):
-        tiny_dcgan(nonfinite_policy="skip", max_nonfinite_skips=0)
-
-
-def fit_with_faults_on(run: Path, model, data: TensorDataset, steps: int = 6) -> None:
-    fit(model, steps, training_loader(model, data, batch_size=8), enable_checkpointing=True, default_root_dir=run,
-        callbacks=[GeneratorStepCheckpoint(100, dirpath=run / "checkpoints", save_last=True),
-                   FaultHandler(str(run / "checkpoints"))])
 
 
 def test_a_run_that_fails_at_start_reports_its_real_wall_time(tmp_path):

@@ -1,5 +1,5 @@
 """ganx.nonfinite.NonFiniteGuard alone: a tiny network and optimizer, no Lightning (the training-run checks are in
-test_faults.py, test_base.py and test_precision.py)."""
+test_base.py and test_precision.py)."""
 
 import logging
 
