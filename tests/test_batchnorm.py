@@ -1,6 +1,5 @@
 """ganx.nets.batchnorm: standing statistics recomputed by hand."""
 
-
 import torch
 from torch import nn
 

@@ -1,12 +1,8 @@
 """ganx.evaluate refuses what it cannot evaluate honestly: data of another image size or channel count than the
 checkpoint's, FID on fewer images than feature dimensions (also refused before training, by the metrics callback)."""
 
-
 import pytest
-from helpers import (
-    fit,
-    write_ganx_checkpoint,
-)
+from helpers import fit, write_ganx_checkpoint
 from omegaconf import OmegaConf
 
 from ganx.metrics.evaluations import EVALUATIONS_FILE

@@ -9,14 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from helpers import (
-    EVALUATE_EVERY_2,
-    ScriptedFID,
-    fit,
-    fit_scripted,
-    loader,
-    tiny_gan,
-)
+from helpers import EVALUATE_EVERY_2, ScriptedFID, fit, fit_scripted, loader, tiny_gan
 from lightning.pytorch.loggers import CSVLogger
 
 from ganx.callbacks import RunSummary

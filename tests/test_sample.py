@@ -1,6 +1,5 @@
 """ganx.sample: a trained checkpoint samples from the EMA generator by default, with statistics of its own weights."""
 
-
 import numpy as np
 import pytest
 import torch

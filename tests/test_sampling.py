@@ -1,7 +1,6 @@
 """ganx.data.sampling: the shuffle order resumes mid-epoch, and a sample's random draws depend on the seed, epoch and
 index only."""
 
-
 import torch
 
 from ganx.data.sampling import ResumableShuffleSampler
