@@ -20,6 +20,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ganx.config import SWEPT_KEYS_ENV
@@ -89,7 +90,8 @@ class SweepSummary(Callback):
     """The sweep's table, after every job and when the sweep ends; a failed job in it makes ganx.train exit 1."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        write_summary(Path(config.hydra.sweep.dir))
+        if config.hydra.mode == RunMode.MULTIRUN:  # Hydra calls it after a single run too, which has no sweep
+            write_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
