@@ -66,7 +66,8 @@ class RunRecord(L.Callback):
     """Write ``run.json`` next to the config: what data was actually loaded (e.g. an offline fallback), the step
     mapping and the loggers' run ids; log the data facts to the loggers and keep them in every checkpoint.
 
-    The loggers' ids (W&B run id, CSV version) are this callback's state, so every checkpoint holds them and a
+    The loggers' ids (W&B run id, CSV version) and the data facts are this callback's state (``state_dict``), so every
+    checkpoint holds them, under ``callbacks.RunRecord``, and the model's run config stays the run's config.yaml. A
     resumed run continues the same records (``ganx.loggers``; ``logger_versions_in`` reads them before training).
     The data facts are written again after every training epoch and at the end when they changed: an image that
     fails to decode is only found when it is loaded (``skipped_files``).
@@ -81,7 +82,7 @@ class RunRecord(L.Callback):
         # A resumed run without, say, W&B still passes the W&B id of its checkpoint on to later ones.
         self.logger_versions = {**self.logger_versions, **logger_versions(trainer.loggers)}
         self.record = {
-            "data": self._data_summary(trainer, pl_module),
+            "data": self._data_summary(trainer),
             "optimizer_steps_per_generator_step": pl_module.optimizer_steps_per_batch,
             "max_steps (optimizer steps)": trainer.max_steps,
             "world_size": trainer.world_size,
@@ -93,29 +94,26 @@ class RunRecord(L.Callback):
         self._write(trainer, self.record)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._refresh(trainer, pl_module)
+        self._refresh(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._refresh(trainer, pl_module)
+        self._refresh(trainer)
 
-    def _refresh(self, trainer, pl_module) -> None:
-        summary = self._data_summary(trainer, pl_module)
+    def _refresh(self, trainer) -> None:
+        summary = self._data_summary(trainer)
         if summary != self.record["data"]:
             self.record["data"] = summary
             self._write(trainer, self.record)
 
     @staticmethod
-    def _data_summary(trainer, pl_module) -> dict:
-        """The data module's facts, also kept in the run config that every checkpoint stores."""
-        summary = trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
-        if pl_module.run_config is not None:
-            pl_module.run_config["data_summary"] = summary
-        return summary
+    def _data_summary(trainer) -> dict:
+        return trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
 
     def state_dict(self) -> dict:
-        return {"loggers": self.logger_versions}
+        return {"loggers": self.logger_versions, "data": self.record.get("data", {})}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        # The data facts are read again from the data module when the fit starts.
         self.logger_versions = dict(state_dict.get("loggers", {}))
 
     @classmethod
