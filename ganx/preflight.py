@@ -13,8 +13,10 @@ from functools import cache
 from pathlib import Path
 
 import lightning as L
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from ganx.callbacks import RunSummary
 from ganx.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, weight_mismatches
 from ganx.config import CONF_DIR
 from ganx.errors import ConfigError
@@ -35,7 +37,8 @@ def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
 
 
 def check_train_config(cfg: DictConfig) -> None:
-    """Refuse unknown top-level keys and step counts that are not whole numbers >= 1."""
+    """Refuse unknown top-level keys, step counts that are not whole numbers >= 1, and an ``optimized_metric``
+    (hparams_search) with nothing to record it."""
     settings, groups = top_level_keys()
     unknown = sorted(set(cfg) - settings - groups)
     if unknown:
@@ -59,6 +62,20 @@ def check_train_config(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be a whole number, got {seed!r}.")
+    metric = cfg.get("optimized_metric")
+    if metric is not None and not any(_builds(entry, RunSummary) for entry in (cfg.get("callbacks") or {}).values()):
+        raise ConfigError(f"optimized_metric={metric} is the best value RunSummary records (callbacks.summary), "
+                          "which this config leaves out: keep callbacks.summary, or drop optimized_metric.")
+
+
+def _builds(entry, cls: type) -> bool:
+    """Whether the callback config ``entry`` builds a ``cls``."""
+    target = OmegaConf.select(entry, "_target_") if isinstance(entry, DictConfig) else None
+    try:
+        built = get_object(target) if target else None
+    except ImportError:  # instantiating the callbacks reports it
+        return False
+    return isinstance(built, type) and issubclass(built, cls)
 
 
 def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:

@@ -194,7 +194,7 @@ def train_and_score(cfg: DictConfig) -> float | None:
     trainer = train(cfg)
     if trainer is None or cfg.get("optimized_metric") is None:
         return None
-    summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))
+    summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))  # check_train_config made sure of one
     best = summary.best()
     if cfg.optimized_metric not in best:
         raise ConfigError(f"optimized_metric={cfg.optimized_metric} was never logged (logged: {sorted(best)}); "
