@@ -23,9 +23,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ganx.config import SWEPT_KEYS_ENV
 from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, read_evaluations
 from ganx.preflight import RunDirError
+from ganx.resolvers import SWEPT_KEYS_ENV
 from ganx.run_files import write_file
 from ganx.run_lock import RunLock, RunLockedError
 
@@ -144,7 +144,7 @@ def swept_keys(config: DictConfig) -> list[str]:
 
 
 class SweptKeys(Callback):
-    """Tell the jobs of a multirun what it varies (``ganx.config.wandb_run_name`` names each job's W&B run by them)."""
+    """Tell the jobs of a multirun what it varies (``ganx.resolvers.wandb_run_name`` names each job's W&B run by them)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))

@@ -21,7 +21,8 @@ from helpers import (
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.config import CONF_DIR, register_resolvers
+from ganx.presets import CONF_DIR
+from ganx.resolvers import register_resolvers
 
 pytestmark = pytest.mark.e2e
 

@@ -3,8 +3,9 @@
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ganx.config import CONF_DIR, register_resolvers
 from ganx.preflight import ConfigError, check_train_config
+from ganx.presets import CONF_DIR
+from ganx.resolvers import register_resolvers
 
 
 def composed(*overrides: str):

@@ -247,8 +247,8 @@ def test_checkpoint_loading_refuses_bad_files(tmp_path):
 
 
 def test_evaluate_refuses_data_of_another_image_size_or_channel_count(mnist_dir, tmp_path):
-    from ganx.config import compose_data_config
     from ganx.evaluate import main as evaluate_main
+    from ganx.presets import compose_data_config
 
     data_32 = OmegaConf.to_container(compose_data_config("mnist", [f"data.data_dir={mnist_dir}", "data.image_size=32"]))
     ckpt = write_ganx_checkpoint(tmp_path / "gan.ckpt", {}, {}, data_32)
@@ -449,7 +449,7 @@ def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
     assert first == second == {"wandb_run_id": first["wandb_run_id"], "csv_version": 0}
     wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2 and all(name.endswith(f"-{first['wandb_run_id']}") for name in wandb_runs)
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["RunRecord"] == {"loggers": first}
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["RunRecord"]["loggers"] == first
     # One CSV file, continued: the re-logged steps replace the interrupted run's rows, so it reads like one run.
     assert [p.name for p in (run / "csv").iterdir()] == ["version_0"]
     assert (run / "csv" / "version_0" / "metrics.csv").read_text() == log_before
@@ -493,9 +493,9 @@ def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_
 def test_evaluate_refuses_fid_on_fewer_samples_than_feature_dimensions(mnist_dir, tmp_path):
     from helpers import untrained_classifier
 
-    from ganx.config import compose_data_config
     from ganx.evaluate import EvaluateConfig, evaluate
     from ganx.metrics import MetricsSetupError
+    from ganx.presets import compose_data_config
 
     data = OmegaConf.to_container(compose_data_config("mnist", [f"data.data_dir={mnist_dir}"]))
     ckpt = write_ganx_checkpoint(tmp_path / "gan.ckpt", {}, {}, data)
