@@ -9,8 +9,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from ganx.config import CONF_DIR, register_resolvers
 from ganx.models import CycleGAN
+from ganx.presets import CONF_DIR
+from ganx.resolvers import register_resolvers
 from ganx.trainer import training_batch_size
 
 

@@ -43,10 +43,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ganx.checkpoint import CheckpointError, build_model, check_buildable, load_checkpoint, trained_image_shape
-from ganx.config import compose_data_config, parse_cli, register_resolvers, resolve_device, split_group_overrides
+from ganx.cli import parse_cli, resolve_device, split_group_overrides
 from ganx.data import DataError
 from ganx.metrics import MetricsSetupError
 from ganx.metrics.registry import EvaluationSetup, build_metrics, check_metric_names
+from ganx.presets import compose_data_config
+from ganx.resolvers import register_resolvers
 from ganx.run_files import write_file
 
 log = logging.getLogger("ganx.evaluate")

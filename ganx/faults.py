@@ -9,7 +9,7 @@
 * SLURM preemption (``SIGUSR1``, sent ahead of the kill by ``#SBATCH --signal=USR1@<seconds>``): the same stop at the
   step boundary, ``last.ckpt``, then rank 0 requeues the job (``scontrol requeue <job id>``); the requeued job runs
   the same command, which with ``ckpt=auto`` resumes from ``last.ckpt`` in the same run dir (derived from the
-  job id, ``ganx.config.run_dir_for``). Lightning's own SLURM requeue is off (``ganx.trainer.build_trainer``): it
+  job id, ``ganx.resolvers.run_dir_for``). Lightning's own SLURM requeue is off (``ganx.trainer.build_trainer``): it
   saves from inside the signal handler, in the middle of a step, which on resume replays the half-done step.
   Outside a SLURM batch job ``SIGUSR1`` stops the run as SIGTERM does (there is no job to requeue): its default action
   would kill the process at once, losing every step since the last periodic checkpoint.

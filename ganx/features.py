@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ganx.config import compose_data_config, parse_cli, split_group_overrides
+from ganx.cli import parse_cli, split_group_overrides
 from ganx.data import DataError
 from ganx.metrics.extractors.base import MetricsSetupError, file_digest
 from ganx.metrics.extractors.classifier import (
@@ -41,6 +41,7 @@ from ganx.metrics.extractors.domain import (
     save_domain_encoder,
     train_domain_encoder,
 )
+from ganx.presets import compose_data_config
 
 
 @dataclass

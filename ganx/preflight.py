@@ -9,15 +9,18 @@ ZeroDivisionError) or, worse, trains something else than asked (2.5 steps became
 import logging
 import math
 import shutil
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
 import lightning as L
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from ganx.callbacks import RunSummary
 from ganx.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, weight_mismatches
-from ganx.config import CONF_DIR
 from ganx.errors import ConfigError
+from ganx.presets import CONF_DIR, preset_classes
 from ganx.run_files import RunDirError, check_no_links, partial_name
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,8 @@ def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
 
 
 def check_train_config(cfg: DictConfig) -> None:
-    """Refuse unknown top-level keys and step counts that are not whole numbers >= 1."""
+    """Refuse unknown top-level keys, step counts that are not whole numbers >= 1, and an ``optimized_metric``
+    (hparams_search) with nothing to record it."""
     settings, groups = top_level_keys()
     unknown = sorted(set(cfg) - settings - groups)
     if unknown:
@@ -59,6 +63,56 @@ def check_train_config(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be a whole number, got {seed!r}.")
+    metric = cfg.get("optimized_metric")
+    if metric is not None and not any(_builds(entry, RunSummary) for entry in (cfg.get("callbacks") or {}).values()):
+        raise ConfigError(f"optimized_metric={metric} is the best value RunSummary records (callbacks.summary), "
+                          "which this config leaves out: keep callbacks.summary, or drop optimized_metric.")
+
+
+def _builds(entry, cls: type) -> bool:
+    """Whether the callback config ``entry`` builds a ``cls``."""
+    target = OmegaConf.select(entry, "_target_") if isinstance(entry, DictConfig) else None
+    try:
+        built = get_object(target) if target else None
+    except ImportError:  # instantiating the callbacks reports it
+        return False
+    return isinstance(built, type) and issubclass(built, cls)
+
+
+def check_model_data_pairing(cfg: DictConfig, choices: Mapping[str, str] | None = None) -> None:
+    """Refuse a model whose training step cannot read the data's batches: the model class lists the batch kinds it
+    trains on (``trains_on``), the data module class says what it yields (``batch_kind``, ``ganx.data.BatchKind``).
+
+    Checked before anything is built: a wrong pairing would otherwise fail deep in the first training step with a
+    shape error, or train on the wrong thing (a GAN on pix2pix pairs would learn the inputs alone). The message names
+    the presets that do fit. ``choices`` are the selected preset names (default: Hydra's runtime choices). A model
+    class that declares no ``trains_on`` is refused (it could not be checked); a data class without ``batch_kind`` is
+    not checked.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_class
+
+    model_class = get_class(cfg.model._target_)
+    trains_on = getattr(model_class, "trains_on", ())
+    if not trains_on:
+        raise TypeError(
+            f"{model_class.__module__}.{model_class.__qualname__} does not declare trains_on, the batch kinds its "
+            "training_step reads, so ganx cannot check that the data fits it. Declare them as a class attribute, e.g. "
+            "trains_on = (BatchKind.IMAGES,) with BatchKind from ganx.data (see AdversarialModule)."
+        )
+    batch_kind = getattr(get_class(cfg.data._target_), "batch_kind", None)
+    if batch_kind is None or batch_kind in trains_on:
+        return
+    if choices is None:
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    model, data = choices.get("model") or cfg.model._target_, choices.get("data") or cfg.data._target_
+    fitting_data = [f"data={name}" for name, cls in preset_classes("data") if getattr(cls, "batch_kind", None) in trains_on]
+    fitting_models = [f"model={name}" for name, cls in preset_classes("model") if batch_kind in getattr(cls, "trains_on", ())]
+    raise ConfigError(
+        f"model={model} trains on {' or '.join(trains_on)}, but data={data} yields {batch_kind}. "
+        f"Choose data that fits model={model} ({', '.join(fitting_data) or 'none in conf/data'}) "
+        f"or a model that fits data={data} ({', '.join(fitting_models) or 'none in conf/model'})."
+    )
 
 
 def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:

@@ -28,7 +28,7 @@ import torch
 from torchvision.utils import save_image
 
 from ganx.checkpoint import CheckpointError, build_model, load_checkpoint, model_class, require_model
-from ganx.config import parse_cli, resolve_device
+from ganx.cli import parse_cli, resolve_device
 from ganx.latent import draw_latent
 from ganx.models import GAN
 from ganx.nets.conditional import class_grid_labels

@@ -20,11 +20,12 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ganx.config import SWEPT_KEYS_ENV
 from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, read_evaluations
 from ganx.preflight import RunDirError
+from ganx.resolvers import SWEPT_KEYS_ENV
 from ganx.run_files import write_file
 from ganx.run_lock import RunLock, RunLockedError
 
@@ -89,7 +90,8 @@ class SweepSummary(Callback):
     """The sweep's table, after every job and when the sweep ends; a failed job in it makes ganx.train exit 1."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        write_summary(Path(config.hydra.sweep.dir))
+        if config.hydra.mode == RunMode.MULTIRUN:  # Hydra calls it after a single run too, which has no sweep
+            write_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -142,7 +144,7 @@ def swept_keys(config: DictConfig) -> list[str]:
 
 
 class SweptKeys(Callback):
-    """Tell the jobs of a multirun what it varies (``ganx.config.wandb_run_name`` names each job's W&B run by them)."""
+    """Tell the jobs of a multirun what it varies (``ganx.resolvers.wandb_run_name`` names each job's W&B run by them)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))

@@ -31,14 +31,7 @@ with ctrl_c_exits("ganx.train"):  # importing torch and Lightning takes seconds:
 
     from ganx.callbacks import RunRecord, RunSummary
     from ganx.checkpoint import CheckpointError, newest_checkpoint, remove_partial_checkpoints
-    from ganx.config import (
-        CONF_DIR,
-        check_model_data_pairing,
-        register_resolvers,
-        renamed_keys,
-        resolve_ckpt_path,
-        swept_overrides,
-    )
+    from ganx.cli import renamed_keys
     from ganx.data.base import DataError
     from ganx.faults import FaultHandler
     from ganx.instantiators import instantiate_callbacks, instantiate_model
@@ -48,11 +41,14 @@ with ctrl_c_exits("ganx.train"):  # importing torch and Lightning takes seconds:
     from ganx.preflight import (
         RunDirError,
         check_free_space,
+        check_model_data_pairing,
         check_resume_fits,
         check_run_dir,
         check_train_config,
         kept_checkpoints,
     )
+    from ganx.presets import CONF_DIR
+    from ganx.resolvers import register_resolvers, resolve_ckpt_path, swept_overrides
     from ganx.run_files import HeldLogFile, save_command, write_file
     from ganx.run_lock import RunLock, RunLockedError
     from ganx.sweep import SweepJob, failed_runs, write_summary
@@ -194,7 +190,7 @@ def train_and_score(cfg: DictConfig) -> float | None:
     trainer = train(cfg)
     if trainer is None or cfg.get("optimized_metric") is None:
         return None
-    summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))
+    summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))  # check_train_config made sure of one
     best = summary.best()
     if cfg.optimized_metric not in best:
         raise ConfigError(f"optimized_metric={cfg.optimized_metric} was never logged (logged: {sorted(best)}); "

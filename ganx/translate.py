@@ -34,7 +34,7 @@ from ganx.checkpoint import (
     require_model,
     trained_image_shape,
 )
-from ganx.config import parse_cli, resolve_device
+from ganx.cli import parse_cli, resolve_device
 from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
 from ganx.models import CycleGAN, Pix2Pix
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import ganx.train
 from ganx import evaluate, features, sample, translate
-from ganx.config import resolve_device
+from ganx.cli import resolve_device
 
 COMMANDS = {  # module: its key=value schema
     sample: sample.SampleConfig,

@@ -6,9 +6,11 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 import ganx.models
-from ganx.config import CONF_DIR, check_model_data_pairing, preset_target, register_resolvers
 from ganx.data import BatchKind
 from ganx.models import AdversarialModule
+from ganx.preflight import check_model_data_pairing
+from ganx.presets import CONF_DIR, preset_target
+from ganx.resolvers import register_resolvers
 
 register_resolvers()
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))

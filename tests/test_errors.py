@@ -34,6 +34,8 @@ CASES = {
     "steps": (["steps=0"], "steps must be a whole number >= 1 (generator steps), got 0"),
     "checkpoint_keep": (["checkpoint_keep=0"], "checkpoint_keep must be a whole number >= 1 (periodic checkpoints"),
     "seed": (["seed=1.5"], "seed must be a whole number, got 1.5"),
+    "optimized_metric without RunSummary": ([*TOY, "optimized_metric=val/fid", "~callbacks.summary"],
+                                            "optimized_metric=val/fid is the best value RunSummary records"),
     "model and data": (["model=cyclegan", "data=anime"], "model=cyclegan trains on unpaired images of two domains, but "
                        "data=anime yields unlabeled images. Choose data that fits model=cyclegan (data=unpaired)"),
     # the model (built by ganx.instantiators, not wrapped by Hydra)

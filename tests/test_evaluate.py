@@ -10,8 +10,8 @@ from ganx.models import GAN
 
 
 def test_evaluate_refuses_data_of_another_image_size_or_channel_count(mnist_dir, tmp_path):
-    from ganx.config import compose_data_config
     from ganx.evaluate import main as evaluate_main
+    from ganx.presets import compose_data_config
 
     data_32 = OmegaConf.to_container(compose_data_config("mnist", [f"data.data_dir={mnist_dir}", "data.image_size=32"]))
     ckpt = write_ganx_checkpoint(tmp_path / "gan.ckpt", {}, {}, data_32)
@@ -52,9 +52,9 @@ def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_
 def test_evaluate_refuses_fid_on_fewer_samples_than_feature_dimensions(mnist_dir, tmp_path):
     from helpers import untrained_classifier
 
-    from ganx.config import compose_data_config
     from ganx.evaluate import EvaluateConfig, evaluate
     from ganx.metrics import MetricsSetupError
+    from ganx.presets import compose_data_config
 
     data = OmegaConf.to_container(compose_data_config("mnist", [f"data.data_dir={mnist_dir}"]))
     ckpt = write_ganx_checkpoint(tmp_path / "gan.ckpt", {}, {}, data)

@@ -21,7 +21,7 @@ from helpers import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from ganx.config import CONF_DIR
+from ganx.presets import CONF_DIR
 
 pytestmark = pytest.mark.e2e
 

@@ -17,11 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ganx.models.gan as gan_module
-from ganx.config import preset_target, register_resolvers
 from ganx.losses import AdversarialLoss
 from ganx.models import GAN
 from ganx.models.gan import layer_grad_norms
 from ganx.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
+from ganx.presets import preset_target
+from ganx.resolvers import register_resolvers
 
 register_resolvers()
 

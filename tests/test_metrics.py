@@ -15,7 +15,6 @@ from helpers import FAST, fit, run_cli, train_in_process, write_image_folder, wr
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ganx.config import compose_data_config
 from ganx.data import MNISTDataModule
 from ganx.data.base import ShardSampler
 from ganx.features import FeaturesConfig, train_features
@@ -45,6 +44,7 @@ from ganx.metrics.extractors.inception import INCEPTION_WEIGHTS_FILE
 from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
 from ganx.models import GAN
 from ganx.nets import MLPDiscriminator, MLPGenerator
+from ganx.presets import compose_data_config
 
 
 class TableFeatures(FeatureExtractor):

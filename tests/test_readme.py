@@ -9,9 +9,9 @@ import pytest
 from helpers import REPO
 from hydra.errors import MissingConfigException
 
-from ganx.config import compose_train
 from ganx.evaluate import EvaluateConfig
 from ganx.preflight import ConfigError, check_train_config
+from ganx.presets import compose_train
 from ganx.sample import SampleConfig
 from ganx.translate import TranslateConfig
 

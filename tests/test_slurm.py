@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import FAST, HANG_GUARD_S, REPO, run_cli
 
-from ganx.config import resolve_ckpt_path, run_dir_for
+from ganx.resolvers import resolve_ckpt_path, run_dir_for
 
 TINY = ["model=gan", "model.generator.hidden=[16]", "model.discriminator.hidden=[16]", "model.latent_dim=8",
         "data=gaussian_ring", "data.train_size=256", "data.val_size=64"]

@@ -112,3 +112,22 @@ def test_a_failure_is_recorded_only_over_its_own_results_and_the_summary_replace
     assert "seed \\| refused" in (sweep / "summary.md").read_text()
     assert ganx.sweep.failed_runs == {str(job.run_dir) for job in jobs}  # all three count for the exit status
     assert sorted(p.name for p in sweep.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_a_single_run_writes_no_sweep_table(tmp_path, monkeypatch):
+    """Hydra calls on_job_end after a single run too: it has no sweep dir to summarize (it warned "No results.json
+    under multirun/..." after every run)."""
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    import ganx.sweep
+    from ganx.sweep import SweepSummary
+
+    written = []
+    monkeypatch.setattr(ganx.sweep, "write_summary", written.append)
+    config = OmegaConf.create({"hydra": {"mode": RunMode.RUN, "sweep": {"dir": str(tmp_path / "multirun")}}})
+    SweepSummary().on_job_end(config, job_return=None)
+    assert written == []
+    config.hydra.mode = RunMode.MULTIRUN
+    SweepSummary().on_job_end(config, job_return=None)
+    assert written == [tmp_path / "multirun"]

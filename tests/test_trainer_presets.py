@@ -8,8 +8,8 @@ from helpers import tiny_gan
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
 
-from ganx.config import compose_train
 from ganx.precision import cpu_bf16_flags
+from ganx.presets import compose_train
 from ganx.trainer import best_mixed_precision
 
 

@@ -30,11 +30,11 @@ from hydra.utils import instantiate
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
-from ganx.config import compose_data_config
 from ganx.features import FeaturesConfig, train_features
 from ganx.metrics import ImageMetrics
 from ganx.metrics.extractors.base import FeatureExtractor
 from ganx.metrics.extractors.domain import DomainFeatures
+from ganx.presets import compose_data_config
 
 HERE = Path(__file__).resolve().parent
 

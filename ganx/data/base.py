@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class BatchKind(StrEnum):
     """What a data module's training batches hold (its ``batch_kind``). A model lists the kinds its training step
-    reads in ``trains_on``; ``ganx.config.check_model_data_pairing`` refuses a model and data that do not meet."""
+    reads in ``trains_on``; ``ganx.preflight.check_model_data_pairing`` refuses a model and data that do not meet."""
 
     IMAGES = "unlabeled images"
     LABELED_IMAGES = "labeled images"

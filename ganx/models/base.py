@@ -73,7 +73,7 @@ class AdversarialModule(L.LightningModule):
             draws the samples and metrics (``sample_with_ema``). Only models with ``averages_generator``.
     """
 
-    # The batch kinds training_step reads; every model declares them (ganx.config.check_model_data_pairing refuses ()).
+    # The batch kinds training_step reads; every model declares them (ganx.preflight.check_model_data_pairing refuses ()).
     trains_on: tuple[BatchKind, ...] = ()
     # Whether the model applies ``augment`` to its critic's inputs and keeps ``model.ema`` (the noise-to-image GANs).
     augments_critic_inputs: bool = False

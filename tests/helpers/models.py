@@ -56,8 +56,9 @@ def write_cyclegan_checkpoint(path: Path, image_size: int = 16) -> dict[str, tor
     generators differ (seeded 0 and 1); returns them in eval mode."""
     from omegaconf import OmegaConf
 
-    from ganx.config import compose_train, register_resolvers
     from ganx.instantiators import instantiate_model
+    from ganx.presets import compose_train
+    from ganx.resolvers import register_resolvers
 
     register_resolvers()
     cfg = compose_train(["model=cyclegan", "data=unpaired", "model.generator_ab.ngf=4", "model.generator_ab.n_blocks=1",

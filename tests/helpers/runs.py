@@ -21,7 +21,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from ganx.config import CONF_DIR, register_resolvers
+from ganx.presets import CONF_DIR
+from ganx.resolvers import register_resolvers
 
 REPO = Path(__file__).resolve().parents[2]
 # Time limits on subprocesses and waits only guard against hangs: far above any run's time, so a slow machine never fails.
