@@ -76,8 +76,9 @@ def folder(tmp_path_factory) -> Path:
     return write_image_folder(tmp_path_factory.mktemp("extractors") / "images", n=40, size=24)
 
 
-def test_auto_offline_on_rgb_picks_effnet_lite0_when_the_held_out_split_is_large_enough(folder, monkeypatch):
+def test_auto_offline_on_rgb_takes_the_first_offline_candidate_and_says_why(folder, monkeypatch):
     monkeypatch.setattr(extractors.inception, "inception_weights_path", inception_unavailable)
+    monkeypatch.setattr(extractors, "OFFLINE_RGB", ("effnet_lite0", "domain"))
     extractor = extractors.build_extractor("inception", rgb_data(folder, 2048), auto=True)
     assert extractor.name.startswith("effnet_lite0_128:") and "Inception" in extractor.info["fallback_from"]
     # Explicitly asked for: Inception or an error, never another protocol.
@@ -103,6 +104,7 @@ def test_a_model_is_never_scored_by_auto_on_the_network_its_discriminator_sees(f
     assert extractors.pretrained_networks_in(nn.Sequential(flagged)) == {"inception"}
 
     monkeypatch.setattr(extractors.inception, "inception_weights_path", inception_unavailable)
+    monkeypatch.setattr(extractors, "OFFLINE_RGB", ("effnet_lite0", "domain"))  # as if effnet had won the validation
     callback = build_training_metrics(metrics_cfg(domain=TINY, names=["fid", "kid"]), rgb_data(folder, 2048))
     assert callback.metrics.extractor.network == "effnet_lite0"
     callback.avoid_own_networks(model)  # what setup() does first, with the LightningModule

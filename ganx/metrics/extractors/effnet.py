@@ -4,8 +4,9 @@ and precision/recall/density/coverage, the 1000 ImageNet logits for IS. Their we
 features of a network pretrained on a large labelled set offline, where Inception's weights cannot be downloaded.
 
 Not comparable with published Inception FIDs. The input size is part of the protocol name (``effnet_lite0_128``):
-64x64 images upsampled to 128 cost 0.4 of the 224 the network was trained at, and rank structure and texture
-degradations the same way (experiments/metrics/README.md, "Structure vs texture").
+128, as 64x64 images at 224 cost 5.5x as much, and at 128 FID ranks every structure degradation of real faces above
+every texture one (at 224 it does not); but neither size orders GAN samples as the eye does (experiments/metrics/
+README.md, "Structure vs texture"), so ``features=auto`` does not pick these features.
 """
 
 from functools import partial
@@ -27,8 +28,6 @@ INPUT_SIZE = 128
 
 class EffNetLiteFeatures(FeatureExtractor):
     """``EfficientNetLiteFeatures(variant, input_size)``: pooled features (1280) then ImageNet logits (1000)."""
-
-    pool_dim = 1280  # every lite variant's head width: known before the weights load (FID's sample-size check)
 
     def __init__(self, variant: str = "lite0", input_size: int = INPUT_SIZE):
         super().__init__()
