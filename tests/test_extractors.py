@@ -12,11 +12,13 @@ from test_metrics import metrics_cfg
 from torch import nn
 
 import ganx.metrics.extractors as extractors
+from ganx.evaluate import EvaluateConfig
 from ganx.metrics import ImageMetrics, build_training_metrics
 from ganx.metrics.extractors.base import BUILDERS, ExtractorOptions, MetricsSetupError, file_digest
 from ganx.metrics.extractors.domain import DomainFeatures, DomainRecipe, ensure_domain_encoder
 from ganx.metrics.extractors.effnet import EffNetLiteFeatures
 from ganx.metrics.image_metrics import protocol_key
+from ganx.metrics.registry import EvaluationSetup
 from ganx.nets.pretrained import EfficientNetLiteFeatures, weights_path
 
 SIZE = 32  # the smallest input the network takes: tests stay cheap
@@ -116,3 +118,15 @@ def test_a_model_is_never_scored_by_auto_on_the_network_its_discriminator_sees(f
     with pytest.warns(UserWarning, match="trains against effnet_lite0"):
         explicit.avoid_own_networks(model)
     assert explicit.metrics.extractor.network == "effnet_lite0"
+
+
+def test_evaluate_with_auto_avoids_the_network_of_the_checkpoints_model(folder, monkeypatch):
+    trained = ensure_domain_encoder(rgb_data(folder, 2048), DomainRecipe(**TINY))
+    monkeypatch.setattr(extractors.inception, "inception_weights_path", inception_unavailable)
+    monkeypatch.setattr(extractors, "OFFLINE_RGB", ("effnet_lite0", "domain"))
+    monkeypatch.setitem(BUILDERS, "domain", lambda data_cfg, options: DomainFeatures(trained))
+    model = nn.ModuleDict({"discriminator": ProjectedLike()})
+    setup = EvaluationSetup(EvaluateConfig(), rgb_data(folder, 2048), None, torch.device("cpu"), lambda: model)
+    assert isinstance(setup.extractor, DomainFeatures)
+    plain = EvaluationSetup(EvaluateConfig(), rgb_data(folder, 2048), None, torch.device("cpu"), lambda: nn.Linear(2, 2))
+    assert plain.extractor.network == "effnet_lite0"
