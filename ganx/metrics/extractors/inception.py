@@ -52,6 +52,7 @@ class InceptionFeatures(FeatureExtractor):
     """
 
     pool_dim, num_logits, input_size = 2048, 1008, 299
+    network = "inception"  # as a module names it in ``pretrained_features`` (ganx.metrics.extractors)
 
     def __init__(self, weights_path: str | Path):
         super().__init__()
