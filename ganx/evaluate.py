@@ -60,7 +60,7 @@ class EvaluateConfig:
     metrics: list[str] = field(default_factory=lambda: ["fid", "is", "kid"])  # fid | is | kid | pr | dc | ppl | parzen | classes (ganx.metrics.registry)
     num_samples: int = 10_000  # generated images, compared with as many held-out real images
     data: str | None = None  # a config in conf/data/; default: the checkpoint's own data config
-    features: str = "auto"  # auto | inception | classifier | domain | PATH (see conf/metrics/default.yaml)
+    features: str = "auto"  # auto | inception | effnet_lite0 | effnet_lite1 | effnet_lite2 | classifier | domain | PATH (see conf/metrics/default.yaml)
     inception_weights: str | None = None  # local copy of weights-inception-2015-12-05-6726825d.pth; default: torch hub
     classifier_ckpt: str | None = None  # a `python -m ganx.features data=mnist out=PATH` file; default: the cached one
     batch_size: int | None = None  # default: the run's data.batch_size (same batches, same noise as in training)

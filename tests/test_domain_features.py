@@ -93,7 +93,7 @@ def inception_unavailable(*args, **kwargs):
 
 
 def test_auto_falls_back_to_domain_features_without_inception_weights(folder, trained, monkeypatch):
-    monkeypatch.setattr(extractors, "inception_weights_path", inception_unavailable)
+    monkeypatch.setattr(extractors.inception, "inception_weights_path", inception_unavailable)
     callback = build_training_metrics(metrics_cfg(domain=TINY), data_cfg(folder))
     protocol = callback.protocol()
     assert isinstance(callback.metrics.extractor, DomainFeatures)

@@ -1,6 +1,7 @@
 """Sample-quality metrics.
 
-* ``extractors``: the feature networks (Inception-v3, the classifier and domain features, each with its training);
+* ``extractors``: the feature networks by protocol name (Inception-v3, ImageNet EfficientNet-lite, the classifier and
+  domain features, each with its training);
 * metric math: ``image_metrics`` (FID, IS, KID, precision/recall, density/coverage on one extractor), ``prdc``,
   ``class_coverage``, ``conditional`` (class accuracy, intra-FID), ``parzen``, ``path_length``, ``modes``, ``resize``;
 * ``registry``: ``ganx.evaluate``'s metrics by name (``register_metric`` in each metric's module);

@@ -15,6 +15,7 @@ come from the on-disk reference cache when an earlier run or evaluation extracte
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from torch import Tensor
 
 from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
 from ganx.metrics.evaluations import append_evaluation, metric_of
-from ganx.metrics.extractors import MetricsSetupError, build_extractor, resolve_features
+from ganx.metrics.extractors import MetricsSetupError, build_extractor, pretrained_networks_in, resolve_features
+from ganx.metrics.extractors.base import ExtractorOptions
 from ganx.metrics.extractors.inception import InceptionFeatures
 from ganx.metrics.image_metrics import HEADLINE_VALUES, ImageMetrics, metric_names_for, require_fid_sample_size
 from ganx.metrics.reference import held_out_reference
@@ -45,13 +47,18 @@ class ImageMetricsCallback(L.Callback):
             validation batches' labels are the classes of both the real and the generated images).
         reference_cache: take the held-out split's features from the on-disk cache, or write them there at the first
             evaluation (``ganx.metrics.reference``).
+        rebuild_avoiding: ``features=auto``: the metrics on another extractor, avoiding the given pretrained networks;
+            used at ``setup`` when the model trains against the extractor's network (None: a warning only).
     """
 
     needs_validation_loop = True  # ganx.train turns Lightning's validation loop off when no callback needs it
 
     def __init__(self, metrics: ImageMetrics, log_path: str | Path | None, allow_small_fid: bool = False,
-                 class_metrics: ClassConditionalMetrics | None = None, reference_cache: bool = False):
+                 class_metrics: ClassConditionalMetrics | None = None, reference_cache: bool = False,
+                 rebuild_avoiding: Callable[[set[str]], ImageMetrics] | None = None):
         self.metrics = metrics
+        self.rebuild_avoiding = rebuild_avoiding
+        self.model_networks: set[str] = set()
         self.reference_cache = reference_cache
         self.log_path = Path(log_path) if log_path else None
         self.allow_small_fid = allow_small_fid
@@ -59,13 +66,32 @@ class ImageMetricsCallback(L.Callback):
 
     def protocol(self) -> dict[str, Any]:
         protocol = {**self.metrics.protocol(), "real_split": "val"}
+        if self.model_networks:
+            protocol["model_pretrained_networks"] = sorted(self.model_networks)
         if self.metrics.kid is not None:
             protocol["kid_subset_size"] = self.metrics.kid.subset_size
         if self.class_metrics is not None:
             protocol["class_metrics"] = f"class_accuracy and intra_fid over {self.class_metrics.num_classes} classes"
         return protocol
 
+    def avoid_own_networks(self, pl_module: L.LightningModule) -> None:
+        """Never score a model on the features its discriminator sees (they improve without better images,
+        Kynkäänniemi et al. 2023): under ``features=auto`` another extractor, else a warning."""
+        self.model_networks = pretrained_networks_in(pl_module)
+        network = self.metrics.extractor.network
+        if network not in self.model_networks:
+            return
+        if self.rebuild_avoiding is None:
+            rank_zero_warn(f"metrics.features={network}: the model trains against {network}'s features, so its FID "
+                           "on them can improve without better images (Kynkäänniemi et al. 2023); prefer another "
+                           "extractor, or features=auto, which avoids it.")
+            return
+        self.metrics = self.rebuild_avoiding(self.model_networks)
+        rank_zero_warn(f"metrics: the model trains against {network}'s features; features=auto scores it on "
+                       f"{self.metrics.extractor.name} instead.")
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.avoid_own_networks(pl_module)
         held_out = getattr(getattr(trainer, "datamodule", None), "val_set", None)
         if self.metrics.fid is not None and held_out is not None and not self.allow_small_fid:
             require_fid_sample_size(
@@ -193,11 +219,14 @@ def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_pat
         raise MetricsSetupError(f"metrics.best_by={cfg.best_by} selects checkpoints/best.ckpt (lowest value): it must "
                                 f"be fid or kid (or its protocol name, e.g. fid2k_val_classifier) and among "
                                 f"metrics.names={names}.")
-    extractor = build_extractor(kind, data_cfg, cfg.inception_weights, cfg.classifier_ckpt, cfg.get("domain"),
-                                offline_fallback=cfg.features == "auto")
-    names = metric_names_for(extractor, names, cfg.features)
-    metrics = ImageMetrics(extractor, names, cfg.is_splits, cfg.kid_subsets, cfg.kid_subset_size,
-                           cfg.get("resize", "legacy"), cfg.get("nearest_k", 3))
-    class_metrics = class_metrics_for(extractor, num_classes, metrics.resize) if num_classes else None
+    auto = cfg.features == "auto"
+
+    def image_metrics(avoid: set[str]) -> ImageMetrics:
+        extractor = build_extractor(kind, data_cfg, ExtractorOptions.of(cfg), auto, avoid)
+        return ImageMetrics(extractor, metric_names_for(extractor, names, cfg.features), cfg.is_splits,
+                            cfg.kid_subsets, cfg.kid_subset_size, cfg.get("resize", "legacy"), cfg.get("nearest_k", 3))
+
+    metrics = image_metrics(set())
+    class_metrics = class_metrics_for(metrics.extractor, num_classes, metrics.resize) if num_classes else None
     return ImageMetricsCallback(metrics, log_path, cfg.get("allow_small_fid", False), class_metrics,
-                                cfg.get("reference_cache", False))
+                                cfg.get("reference_cache", False), image_metrics if auto else None)

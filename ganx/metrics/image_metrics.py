@@ -30,6 +30,7 @@ from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from ganx.metrics.conditional import class_metrics_for
+from ganx.metrics.extractors import pretrained_networks_in
 from ganx.metrics.extractors.base import ColumnSlice, FeatureExtractor, MetricsSetupError
 from ganx.metrics.prdc import PRDC_NAMES, prdc
 from ganx.metrics.reference import held_out_reference, load_reference, save_reference
@@ -325,6 +326,10 @@ class ImageMetricsGroup:
                                     cfg.nearest_k).to(setup.device)
         if cfg.reference_cache and self.metrics.needs_real:
             self.metrics.use_reference_cache(*held_out_reference(setup.datamodule.val_set, extractor.name, cfg.resize))
+        self.model_networks = sorted(pretrained_networks_in(setup.model))
+        if extractor.network in self.model_networks:
+            log.warning("features=%s: the model trains against these features, so its FID on them can improve without "
+                        "better images (Kynkäänniemi et al. 2023); features=auto avoids them.", cfg.features)
         self.class_metrics = None
         if hasattr(setup.model, "num_classes"):
             self.class_metrics = class_metrics_for(extractor, setup.model.num_classes, cfg.resize)
@@ -337,7 +342,10 @@ class ImageMetricsGroup:
             self.class_metrics.update(real, fake, batch[1])
 
     def compute(self) -> dict[str, Any]:
-        entries = {"values": self.metrics.named_values(self.metrics.compute(), "val"), "protocol": self.metrics.protocol()}
+        protocol = self.metrics.protocol()
+        if self.model_networks:
+            protocol["model_pretrained_networks"] = self.model_networks
+        entries = {"values": self.metrics.named_values(self.metrics.compute(), "val"), "protocol": protocol}
         if self.class_metrics is not None:
             entries["class_metrics"] = self.class_metrics.compute()
         return entries

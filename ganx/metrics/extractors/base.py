@@ -2,12 +2,14 @@
 
 An extractor returns ``(N, pool_dim + num_logits)``: the pooled features FID and KID compare, then the logits IS
 scores. One network forward per batch thus feeds all three torchmetrics metrics (``ganx.metrics.image_metrics``),
-which matters on a CPU where Inception-v3 dominates the cost of an evaluation. The extractors: ``inception``,
-``classifier`` and ``domain`` in this package; ``ganx.metrics.extractors.build_extractor`` picks one.
+which matters on a CPU where Inception-v3 dominates the cost of an evaluation. Each extractor module of this package
+registers a builder under its protocol names (``@register_extractor("domain")``); ``ganx.metrics.extractors``
+imports them all and ``build_extractor`` picks one by name.
 """
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,15 @@ class FeatureExtractor(nn.Module):
     """Frozen network: images (N, C, H, W) in [-1, 1] -> (N, pool_dim + num_logits).
 
     ``name`` and ``info`` describe the protocol; they are recorded with every number computed from these features.
+    ``network`` names a pretrained network a model may also have trained against (``effnet_lite0``), so that
+    ``features=auto`` can avoid scoring a model on its own discriminator's features; None for the others.
     """
 
     name: str
     pool_dim: int
     num_logits: int
     info: dict[str, Any]
+    network: str | None = None
 
     def freeze(self) -> "FeatureExtractor":
         return self.eval().requires_grad_(False)
@@ -78,3 +83,39 @@ def hub_weights(url: str, path: Path, explain: Callable[[str], str]) -> Path:
     except Exception as err:  # offline: URLError; a proxy or a full disk: other OSErrors
         raise MetricsSetupError(explain(f"{type(err).__name__}: {err}")) from err
     return path
+
+
+@dataclass(frozen=True)
+class ExtractorOptions:
+    """What builders may need beyond the data config (the ``metrics`` keys of the same names)."""
+
+    inception_weights: str | None = None
+    classifier_ckpt: str | None = None
+    domain: Any = None  # the domain features' recipe (``metrics.domain``)
+
+    @classmethod
+    def of(cls, cfg: Any) -> "ExtractorOptions":
+        """From a config holding these keys (``metrics``, ``ganx.evaluate``'s); a missing key keeps its default."""
+        return cls(**{key: getattr(cfg, key, None) for key in ("inception_weights", "classifier_ckpt", "domain")})
+
+
+def registrar(table: dict[str, Any], kind: str) -> Callable[..., Callable[[Any], Any]]:
+    """``register(*names)``: a decorator entering its object in ``table`` under each name (a name taken twice is an
+    error naming both). The metrics (``register_metric``) and the extractors (``register_extractor``) use one each."""
+    def register_as(*names: str) -> Callable[[Any], Any]:
+        def register(entry: Any) -> Any:
+            for name in names:
+                if name in table:
+                    raise ValueError(f"{kind} {name!r} is registered twice ({table[name]} and {entry})")
+                table[name] = entry
+            return entry
+
+        return register
+
+    return register_as
+
+
+Builder = Callable[[Any, ExtractorOptions], FeatureExtractor]  # (data config, options) -> a ready extractor
+BUILDERS: dict[str, Builder] = {}
+# ``@register_extractor("domain")``: the builder of ``metrics.features=domain``.
+register_extractor = registrar(BUILDERS, "extractor")

@@ -29,7 +29,13 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError, file_digest
+from ganx.metrics.extractors.base import (
+    ExtractorOptions,
+    FeatureExtractor,
+    MetricsSetupError,
+    file_digest,
+    register_extractor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -262,3 +268,17 @@ class ClassifierFeatures(FeatureExtractor):
                               align_corners=False)
         features = self.net.features(x)
         return torch.cat([features, self.net.head(features)], dim=1)
+
+
+@register_extractor("classifier")
+def build_classifier(data_cfg: DictConfig, options: ExtractorOptions) -> ClassifierFeatures:
+    """``options.classifier_ckpt``, else the cached classifier of this data set (trained on first use)."""
+    try:
+        path = options.classifier_ckpt or ensure_classifier(data_cfg)
+    except ClassifierError as err:
+        raise MetricsSetupError(str(err)) from err
+    extractor = ClassifierFeatures(path)
+    if get_class(extractor.info["data"]) is not get_class(data_cfg._target_):
+        log.warning("The metrics classifier %s was trained on %s, not on this run's %s: its numbers are not the usual "
+                    "protocol for this data set.", path, extractor.info["data"], data_cfg._target_)
+    return extractor

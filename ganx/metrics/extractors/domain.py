@@ -36,7 +36,13 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError, file_digest
+from ganx.metrics.extractors.base import (
+    ExtractorOptions,
+    FeatureExtractor,
+    MetricsSetupError,
+    file_digest,
+    register_extractor,
+)
 from ganx.metrics.extractors.classifier import cache_dir, ensure_cached
 
 log = logging.getLogger(__name__)
@@ -267,7 +273,7 @@ class DomainFeatures(FeatureExtractor):
 
     num_logits = 0
 
-    def __init__(self, path: str | Path, fallback_from: str | None = None):
+    def __init__(self, path: str | Path):
         super().__init__()
         path = Path(path).expanduser()
         self.net, meta = load_domain_encoder(path)
@@ -279,8 +285,6 @@ class DomainFeatures(FeatureExtractor):
                      "checkpoint": str(path), "weights_sha256": meta["weights_sha256"], "trained_on": meta["facts"],
                      "fid_features": f"pooled encoder output ({self.pool_dim})", "is_logits": None,
                      "comparable": NOT_COMPARABLE}
-        if fallback_from:
-            self.info["fallback_from"] = fallback_from
         self.freeze()
 
     def forward(self, images: Tensor) -> Tensor:
@@ -293,19 +297,7 @@ class DomainFeatures(FeatureExtractor):
         return self.net.encoder(x)
 
 
-def domain_features(source: str, data_cfg: DictConfig, recipe_cfg: Any = None,
-                    fallback_from: str | None = None) -> DomainFeatures:
-    """``source`` "domain": the cached extractor for this data (trained on first use); otherwise a file path."""
-    path = ensure_domain_encoder(data_cfg, recipe_from(recipe_cfg)) if source == "domain" else source
-    return DomainFeatures(path, fallback_from)
-
-
-def offline_domain_features(data_cfg: DictConfig, recipe_cfg: Any, inception_error: Exception) -> DomainFeatures:
-    """``features: auto`` on RGB data without Inception weights: domain features instead, with a warning."""
-    log.warning(
-        "Inception-v3 weights are not available (%s). features=auto falls back to domain features trained on this "
-        "data set (python -m ganx.features; cached, trained on first use): FID/KID on them rank models of this run "
-        "and of runs on the same extractor, but are NOT comparable to published Inception FIDs. The protocol of every "
-        "evaluation names the extractor and its hash. For Inception numbers, provide its weights "
-        "(metrics.inception_weights=PATH).", str(inception_error).split(". Fixes:")[0])
-    return domain_features("domain", data_cfg, recipe_cfg, fallback_from=f"inception-v3: {inception_error}")
+@register_extractor("domain")
+def build_domain(data_cfg: DictConfig, options: ExtractorOptions) -> DomainFeatures:
+    """The cached extractor for this data and ``options.domain``'s recipe, trained on first use."""
+    return DomainFeatures(ensure_domain_encoder(data_cfg, recipe_from(options.domain)))

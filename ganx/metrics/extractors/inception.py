@@ -7,7 +7,15 @@ import torch
 from torch import Tensor
 
 from ganx._compat import inception_features
-from ganx.metrics.extractors.base import FeatureExtractor, MetricsSetupError, file_digest, hub_weights, to_uint8
+from ganx.metrics.extractors.base import (
+    ExtractorOptions,
+    FeatureExtractor,
+    MetricsSetupError,
+    file_digest,
+    hub_weights,
+    register_extractor,
+    to_uint8,
+)
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_WEIGHTS_FILE}"
@@ -44,6 +52,7 @@ class InceptionFeatures(FeatureExtractor):
     """
 
     pool_dim, num_logits, input_size = 2048, 1008, 299
+    network = "inception"  # as a module names it in ``pretrained_features`` (ganx.metrics.extractors)
 
     def __init__(self, weights_path: str | Path):
         super().__init__()
@@ -71,3 +80,8 @@ class InceptionFeatures(FeatureExtractor):
         # NoTrainInceptionV3.forward returns only the first requested feature; this returns both from one pass.
         pool, logits = inception_features(self.net, x)
         return torch.cat([pool, logits], dim=1).float()
+
+
+@register_extractor("inception")
+def build_inception(data_cfg, options: ExtractorOptions) -> InceptionFeatures:
+    return InceptionFeatures(inception_weights_path(options.inception_weights))
