@@ -111,3 +111,21 @@ def test_every_noise_to_image_preset_has_a_generator_that_ganx_sample_can_ask():
     for model in presets:
         generator = get_class(compose_pairing(model, "anime").model.generator._target_)
         assert issubclass(generator, LatentGenerator), f"model={model}: {generator.__name__} is no LatentGenerator"
+
+
+def test_a_machine_local_config_is_composed_when_present_and_not_needed_otherwise(tmp_path):
+    """Machine-specific settings (a data folder of this machine) live in an untracked conf/local/default.yaml, not in
+    the shipped data configs (issue #26.6: they named ../shared paths)."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    assert not (conf / "local").exists()  # a fresh clone: composes without it
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        assert compose("train", overrides=["data=anime"]).data.root != "/data/my-faces"
+    (conf / "local").mkdir()
+    (conf / "local" / "default.yaml").write_text("# @package _global_\ndata:\n  root: /data/my-faces\n")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        assert compose("train", overrides=["data=anime"]).data.root == "/data/my-faces"
+    shipped = [p for p in (CONF_DIR / "data").glob("*.yaml") if "../shared" in p.read_text()]
+    assert not shipped, f"machine-specific paths in shipped configs: {shipped}"
