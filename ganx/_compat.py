@@ -62,3 +62,29 @@ def skip_step_on_device_if(optimizer: Any, skip: Tensor) -> Iterator[None]:
         yield
     finally:
         del raw.grad_scale, raw.found_inf
+
+
+def attached_trainer(module: Any) -> Any:
+    """The Trainer ``module`` (a LightningModule) is attached to, or None.
+
+    Private: the public ``module.trainer`` raises when no Trainer is attached (a model used outside ``fit``: sampling,
+    tests), and Lightning keeps the reference in ``_trainer``.
+    """
+    return module._trainer
+
+
+def is_compiled(module: Any) -> bool:
+    """Whether ``module.compile()`` (in-place torch.compile) was already called on ``module``.
+
+    Private: ``nn.Module.compile`` stores the compiled call in ``_compiled_call_impl``; no public flag says so.
+    """
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def after_closure(precision: Any, model: Any, optimizer: Optimizer) -> None:
+    """What Lightning's precision plugin does between the closure and the optimizer step (``on_before_optimizer_step``
+    hooks: gradient clipping, norms), for a plugin that overrides ``optimizer_step``.
+
+    Private: ``Precision._after_closure`` is the protected method Lightning's own ``optimizer_step`` calls for this.
+    """
+    precision._after_closure(model, optimizer)

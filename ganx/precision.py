@@ -21,6 +21,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ganx._compat import after_closure
+
 
 class PerOptimizerMixedPrecision(MixedPrecision):
     def __init__(self, device: str = "cuda"):
@@ -52,12 +54,12 @@ class PerOptimizerMixedPrecision(MixedPrecision):
         closure_result = closure()
         index = self._index(optimizer, model)
         if index not in self._scaled:  # a refused update: no gradients to unscale or check
-            self._after_closure(model, optimizer)
+            after_closure(self, model, optimizer)
             return optimizer.step(**kwargs)
         self._scaled.discard(index)
         scaler = self.scaler_for(optimizer, model)
         scaler.unscale_(optimizer)  # before on_before_optimizer_step: clipping and gradient norms see true values
-        self._after_closure(model, optimizer)
+        after_closure(self, model, optimizer)
         step_output = scaler.step(optimizer, **kwargs)  # skipped if the gradients hold Inf/NaN
         scaler.update()
         return closure_result if step_output is None else step_output

@@ -65,3 +65,35 @@ def test_fused_optimizers_skip_their_step_on_the_device_when_told_found_inf():
             "fused Adam no longer skips its step when found_inf is set (ganx._compat.skip_step_on_device_if); "
             "on_nonfinite_check_every > 1 would apply NaN updates. Adapt ganx/_compat.py.")
         assert not hasattr(adam, "found_inf") and torch.equal(weight, torch.ones(2)) is skip
+
+
+def test_a_module_outside_fit_has_no_trainer_and_one_inside_has_it():
+    from helpers import fit, tiny_gan
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ganx._compat import attached_trainer
+
+    model = tiny_gan()
+    assert attached_trainer(model) is None
+    trainer = fit(model, 1, DataLoader(TensorDataset(torch.rand(8, 1, 4, 4) * 2 - 1, torch.zeros(8)), batch_size=4))
+    assert attached_trainer(model) is trainer
+
+
+def test_in_place_compile_is_detected():
+    from ganx._compat import is_compiled
+
+    net = torch.nn.Linear(2, 2)
+    assert not is_compiled(net)
+    net.compile()  # lazy: nothing is compiled before the first call
+    assert is_compiled(net)
+
+
+def test_the_precision_plugins_after_closure_takes_the_model_and_the_optimizer():
+    """The plugin's own optimizer_step calls it so; a renamed or re-signed method fails here, not inside a 16-mixed
+    run (tests/test_precision.py trains through it on a GPU)."""
+    import inspect
+
+    from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+
+    assert list(inspect.signature(Precision._after_closure).parameters)[1:] == ["model", "optimizer"]
+    assert "_after_closure" in inspect.getsource(MixedPrecision.optimizer_step)

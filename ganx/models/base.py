@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ganx._compat import attached_trainer, is_compiled
 from ganx.augment import DiffAugment
 from ganx.checkpoint import rng_state, set_rng_state
 from ganx.data.base import BatchKind
@@ -191,7 +192,7 @@ class AdversarialModule(L.LightningModule):
             self.to(memory_format=torch.channels_last)
         if self.compile_networks:
             for network in self.networks_to_compile():
-                if getattr(network, "_compiled_call_impl", None) is None:
+                if not is_compiled(network):
                     # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the eager nets.
                     network.compile()
 
@@ -250,12 +251,12 @@ class AdversarialModule(L.LightningModule):
     def is_logging_step(self) -> bool:
         """True when this training step's values are written to the loggers (every ``trainer.log_every_n_steps``
         generator steps, and at the step that stops training): costly diagnostics are computed only then."""
-        return self._is_log_interval() and bool(self._trainer.loggers)
+        return self._is_log_interval() and bool(attached_trainer(self).loggers)
 
     def _is_log_interval(self) -> bool:
         # Lightning's own rule for training steps, from public counters: the batch being trained (1-based, across
         # epochs and resumes; the same before and after this step's updates, unlike global_step or generator_steps).
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None or trainer.log_every_n_steps == 0:
             return False
         batch_number = trainer.fit_loop.total_batch_idx + 1

@@ -12,6 +12,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from ganx._compat import attached_trainer
 from ganx.data.base import BatchKind
 from ganx.errors import ConfigError, check_whole_number
 from ganx.latent import LATENT_DISTRIBUTIONS, draw_latent, generator_inputs
@@ -106,7 +107,7 @@ class GAN(AdversarialModule):
                 "real minibatches; build the data module with batches_per_step=critic_steps (ganx.train does)."
             )
         g_opt, d_opt = self.optimizers()
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.trainer.world_size if attached_trainer(self) is not None else 1
         for real, real_labels in zip(images.chunk(self.critic_steps), labels.chunk(self.critic_steps), strict=True):
             critic_stats = self.critic_step(real, d_opt, real_labels)
             self.augment.observe(critic_stats["d_real_sign"], real.shape[0] * world)  # ADA's r_t
@@ -244,7 +245,7 @@ class GAN(AdversarialModule):
     def visualize(self) -> Tensor:
         images = self.generate(self.fixed_noise)
         if images.dim() == 2:  # 2-D points (data=gaussian_ring/grid): a scatter plot against real points, not a grid
-            datamodule = getattr(self._trainer, "datamodule", None)
+            datamodule = getattr(attached_trainer(self), "datamodule", None)
             real = next(iter(datamodule.real_dataloader(batch_size=len(images))))[0] if datamodule else None
             return scatter_points(images, real)
         return image_grid(images, nrow=math.ceil(math.sqrt(len(images))))
