@@ -428,7 +428,8 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
     best_row = min(rows, key=lambda r: r["val/fid"])
     best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert best["ganx"]["generator_steps"] == best_row["generator_steps"]
-    assert best["ganx"]["config"]["metrics_protocol"]["features"] == best_row["protocol"]["features"]
+    assert best["callbacks"]["ImageMetricsCallback"]["protocol"]["features"] == best_row["protocol"]["features"]
+    assert "metrics_protocol" not in best["ganx"]["config"]  # the stored config is the run's config.yaml
     results = json.loads((run / "results.json").read_text())
     assert results["best"]["val/fid"] == best_row["val/fid"] and results["final"]["generator_steps"] == 7
     logged = (run / "csv" / "version_0" / "metrics.csv").read_text()

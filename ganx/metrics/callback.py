@@ -127,8 +127,6 @@ class ImageMetricsCallback(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         protocol = self.protocol()
-        if getattr(pl_module, "run_config", None) is not None:
-            pl_module.run_config["metrics_protocol"] = protocol  # stored in every checkpoint with the run config
         for logger in trainer.loggers:
             logger.log_hyperparams({"metrics_protocol": protocol})
         rank_zero_info("Metrics: %s on %s features, every eval_every generator steps", "/".join(self.metrics.names),
@@ -195,7 +193,9 @@ class ImageMetricsCallback(L.Callback):
         return outputs[0], outputs[1]
 
     def state_dict(self) -> dict[str, Any]:
-        return {}  # metric states are recomputed after a resume; the extractor is not part of a run's checkpoint
+        # The protocol of the numbers, kept in every checkpoint (the run config stays the run's config.yaml); metric
+        # states are recomputed after a resume, and the extractor is not part of a run's checkpoint.
+        return {"protocol": self.protocol()}
 
 
 def build_training_metrics(cfg: DictConfig | None, data_cfg: DictConfig, log_path: str | Path | None = None,
