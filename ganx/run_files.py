@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 from omegaconf import DictConfig, OmegaConf
 
-# Folders whose links are not ours to judge: W&B links a run's files into its own folder on purpose.
-LINKS_ALLOWED_UNDER = ("wandb",)
+# The folders of a run dir that ganx and the loggers it configures write into (conf/callbacks, conf/logger, Hydra's
+# record, ganx.report); wandb/ is not one of them: W&B links a run's files into its own folder on purpose.
+RUN_FOLDERS = (".hydra", "checkpoints", "samples", "csv", "tensorboard", "report")
 
 
 class RunDirError(RuntimeError):
@@ -113,9 +114,10 @@ def link_message(path: Path, what: str = "a symbolic link") -> str:
 
 
 def check_no_links(run_dir: str | Path) -> None:
-    """Refuse (``RunDirError``) a run directory in which a file is a symbolic or hard link, or a special file: one
-    line naming the first, before the run writes anything. Folders that are links (a checkpoints folder on another
-    disk) are followed."""
+    """Refuse (``RunDirError``) a run directory in which a file the run may write is a symbolic or hard link, or a
+    special file: one line naming the first, before the run writes anything. Looked at: the files directly in the run
+    dir and everything under ``RUN_FOLDERS`` (a run dir set to a project folder is not searched through its .venv);
+    folders that are links (a checkpoints folder on another disk) are followed."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
@@ -127,7 +129,7 @@ def check_no_links(run_dir: str | Path) -> None:
             continue
         seen.add(real)
         if Path(folder) == run_dir:
-            dirs[:] = [d for d in dirs if d not in LINKS_ALLOWED_UNDER]
+            dirs[:] = [d for d in dirs if d in RUN_FOLDERS]
         for name in files:
             path = Path(folder) / name
             problem = _not_own_file(path.lstat())

@@ -64,7 +64,12 @@ def test_check_no_links_names_the_first_link_and_allows_linked_folders_and_wandb
     (run / "checkpoints").symlink_to(disk / "ckpts")  # a checkpoints folder on another disk: allowed
     (run / "loop").symlink_to(run)  # a folder link back up the tree must not hang the walk
     plant(run / "wandb" / "run-1" / "files" / "results.json", target)  # W&B links a run's files on purpose
+    plant(run / ".venv" / "bin" / "python", target)  # a run dir set to a project folder: not ganx's files
     check_no_links(run)
+    plant(run / "train.log", target)
+    with pytest.raises(RunDirError, match=r"train.log is a symbolic link"):
+        check_no_links(run)
+    (run / "train.log").unlink()
     plant(run / "samples" / "step_0000004.png", target)
     with pytest.raises(RunDirError, match=r"step_0000004.png is a symbolic link"):
         check_no_links(run)
