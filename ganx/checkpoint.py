@@ -18,7 +18,6 @@ import logging
 import os
 import pickle
 import random
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ganx.instantiators import instantiate_model
-from ganx.run_files import write_file
+from ganx.run_files import PARTIAL, write_file
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +69,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
-PARTIAL = re.compile(r"\..+\.ckpt\.\d+-[0-9a-f]{8}\.tmp")
-
-
 def remove_partial_checkpoints(folder: str | Path) -> None:
     """Delete the temporary files of checkpoint saves that a kill interrupted (``ganx.run_files.partial_name``). Only
     call it holding the run's lock: then no other process is writing one."""
     folder = Path(folder)
-    partials = [p for p in folder.glob(".*.tmp") if PARTIAL.fullmatch(p.name)] if folder.is_dir() else []
+    partials = [p for p in folder.glob(".*.tmp") if (partial := PARTIAL.fullmatch(p.name))
+                and partial["name"].endswith(".ckpt")] if folder.is_dir() else []
     for path in partials:
         path.unlink(missing_ok=True)
     if partials:

@@ -21,7 +21,7 @@ from ganx.callbacks import RunSummary
 from ganx.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, weight_mismatches
 from ganx.errors import ConfigError
 from ganx.presets import CONF_DIR, preset_classes
-from ganx.run_files import RunDirError, check_no_links, partial_name
+from ganx.run_files import RunDirError, check_no_links, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +125,8 @@ def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
                if newest else "None of them loads (damaged by a kill or a full disk?), so it cannot be resumed")
         raise RunDirError(f"{output_dir} already holds checkpoints of another run; refusing to overwrite them. {how}, "
                           "or pick a new hydra.run.dir.")
-    # A name of its own: a file planted under a fixed probe name would be overwritten.
-    probe = output_dir / "checkpoints" / partial_name("write-test")
     try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ganx")
-        probe.unlink()
+        check_writable(output_dir / "checkpoints")
     except OSError as err:
         raise RunDirError(
             f"Cannot write to the run directory {output_dir} ({err.strerror}). Free some space or choose another "

@@ -12,6 +12,7 @@ name. Files that libraries write themselves (Lightning's CSV logger, TensorBoard
 import errno
 import logging
 import os
+import re
 import stat
 import uuid
 from collections.abc import Callable
@@ -71,6 +72,19 @@ def partial_name(name: str) -> str:
     """The hidden name a file is written under before it is renamed into place (no ``*.ckpt`` or ``*.json`` glob
     matches it), unique per writer."""
     return f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+
+
+# ``partial_name``'s names; ``name`` is the file's own.
+PARTIAL = re.compile(r"\.(?P<name>.+)\.\d+-[0-9a-f]{8}\.tmp")
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a file into it now, rather than fail at the first real write hours later; raises
+    the OSError. The probe has a name of its own: a file planted under a fixed name would be overwritten."""
+    probe = folder / partial_name("write-test")
+    folder.mkdir(parents=True, exist_ok=True)
+    probe.write_bytes(b"ganx")
+    probe.unlink()
 
 
 def open_append(path: str | Path, readable: bool = False) -> int:

@@ -34,7 +34,7 @@ from ganx.models import GAN
 from ganx.nets.conditional import class_grid_labels
 from ganx.nets.latent import LatentGenerator
 from ganx.plots import scatter_points
-from ganx.run_files import partial_name
+from ganx.run_files import check_writable
 
 
 @dataclass
@@ -89,10 +89,7 @@ def output_target(out: str) -> tuple[Path, bool]:
                               "folder ending in / for one PNG per sample.")
     where = path if folder else path.parent
     try:
-        where.mkdir(parents=True, exist_ok=True)
-        probe = where / partial_name("write-test")  # a name of its own: never a file planted under a fixed name
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(where)
     except OSError as err:
         raise CheckpointError(f"cannot write to {where} ({err.strerror or err}); choose another out=.") from None
     return path, folder
