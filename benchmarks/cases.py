@@ -53,7 +53,7 @@ class Variant:
     precision: str = "32-true"
     channels_last: bool = False
     compile: bool = False
-    nonfinite_check_every: int = 1
+    on_nonfinite_check_every: int = 1
     overrides: tuple[str, ...] = ()
 
     @property
@@ -68,7 +68,7 @@ SWITCHES = (
     Variant("compile", compile=True),
     Variant("channels_last+compile", channels_last=True, compile=True),
     # The NaN check read on the host every 50 updates instead of each (no host sync per update; matters on GPUs).
-    Variant("on_nonfinite_check_every=50", nonfinite_check_every=50),
+    Variant("on_nonfinite_check_every=50", on_nonfinite_check_every=50),
 )
 # What each of issue #14's parts costs per step, each added alone to the model (dcgan28 by default: the Fashion-MNIST
 # net of experiments/quality_per_compute). R1 + R2 need a critic without BatchNorm (per-sample penalties), so the

@@ -17,7 +17,7 @@ from ganx.instantiators import instantiate_model
 
 CASES = {"gan (MLP, 28x28)": Case("gan", ("model=gan", "data=mnist"), steps=10),
          "dcgan 32x32": Case("dcgan32", ("model=dcgan", "data=mnist", "data.image_size=32"), steps=10)}
-DEVICE_CHECK = Variant("check every 50", nonfinite_check_every=50)
+DEVICE_CHECK = Variant("check every 50", on_nonfinite_check_every=50)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             medians = {FP32.name: [], DEVICE_CHECK.name: []}
             for _ in range(args.repeats):
                 for variant in (FP32, DEVICE_CHECK):
-                    model = instantiate_model(cfg, nonfinite_check_every=variant.nonfinite_check_every)
+                    model = instantiate_model(cfg, on_nonfinite_check_every=variant.on_nonfinite_check_every)
                     times = time_ganx(cfg, model, variant, args.steps + 1, log_dir, data)[1:]  # minus warm-up
                     medians[variant.name].append(statistics.median(times))
             host, device = (statistics.median(medians[v.name]) * 1e3 for v in (FP32, DEVICE_CHECK))

@@ -177,8 +177,8 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         if variant.overrides not in states:
             L.seed_everything(0, workers=True)
             states[variant.overrides] = instantiate_model(cfgs[variant.name]).state_dict()
-        switches = dict(channels_last=variant.channels_last, compile_networks=variant.compile,
-                        nonfinite_check_every=variant.nonfinite_check_every) if switched else {}
+        switches = dict(channels_last=variant.channels_last, compile=variant.compile,
+                        on_nonfinite_check_every=variant.on_nonfinite_check_every) if switched else {}
         model = instantiate_model(cfgs[variant.name], **switches)
         model.load_state_dict(states[variant.overrides])
         return model
@@ -225,7 +225,7 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         ganx_s, plain_s = statistics.median(times[v.name]["ganx"]), statistics.median(times[v.name]["plain"])
         results.append({
             "model": case.name, "key": key, "overrides": [*case.overrides, *v.overrides], "variant": v.name,
-            "batch_size": cfg.data.batch_size, "critic_steps": fresh.real_batches_per_step,
+            "batch_size": cfg.data.batch_size, "critic_steps": fresh.critic_steps,
             "steps_x_repeats": f"{steps} x {repeats}", "steps_per_cycle": cycle,
             "ganx_step_s": ganx_s, "plain_step_s": plain_s,
             "ganx_images_per_s": images_per_step / ganx_s, "plain_images_per_s": images_per_step / plain_s,

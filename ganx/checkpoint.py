@@ -269,10 +269,14 @@ def require_model(checkpoint: dict[str, Any], models: tuple[type, ...], command:
         )
 
 
-def build_model(checkpoint: dict[str, Any]) -> L.LightningModule:
+def build_model(checkpoint: dict[str, Any], ema: bool | None = None) -> L.LightningModule:
     """Rebuild the LightningModule from the stored config as ``ganx.train`` built it
-    (``ganx.instantiators.instantiate_model``: networks, loss, EMA copy, augment) and load its weights and counters;
-    eval mode. Every command that reads a checkpoint's networks (sample, evaluate, translate) builds them here."""
+    (``ganx.instantiators.instantiate_model``: networks, loss, EMA generator, augment) and load its weights and
+    counters; eval mode. Every command that reads a checkpoint's networks (sample, evaluate, translate) builds them here.
+
+    ``ema``: the ``ema=`` of ganx.sample and ganx.evaluate, which generator draws the samples. None: the EMA generator
+    if the checkpoint has one (``model.ema``, ``ganx.models.ema``), else the trained one; false: the trained one (the
+    EMA generator is dropped from the built model); true: the EMA generator, refused for a checkpoint without one."""
     fix = "The file was written by another ganx version or edited; retrain, or load it with the version that wrote it."
     config = checkpoint["ganx"]["config"]
     if not isinstance(config.get("model"), dict):
@@ -288,6 +292,12 @@ def build_model(checkpoint: dict[str, Any]) -> L.LightningModule:
         raise CheckpointError(f"the config stored in this checkpoint has no model under model. {fix}")
     load_weights(module, checkpoint["state_dict"], "model")
     module.generator_steps = checkpoint["ganx"].get("generator_steps", 0)
+    has_ema = getattr(module, "generator_ema", None) is not None
+    if ema and not has_ema:
+        raise CheckpointError("ema=true, but this checkpoint has no EMA generator (trained without model.ema); leave "
+                              "out ema= or use ema=false, or train with model.ema.decay=0.999.")
+    if ema is False and has_ema:
+        module.generator_ema = None
     return module.eval()
 
 

@@ -88,7 +88,7 @@ def evaluation_data(cfg: EvaluateConfig, checkpoint: dict[str, Any], data_overri
         data_cfg = OmegaConf.merge(OmegaConf.create(run_config["data"]), OmegaConf.from_dotlist(
             [o.removeprefix("data.") for o in data_overrides]))
     batch_size = cfg.batch_size or data_cfg.batch_size
-    datamodule = instantiate(data_cfg, val_size=cfg.num_samples, batch_size=batch_size, batches_per_step=1,
+    datamodule = instantiate(data_cfg, val_size=cfg.num_samples, batch_size=batch_size,
                              seed=run_config.get("seed", 0))
     require_trained_image_shape(checkpoint, datamodule)
     datamodule.prepare_data()
@@ -142,7 +142,7 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
     device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.ckpt)
     data_cfg, datamodule = evaluation_data(cfg, checkpoint, list(data_overrides))
-    setup = EvaluationSetup(cfg, data_cfg, datamodule, device, lambda: evaluated_model(cfg, checkpoint, device))
+    setup = EvaluationSetup(cfg, data_cfg, datamodule, device, lambda: build_model(checkpoint, ema=cfg.ema).to(device))
     metrics = build_metrics(cfg.metrics, setup)
     model = setup.model
     start = time.perf_counter()
@@ -152,25 +152,14 @@ def evaluate(cfg: EvaluateConfig, data_overrides: list[str] = ()) -> dict[str, A
         for metric in metrics:
             metric.update(real, fake, batch)
     result: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt).resolve()),
-                              "generator_step": checkpoint["ganx"].get("generator_steps"),
-                              "generator": "ema" if model.sample_with_ema else "trained",
+                              "generator_steps": checkpoint["ganx"].get("generator_steps"),
+                              "generator": "ema" if getattr(model, "generator_ema", None) is not None else "trained",
                               "real_split": "val", "data": {"config": data_cfg._target_, **datamodule.summary()}}
     for metric in metrics:
         result.update(metric.compute())
     result["num_samples"] = cfg.num_samples
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
-
-
-def evaluated_model(cfg: EvaluateConfig, checkpoint: dict[str, Any], device: torch.device):
-    """The checkpoint's model, sampling with its EMA generator unless ``ema=false`` (or it has none)."""
-    model = build_model(checkpoint).to(device)
-    averaged = getattr(model, "generator_ema", None) is not None
-    if cfg.ema and not averaged:
-        raise CheckpointError("ema=true, but this checkpoint has no EMA generator (trained without model.ema); "
-                              "leave out ema=.")
-    model.sample_with_ema = averaged and cfg.ema is not False
-    return model
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,9 +21,19 @@ def instantiate_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [c for c in callbacks if c is not None and (show_progress or not isinstance(c, ProgressBar))]
 
 
+# The top-level config keys (conf/train.yaml) every model takes as keyword arguments of the same names
+# (``AdversarialModule``); ganx.train passes them on, the inference commands leave the defaults.
+RUN_OPTIONS = ("on_nonfinite", "on_nonfinite_max_skips", "on_nonfinite_check_every", "channels_last", "compile")
+
+
+def run_options(cfg: Mapping) -> dict:
+    """The run-level options of ``cfg`` (``RUN_OPTIONS``), as the model's keyword arguments."""
+    return {key: cfg[key] for key in RUN_OPTIONS}
+
+
 def instantiate_model(cfg: Mapping, **options) -> L.LightningModule:
     """The configured model: networks, loss and algorithm from ``cfg.model``, the augmentation of the critic's inputs
-    from ``cfg.augment``, and the run-level keyword ``options`` (nonfinite_policy, channels_last, ...). ``cfg`` is a
+    from ``cfg.augment``, and the run-level keyword ``options`` (``run_options``: on_nonfinite, channels_last, ...). ``cfg`` is a
     run config: the composed one (ganx.train, the benchmarks) or one stored in a checkpoint (``ganx.checkpoint
     .build_model``, which checks it first), so every command gets the model training built.
 

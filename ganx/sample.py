@@ -101,12 +101,7 @@ def sample(cfg: SampleConfig) -> Path:
     out, to_folder = output_target(cfg.out)
     checkpoint = load_checkpoint(cfg.ckpt)
     require_model(checkpoint, (GAN,), "ganx.sample")
-    model = build_model(checkpoint).to(device)
-    averaged = model.generator_ema is not None if cfg.ema is None else cfg.ema
-    if averaged and model.generator_ema is None:
-        raise CheckpointError("this checkpoint has no EMA copy of model.generator (trained without model.ema); "
-                              "use ema=false, or train with model.ema.decay=0.999.")
-    model.sample_with_ema = averaged
+    model = build_model(checkpoint, ema=cfg.ema).to(device)
     generator = model.sampling_generator()
     check_style_options(cfg, generator, model_class(checkpoint))
     rng = torch.Generator().manual_seed(cfg.seed)

@@ -34,7 +34,7 @@ with ctrl_c_exits("ganx.train"):  # importing torch and Lightning takes seconds:
     from ganx.cli import renamed_keys
     from ganx.data.base import DataError
     from ganx.faults import FaultHandler
-    from ganx.instantiators import instantiate_callbacks, instantiate_model
+    from ganx.instantiators import instantiate_callbacks, instantiate_model, run_options
     from ganx.loggers import continue_run, wandb_run_per_job
     from ganx.metrics import MetricsSetupError
     from ganx.nonfinite import NonFiniteLossError
@@ -82,12 +82,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
     metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
     L.seed_everything(cfg.seed, workers=True)
 
-    model = instantiate_model(
-        cfg, nonfinite_policy=cfg.on_nonfinite, max_nonfinite_skips=cfg.on_nonfinite_max_skips,
-        nonfinite_check_every=cfg.on_nonfinite_check_every,
-        channels_last=cfg.channels_last, compile_networks=cfg.compile,
-        run_config=OmegaConf.to_container(cfg, resolve=True),
-    )
+    model = instantiate_model(cfg, **run_options(cfg), run_config=OmegaConf.to_container(cfg, resolve=True))
     # Every refusal comes before the run is accepted: a refused command leaves every file of the run as it was.
     if ckpt_path and check_resume_fits(model, ckpt_path, cfg.steps) == cfg.steps:
         log.warning("Nothing to train: %s is already at generator step %d, steps=%d. To train on, resume with a "
@@ -97,7 +92,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
     HeldLogFile.accept()
     if RunLock.is_holder():
         save_command(output_dir, cfg)
-    datamodule = instantiate(cfg.data, batches_per_step=model.real_batches_per_step, seed=cfg.seed)
+    datamodule = instantiate(cfg.data, critic_steps=model.critic_steps, seed=cfg.seed)
 
     # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
     resumed = RunRecord.logger_versions_in(ckpt_path) if ckpt_path else {}

@@ -2,7 +2,7 @@
 
 A training batch is one generator step. Lightning counts every ``optimizer.step()`` in ``trainer.global_step`` and
 ``max_steps``, so a GAN with k critic steps advances it by k + 1 per batch (``model.optimizer_steps_per_batch``), and
-its training batch holds k real minibatches (``model.real_batches_per_step``). Everything that builds a Trainer or
+its training batch holds k real minibatches (``model.critic_steps``). Everything that builds a Trainer or
 converts a step count asks the functions here rather than multiplying by hand.
 """
 
@@ -35,9 +35,9 @@ def generator_steps_in(model: L.LightningModule, optimizer_steps: int) -> int:
 
 
 def training_batch_size(model: L.LightningModule, batch_size: int) -> int:
-    """Images per training batch: ``batch_size`` real images for each of the model's real minibatches (the data
-    module's ``batches_per_step``)."""
-    return batch_size * model.real_batches_per_step
+    """Images per training batch: ``batch_size`` real images for each of the model's critic steps (the data
+    module's ``critic_steps``)."""
+    return batch_size * model.critic_steps
 
 
 def wall_clock_budget(max_time) -> str | timedelta | None:

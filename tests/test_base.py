@@ -39,7 +39,7 @@ def test_nonfinite_loss_saves_diagnostic_checkpoint_and_keeps_last(tmp_path):
 
 
 def test_skip_policy_drops_the_update_and_counts_it(tmp_path):
-    model = tiny_gan(nonfinite_policy="skip")
+    model = tiny_gan(on_nonfinite="skip")
     original = model.loss.g_loss
     calls = {"n": 0}
 
@@ -79,7 +79,7 @@ def test_the_last_good_weights_saved_on_a_nan_loss_hold_finite_batchnorm_statist
 
 
 def test_skipped_updates_leave_finite_statistics_and_the_run_samples_finite_images(tmp_path):
-    model = tiny_dcgan(nonfinite_policy="skip")
+    model = tiny_dcgan(on_nonfinite="skip")
     fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(2), steps=5)
     assert model.skipped_updates == 1 and model.generator_steps == 5
     assert all(torch.isfinite(v).all() for v in running_stats(model.state_dict()).values())
@@ -89,14 +89,14 @@ def test_skipped_updates_leave_finite_statistics_and_the_run_samples_finite_imag
 def test_skipping_stops_after_the_limit_of_consecutive_skips(tmp_path):
     from ganx.models import NonFiniteLossError
 
-    model = tiny_dcgan(nonfinite_policy="skip", max_nonfinite_skips=3)
+    model = tiny_dcgan(on_nonfinite="skip", on_nonfinite_max_skips=3)
     original = model.loss.g_loss
     object.__setattr__(model.loss, "g_loss", lambda fake_logits: original(fake_logits) * float("nan"))
     with pytest.raises(NonFiniteLossError, match=r"3 of its updates in a row were skipped \(on_nonfinite_max_skips=3\)"):
         fit_with_faults_on(tmp_path, model, images_with_a_nan_batch(99, batches=8), steps=8)
     assert model.skipped_updates == 3
     with pytest.raises(ValueError, match="on_nonfinite_max_skips must be a whole number >= 1, got 0"):
-        tiny_dcgan(nonfinite_policy="skip", max_nonfinite_skips=0)
+        tiny_dcgan(on_nonfinite="skip", on_nonfinite_max_skips=0)
 
 
 def fit_with_faults_on(run: Path, model, data: TensorDataset, steps: int = 6) -> None:

@@ -50,7 +50,7 @@ def train_steps(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False
     ``sgd``: plain SGD instead of the preset's Adam, whose first step (lr * g / |g|) turns float noise in a
     near-zero gradient into a full +-lr change."""
     # The switches are ganx's (applied by the model in setup); the plain arm applies the variant's itself.
-    model = instantiate_model(cfg, channels_last=variant.channels_last, compile_networks=variant.compile)
+    model = instantiate_model(cfg, channels_last=variant.channels_last, compile=variant.compile)
     model.load_state_dict(state)
     if sgd:
         model.g_optimizer_factory = model.d_optimizer_factory = partial(torch.optim.SGD, lr=0.1)

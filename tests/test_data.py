@@ -202,14 +202,14 @@ def test_folder_all_bad(tmp_path):
         ImageFolderDataModule(root=root).setup()
 
 
-def test_batches_per_step_and_small_set(tmp_path):
+def test_critic_steps_and_small_set(tmp_path):
     root = make_folder(tmp_path / "imgs", n=30)
-    dm = ImageFolderDataModule(root=root, image_size=8, batch_size=2, batches_per_step=3, val_size=5)
+    dm = ImageFolderDataModule(root=root, image_size=8, batch_size=2, critic_steps=3, val_size=5)
     dm.setup()
     loader = dm.train_dataloader()
     assert loader.batch_size == 6 and loader.drop_last and not loader.pin_memory
     assert [len(b[0]) for b in loader] == [6] * 4  # 25 train images -> 4 full batches
-    dm = ImageFolderDataModule(root=root, image_size=8, batch_size=20, batches_per_step=2, val_size=5)
+    dm = ImageFolderDataModule(root=root, image_size=8, batch_size=20, critic_steps=2, val_size=5)
     dm.setup()
     with pytest.raises(ValueError, match=r"25 images.*needs 40.*batch_size"):
         dm.train_dataloader()
@@ -294,7 +294,7 @@ def test_mnist_hand_placed_gz_files(tmp_path):
 def test_fashion_mnist_from_debian(tmp_path):
     debian = tmp_path / "usr-share-datasets-fashion-mnist"
     write_mnist_like(debian, n_train=30, n_test=10, suffix=".gz")
-    dm = FashionMNISTDataModule(data_dir=tmp_path / "data", debian_dir=debian, batch_size=4, batches_per_step=2)
+    dm = FashionMNISTDataModule(data_dir=tmp_path / "data", debian_dir=debian, batch_size=4, critic_steps=2)
     dm.prepare_data()
     assert all((tmp_path / "data" / "FashionMNIST" / "raw" / name).is_file() for name in IDX)
     dm.setup()
@@ -339,8 +339,8 @@ def test_bad_arguments_fail_early(tmp_path):
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "anime"])
 def test_configs_instantiate(tmp_path, name):
     cfg = OmegaConf.create({"paths": {"data_dir": str(tmp_path)}, "data": OmegaConf.load(CONF_DIR / f"{name}.yaml")})
-    dm = instantiate(cfg.data, batches_per_step=2, seed=1)
-    assert dm.batches_per_step == 2 and dm.seed == 1 and dm.batch_size == 64
+    dm = instantiate(cfg.data, critic_steps=2, seed=1)
+    assert dm.critic_steps == 2 and dm.seed == 1 and dm.batch_size == 64
     # The validation loop runs FID/IS/KID (ganx.metrics); ganx.train turns it off with metrics=none.
     assert is_overridden("val_dataloader", dm)
 

@@ -1,4 +1,4 @@
-"""The EMA generator (ganx.models.common.AveragedGenerator, ema_decay) checked against hand computations: its weights,
+"""The EMA generator (ganx.models.ema: EMAGenerator, ema_decay) checked against hand computations: its weights,
 its BatchNorm statistics, and the samples and metrics that come from it."""
 
 import copy
@@ -6,10 +6,12 @@ import copy
 import lightning as L
 import pytest
 import torch
-from helpers import fit, loader, tiny_gan
+from helpers import fit, loader, tiny_gan, tiny_gan_config, write_ganx_checkpoint
 from torch import nn
 
-from ganx.models.common import AveragedGenerator, ema_decay
+from ganx.checkpoint import CheckpointError, build_model, load_checkpoint
+from ganx.instantiators import instantiate_model
+from ganx.models.ema import EMAGenerator, ema_decay
 from ganx.nets import MLPGenerator
 from ganx.nets.batchnorm import standing_statistics
 
@@ -54,7 +56,7 @@ def test_ema_weights_are_the_hand_computed_exponential_average(ema):
 def test_ema_copies_batchnorm_buffers_instead_of_averaging_them():
     torch.manual_seed(0)
     generator = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-    averaged = AveragedGenerator(generator, decay=0.5)
+    averaged = EMAGenerator(generator, decay=0.5)
     before = [p.detach().clone() for p in averaged.module.parameters()]
     generator(torch.randn(16, 4) * 3 + 2)  # training-mode forward: new running statistics
     with torch.no_grad():
@@ -93,8 +95,20 @@ def test_samples_and_metrics_come_from_the_ema_generator_unless_switched_off():
     assert torch.equal(model.generate(z), ema_out)
     assert torch.equal(model.generate_for_metrics((torch.zeros(3, 1, 4, 4), None), 0)[1],
                        model.generator_ema.module(model.sample_latent(3, model.metrics_rng(0))))
-    model.sample_with_ema = False
+    model.generator_ema = None  # what ema=false of ganx.sample / ganx.evaluate does (ganx.checkpoint.build_model)
     assert torch.equal(model.generate(z), raw_out)
+
+
+def test_ema_of_the_commands_chooses_the_generator_when_a_checkpoint_is_built(tmp_path):
+    with_ema, without = {**tiny_gan_config(), "ema": {"decay": 0.5}}, tiny_gan_config()
+    for config, name in ((with_ema, "ema.ckpt"), (without, "raw.ckpt")):
+        write_ganx_checkpoint(tmp_path / name, config, instantiate_model({"model": config}).state_dict())
+    ema, raw = load_checkpoint(tmp_path / "ema.ckpt"), load_checkpoint(tmp_path / "raw.ckpt")
+    assert build_model(ema).generator_ema is not None and build_model(ema, ema=True).generator_ema is not None
+    assert build_model(ema, ema=False).generator_ema is None
+    assert build_model(raw).generator_ema is None and build_model(raw, ema=False).generator_ema is None
+    with pytest.raises(CheckpointError, match="ema=true, but this checkpoint has no EMA generator"):
+        build_model(raw, ema=True)
 
 
 def test_ema_off_by_default_and_refused_where_not_supported():

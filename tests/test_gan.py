@@ -157,4 +157,4 @@ def test_the_trainer_stops_after_the_generator_steps_and_refuses_a_max_steps_of_
 
 def test_an_unknown_nonfinite_policy_is_refused_where_the_model_is_built():
     with pytest.raises(ValueError, match="on_nonfinite must be 'stop' or 'skip', got 'ignore'"):
-        tiny_gan(nonfinite_policy="ignore")
+        tiny_gan(on_nonfinite="ignore")

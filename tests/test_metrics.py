@@ -443,7 +443,7 @@ def test_best_checkpoint_holds_the_best_fid_weights_and_evaluate_reproduces_it(t
     report = json.loads(stdout[stdout.index("{"):])
     assert report["values"]["fid"] == pytest.approx(best_row["val/fid"], rel=1e-5)
     assert report["values"]["kid"] == pytest.approx(best_row["val/kid"], rel=1e-5)
-    assert report["generator_step"] == best_row["generator_steps"] and report["num_samples"] == 40
+    assert report["generator_steps"] == best_row["generator_steps"] and report["num_samples"] == 40
     assert report["protocol"]["features"] == best_row["protocol"]["features"] and report["real_split"] == "val"
     assert report["parzen"]["num_val"] == 10 and report["parzen"]["num_test"] == 30
     coverage = report["class_coverage"]  # the classifier's classes of the 40 samples and of the 40 held-out images

@@ -76,7 +76,7 @@ def make_toy(**kwargs) -> GaussianMixtureDataModule:
 
 
 def test_toy_data_module_batches_points_with_their_mode():
-    dm = make_toy(layout="grid", num_modes=25, std=0.05, batches_per_step=3)
+    dm = make_toy(layout="grid", num_modes=25, std=0.05, critic_steps=3)
     points, index = next(iter(dm.train_dataloader()))
     assert points.shape == (96, 2) and points.dtype == torch.float32 and index.dtype == torch.int64
     assert ((points - dm.modes[index]).norm(dim=1) < 5 * 0.05).all()

@@ -47,7 +47,7 @@ def adam_steps(model, index: int) -> set[int]:
 
 @pytest.mark.parametrize("check_every", [3, 100])  # read mid-run, and only when training ends
 def test_a_device_side_check_skips_the_nan_update_on_the_device_and_counts_it(check_every):
-    model = fused_tiny_gan(nonfinite_policy="skip", nonfinite_check_every=check_every)
+    model = fused_tiny_gan(on_nonfinite="skip", on_nonfinite_check_every=check_every)
     nan_on_call(model, "g_loss", 2)
     fit(model, 4, loader(model))
     assert model.skipped_updates == 1 and model.generator_steps == 4
@@ -56,7 +56,7 @@ def test_a_device_side_check_skips_the_nan_update_on_the_device_and_counts_it(ch
 
 
 def test_a_device_side_check_stops_naming_the_step_of_the_first_nan_and_keeps_the_good_weights():
-    model = fused_tiny_gan(nonfinite_check_every=4)
+    model = fused_tiny_gan(on_nonfinite_check_every=4)
     nan_on_call(model, "d_loss", 3)  # generator step 2's critic update
     with pytest.raises(NonFiniteLossError, match=r"d_loss is NaN/Inf at generator step 2 \(1 update\(s\); found at"):
         fit(model, 6, loader(model))
@@ -67,7 +67,7 @@ def test_a_device_side_check_stops_naming_the_step_of_the_first_nan_and_keeps_th
 def test_a_device_side_check_on_an_optimizer_that_cannot_skip_on_the_device_checks_on_the_host(caplog):
     from helpers import tiny_gan
 
-    model = tiny_gan(nonfinite_policy="skip", nonfinite_check_every=10)  # non-fused Adam
+    model = tiny_gan(on_nonfinite="skip", on_nonfinite_check_every=10)  # non-fused Adam
     nan_on_call(model, "g_loss", 2)
     with caplog.at_level("INFO"):
         fit(model, 3, loader(model))
@@ -77,7 +77,7 @@ def test_a_device_side_check_on_an_optimizer_that_cannot_skip_on_the_device_chec
 def test_16_mixed_has_a_grad_scaler_per_optimizer_and_skipping_under_it_does_not_crash(tmp_path):
     """Under Lightning's single scaler, a skipped update (optimizer.step() without backward) raised "No inf checks
     were recorded for this optimizer"."""
-    model = fused_tiny_gan(nonfinite_policy="skip")
+    model = fused_tiny_gan(on_nonfinite="skip")
     nan_on_call(model, "g_loss", 2)
     trainer = fit(model, 3, loader(model), precision="16-mixed", default_root_dir=tmp_path)
     plugin = trainer.precision_plugin
@@ -127,7 +127,7 @@ def test_the_gradient_penalty_is_float32_and_finite_under_16_mixed():
 def test_mixed_precision_on_a_gpu_trains_and_skips_without_a_host_sync(precision):
     if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")
-    model = fused_tiny_gan(nonfinite_policy="skip", nonfinite_check_every=4)
+    model = fused_tiny_gan(on_nonfinite="skip", on_nonfinite_check_every=4)
     nan_on_call(model, "g_loss", 2)
     fit(model, 4, loader(model), accelerator="gpu", devices=1, precision=precision)
     assert model.skipped_updates == 1 and adam_steps(model, 0) == {3}

@@ -48,6 +48,16 @@ class DataError(ValueError):
         super().__init__(message)
 
 
+# How a data module makes its images of ``image_size`` x ``image_size`` pixels (the output side length, for every data
+# set): each image data module does one of these (its ``transform``), and each data config states it (data.transform).
+TRANSFORMS = {
+    "resize": "resized to image_size x image_size (antialiased bilinear; nothing done at the native size)",
+    "resize_center_crop": "shorter side resized to image_size (aspect ratio kept), then the centre square cropped",
+    "resize_random_crop": "training images resized to load_size x load_size (bicubic, aspect ratio ignored), then a "
+                          "random image_size crop (and flip); held-out images resized to image_size x image_size",
+}
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     """Validate an integer constructor argument where it enters, so a typo in a config fails early."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -106,16 +116,20 @@ class ImageDataModule(L.LightningDataModule):
         batch_size: images per real batch seen by one optimizer step.
         num_workers: DataLoader worker processes.
         val_size: held-out real images used by metrics (``real_dataloader``).
-        batches_per_step: the training loader yields ``batch_size * batches_per_step`` images per batch, so a GAN
-            module can split one loader batch into several fresh real batches (e.g. one per critic step).
+        critic_steps: the model's critic steps per generator step (``model.critic_steps``): the training loader
+            yields ``batch_size * critic_steps`` images per batch, so each critic step gets a fresh real minibatch.
         seed: seed of the deterministic train/val split.
-        image_size: side length of the square output images.
+        image_size: side length of the square output images, for every data set; how the images get there is the
+            module's ``transform``.
+        transform: a name of ``TRANSFORMS``, stated in each data config (``data.transform``) so that the config says
+            how its images are made; it must be the module's own (None: the module's own). Points have none.
         channels: must equal the data set's channel count when given (the configs state it for the model's nets).
     """
 
     channels: int
     num_classes: int | None = None
     batch_kind: BatchKind
+    transform: str | None = None  # how the images are made (TRANSFORMS)
 
     def __init__(
         self,
@@ -123,19 +137,27 @@ class ImageDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         val_size: int = 1000,
-        batches_per_step: int = 1,
+        critic_steps: int = 1,
         seed: int = 0,
         image_size: int = 64,
         channels: int | None = None,
+        transform: str | None = None,
     ) -> None:
         super().__init__()
+        if transform is not None and transform != type(self).transform:
+            own = type(self).transform
+            raise DataError(
+                f"data.transform={transform}, but {type(self).__name__} makes its images by "
+                + (f"{own} ({TRANSFORMS[own]}); set data.transform={own} or leave it out." if own else
+                   "no transform (it yields points, not images); leave data.transform out.")
+            )
         if channels is not None and channels != self.channels:
             # The configs state channels so the model's nets can be built from ${data.channels}.
             raise DataError(f"data.channels={channels}, but {type(self).__name__} yields {self.channels}-channel images")
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.num_workers = _check_int("num_workers", num_workers, 0)
         self.val_size = _check_int("val_size", val_size, 0)
-        self.batches_per_step = _check_int("batches_per_step", batches_per_step, 1)
+        self.critic_steps = _check_int("critic_steps", critic_steps, 1)
         self.seed = _check_int("seed", seed, 0)
         self.image_size = _check_int("image_size", image_size, 1)
         self.train_set: Dataset | None = None
@@ -167,8 +189,8 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def loader_batch_size(self) -> int:
-        """Images per training-loader batch: ``batch_size * batches_per_step``."""
-        return self.batch_size * self.batches_per_step
+        """Images per training-loader batch: ``batch_size * critic_steps``."""
+        return self.batch_size * self.critic_steps
 
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
@@ -180,8 +202,8 @@ class ImageDataModule(L.LightningDataModule):
             per_process = f" per process ({n // world} of {n} for each of {world})" if world > 1 else ""
             raise DataError(
                 f"training set has {n // world} images{per_process} but one loader batch needs {need} "
-                f"(batch_size={self.batch_size} x batches_per_step={self.batches_per_step}); "
-                f"lower data.batch_size to at most {n // world // self.batches_per_step} or add images"
+                f"(batch_size={self.batch_size} x critic_steps={self.critic_steps}); "
+                f"lower data.batch_size to at most {n // world // self.critic_steps} or add images"
             )
         # Random crops, flips and the like are drawn per item from (seed, epoch, index): see ganx.data.sampling.
         keyed = getattr(self.train_set, "draws_randomly", False)

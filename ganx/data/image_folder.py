@@ -160,7 +160,7 @@ class ImageFolderDataModule(ImageDataModule):
 
     Args:
         root: folder of images (searched recursively for .jpg/.jpeg/.png/.webp/.bmp, case-insensitive).
-        image_size: output side; images are resized (shorter side) then center-cropped.
+        image_size: output side (``transform``: the shorter side resized to it, then the centre square cropped).
         hint: appended to the "folder not found" error, e.g. where a copy of the data set lives.
         Other args: see ``ImageDataModule``.
     """
@@ -168,6 +168,7 @@ class ImageFolderDataModule(ImageDataModule):
     channels = 3
     num_classes = None
     batch_kind = BatchKind.IMAGES
+    transform = "resize_center_crop"
 
     def __init__(
         self,

@@ -85,6 +85,7 @@ class _MNISTLike(ImageDataModule):
     channels = 1
     num_classes = 10
     batch_kind = BatchKind.LABELED_IMAGES
+    transform = "resize"
 
     def __init__(
         self,

@@ -170,6 +170,7 @@ class PairedDataModule(ImageDataModule):
     channels = 3  # the default; an instance sets its own (data.channels)
     num_classes = None
     batch_kind = BatchKind.IMAGE_PAIRS
+    transform = "resize_random_crop"
 
     def __init__(
         self,

@@ -85,6 +85,7 @@ class UnpairedDataModule(ImageDataModule):
     channels = 3
     num_classes = None
     batch_kind = BatchKind.UNPAIRED_IMAGES
+    transform = "resize_random_crop"
 
     def __init__(
         self,

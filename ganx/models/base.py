@@ -25,6 +25,7 @@ from ganx.augment import DiffAugment
 from ganx.checkpoint import rng_state, set_rng_state
 from ganx.data.base import BatchKind
 from ganx.errors import ConfigError, check_whole_number
+from ganx.models.ema import ema_settings
 from ganx.nonfinite import NonFiniteGuard
 
 log = logging.getLogger(__name__)
@@ -59,26 +60,25 @@ class AdversarialModule(L.LightningModule):
     generator(s), ``critic(...)`` returns the discriminator's logits where a model conditions it.
 
     The keyword-only arguments are run-level options, which every model accepts and passes on here (``ganx.train``
-    sets them from the top-level config keys):
+    sets them from the top-level config keys of the same names, ``RUN_OPTIONS``):
 
     Args:
-        nonfinite_policy, max_nonfinite_skips, nonfinite_check_every: ``on_nonfinite``, ``on_nonfinite_max_skips``,
-            ``on_nonfinite_check_every``: what a NaN/Inf loss does, see ``ganx.nonfinite.NonFiniteGuard``.
-        channels_last: keep the weights in NHWC memory layout (``channels_last``; applied in ``setup``).
-        compile_networks: ``torch.compile`` the ``networks_to_compile()`` (``compile``; applied in ``setup``).
+        on_nonfinite, on_nonfinite_max_skips, on_nonfinite_check_every: what a NaN/Inf loss does, see
+            ``ganx.nonfinite.NonFiniteGuard``.
+        channels_last: keep the weights in NHWC memory layout (applied in ``setup``).
+        compile: ``torch.compile`` the ``networks_to_compile()`` (applied in ``setup``).
         run_config: the resolved run config, stored in every checkpoint so inference commands can rebuild the
             networks (``ganx.checkpoint``).
         augment: the differentiable augmentation of every image the discriminator sees (``augment=diffaug|ada``,
             ``ganx.augment``); None or an empty policy: none. Only models with ``augments_critic_inputs``.
-        ema: ``model.ema`` (decay | kimg, rampup): keep an exponential moving average of the generator, which then
-            draws the samples and metrics (``sample_with_ema``). Only models with ``averages_generator``.
+        ema: ``model.ema`` (decay | kimg, rampup), which every model config holds: refused here when set. A model that
+            keeps an EMA generator takes ``ema`` itself and never passes it on (``GAN``; ``ganx.models.ema``).
     """
 
     # The batch kinds training_step reads; every model declares them (ganx.preflight.check_model_data_pairing refuses ()).
     trains_on: tuple[BatchKind, ...] = ()
-    # Whether the model applies ``augment`` to its critic's inputs and keeps ``model.ema`` (the noise-to-image GANs).
+    # Whether the model applies ``augment`` to its critic's inputs (the noise-to-image GANs).
     augments_critic_inputs: bool = False
-    averages_generator: bool = False
 
     def __init__(
         self,
@@ -88,11 +88,11 @@ class AdversarialModule(L.LightningModule):
         d_scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "step",
         *,
-        nonfinite_policy: str = "stop",
-        max_nonfinite_skips: int = 10,
-        nonfinite_check_every: int = 1,
+        on_nonfinite: str = "stop",
+        on_nonfinite_max_skips: int = 10,
+        on_nonfinite_check_every: int = 1,
         channels_last: bool = False,
-        compile_networks: bool = False,
+        compile: bool = False,
         run_config: dict | None = None,
         augment: DiffAugment | None = None,
         ema: Mapping[str, Any] | None = None,
@@ -100,18 +100,19 @@ class AdversarialModule(L.LightningModule):
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}.")
-        if nonfinite_policy not in ("stop", "skip"):
-            raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {nonfinite_policy!r}.")
-        check_whole_number("on_nonfinite_max_skips", max_nonfinite_skips)
-        check_whole_number("on_nonfinite_check_every", nonfinite_check_every)
+        if on_nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}.")
+        check_whole_number("on_nonfinite_max_skips", on_nonfinite_max_skips)
+        check_whole_number("on_nonfinite_check_every", on_nonfinite_check_every)
         self.automatic_optimization = False
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
         self.g_scheduler_factory, self.d_scheduler_factory = g_scheduler, d_scheduler
         self.scheduler_interval = scheduler_interval
         self.generator_steps = 0
-        self.nonfinite_guard = NonFiniteGuard(nonfinite_policy, max_nonfinite_skips, nonfinite_check_every)
+        self.nonfinite_guard = NonFiniteGuard(on_nonfinite, on_nonfinite_max_skips, on_nonfinite_check_every)
         self.run_config = run_config
-        self.channels_last, self.compile_networks = channels_last, compile_networks
+        # Not self.compile: that is nn.Module.compile, which setup calls on each network.
+        self.channels_last, self.compile_in_setup = channels_last, compile
         self.augment = augment or DiffAugment(policy=())
         if self.augment.enabled and not self.augments_critic_inputs:
             raise ConfigError(
@@ -120,15 +121,12 @@ class AdversarialModule(L.LightningModule):
                 "single images; a translation model's critic judges the generator's output against its input, and "
                 "its L1/cycle losses would not see the augmentation. Train it with augment=none."
             )
-        self.ema_options = {k: v for k, v in (ema or {}).items() if v is not None}
-        if self.ema_options and not self.averages_generator:
+        if ema_settings(ema):
             raise ConfigError(
-                f"model.ema={self.ema_options} is not supported by {type(self).__name__}: ganx keeps an EMA generator "
+                f"model.ema={ema_settings(ema)} is not supported by {type(self).__name__}: ganx keeps an EMA generator "
                 "for the noise-to-image GANs (model=gan|dcgan|cgan|acgan ...) only, and ganx.translate loads raw "
                 "generators. Leave model.ema.decay and model.ema.kimg unset."
             )
-        # With an EMA generator, samples, grids and metrics come from it; ema=false on the CLIs sets this False.
-        self.sample_with_ema = True
 
     # --- what a model defines ----------------------------------------------------------------------------------------
 
@@ -138,10 +136,9 @@ class AdversarialModule(L.LightningModule):
     def discriminator_parameters(self) -> Iterable[nn.Parameter]:
         raise NotImplementedError
 
-    @property
-    def real_batches_per_step(self) -> int:
-        """How many real minibatches one training batch holds (the data module's ``batches_per_step``)."""
-        return 1
+    # Critic (discriminator) updates per generator update, each on a fresh real minibatch: one training batch holds
+    # this many (the data module's ``critic_steps``). ``model.critic_steps`` of the GANs; 1 for the others.
+    critic_steps: int = 1
 
     @property
     def optimizer_steps_per_batch(self) -> int:
@@ -190,7 +187,7 @@ class AdversarialModule(L.LightningModule):
             # NHWC is oneDNN's native layout on CPU (and Tensor Cores' on GPU). Weights suffice: a conv with an NHWC
             # weight returns NHWC, so only the real images' first conv reorders its input.
             self.to(memory_format=torch.channels_last)
-        if self.compile_networks:
+        if self.compile_in_setup:
             for network in self.networks_to_compile():
                 if not is_compiled(network):
                     # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the eager nets.

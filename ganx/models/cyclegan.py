@@ -66,7 +66,7 @@ class CycleGAN(VisualPairs, AdversarialModule):
         n_epochs, n_epochs_decay: learning rate constant for n_epochs epochs, then linearly decayed towards zero
             over n_epochs_decay epochs (100 + 100 in the paper); both optimizers follow it.
         num_visual: test image pairs shown by ``visualize()``.
-        run_options: the run-level options of ``AdversarialModule`` (nonfinite_policy, channels_last, ...).
+        run_options: the run-level options of ``AdversarialModule`` (on_nonfinite, channels_last, ...).
     """
 
     trains_on = (BatchKind.UNPAIRED_IMAGES,)

@@ -7,7 +7,9 @@ each on a fresh real minibatch, then one generator update.
 
 import logging
 import math
+from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +20,8 @@ from ganx.errors import ConfigError, check_whole_number
 from ganx.latent import LATENT_DISTRIBUTIONS, draw_latent, generator_inputs
 from ganx.losses import AdversarialLoss, clip_weights_, gradient_penalty, r1_penalty, r2_penalty
 from ganx.models.base import AdversarialModule, OptimizerFactory, SchedulerFactory, frozen
-from ganx.models.common import averaged_generator, evaluating, image_grid
+from ganx.models.common import evaluating, image_grid
+from ganx.models.ema import EMAGenerator
 from ganx.nets.batchnorm import standing_statistics
 from ganx.nets.spectral import is_spectral_normalized
 from ganx.plots import scatter_points
@@ -47,7 +50,7 @@ def layer_grad_norms(module: nn.Module) -> dict[str, Tensor]:
 class GAN(AdversarialModule):
     # Labels are ignored; 2-D points need the 2-D nets the toy data configs select (conf/model/nets/mlp2d.yaml).
     trains_on = (BatchKind.IMAGES, BatchKind.LABELED_IMAGES, BatchKind.POINTS)
-    augments_critic_inputs = averages_generator = True
+    augments_critic_inputs = True
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class GAN(AdversarialModule):
         latent_distribution: str = "normal",
         num_fixed_samples: int = 64,
         fixed_noise_seed: int = 1234,
+        ema: Mapping[str, Any] | None = None,
         **run_options,
     ):
         super().__init__(g_optimizer, d_optimizer, g_scheduler, d_scheduler, **run_options)
@@ -90,7 +94,9 @@ class GAN(AdversarialModule):
                 "loss.clip_value=null, or a critic without model.discriminator.norm=spectral."
             )
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
-        self.generator_ema = averaged_generator(generator, self.ema_options)  # None unless model.ema is set
+        # model.ema: an EMA generator draws the samples and metrics; None unless decay or kimg is set. The name is
+        # that of the checkpoints' state_dict keys (generator_ema.module.*).
+        self.generator_ema = EMAGenerator.from_config(generator, ema)
         self.critic_steps, self.latent_dim, self.latent_distribution = critic_steps, latent_dim, latent_distribution
         # A fixed noise batch, part of the state dict, so sample grids over training (and after resume) are comparable.
         seeded = torch.Generator().manual_seed(fixed_noise_seed)
@@ -104,7 +110,7 @@ class GAN(AdversarialModule):
         if images.shape[0] % self.critic_steps:
             raise ValueError(
                 f"A training batch of {images.shape[0]} images cannot be split into critic_steps={self.critic_steps} "
-                "real minibatches; build the data module with batches_per_step=critic_steps (ganx.train does)."
+                "real minibatches; build the data module with critic_steps=model.critic_steps (ganx.train does)."
             )
         g_opt, d_opt = self.optimizers()
         world = self.trainer.world_size if attached_trainer(self) is not None else 1
@@ -219,10 +225,11 @@ class GAN(AdversarialModule):
         return draw_latent(n, self.latent_dim, self.latent_distribution, generator, self.device)
 
     def sampling_generator(self) -> nn.Module:
-        """The generator that draws samples, grids and metrics: the EMA copy if there is one and
-        ``sample_with_ema``, else the trained one. The EMA copy's BatchNorm statistics are recomputed for its own
-        weights first when an update has made them stale (a few forward passes; ``standing_statistics``)."""
-        if self.generator_ema is not None and self.sample_with_ema:
+        """The generator that draws samples, grids and metrics: the EMA generator if there is one (ganx.sample's
+        ``ema=false`` removes it, ``ganx.checkpoint.build_model``), else the trained one. The EMA generator's BatchNorm
+        statistics are recomputed for its own weights first when an update has made them stale (a few forward
+        passes; ``standing_statistics``)."""
+        if self.generator_ema is not None:
             if not self.generator_ema.statistics_match:
                 standing_statistics(self.generator_ema.module, self.generator_inputs)
                 self.generator_ema.statistics_match = True
@@ -271,10 +278,6 @@ class GAN(AdversarialModule):
     def discriminator_parameters(self):
         # Not a frozen pretrained network's (a projected discriminator's feature network): no optimizer state for it.
         return (p for p in self.discriminator.parameters() if p.requires_grad)
-
-    @property
-    def real_batches_per_step(self) -> int:
-        return self.critic_steps
 
     @property
     def optimizer_steps_per_batch(self) -> int:

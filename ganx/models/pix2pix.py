@@ -38,7 +38,7 @@ class Pix2Pix(VisualPairs, AdversarialModule):
             regularisers are not supported.
         lambda_l1: weight of the L1 reconstruction term (100 in the paper).
         num_visual: held-out pairs shown by ``visualize()``.
-        run_options: the run-level options of ``AdversarialModule`` (nonfinite_policy, channels_last, ...).
+        run_options: the run-level options of ``AdversarialModule`` (on_nonfinite, channels_last, ...).
     """
 
     trains_on = (BatchKind.IMAGE_PAIRS,)

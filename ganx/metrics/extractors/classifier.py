@@ -91,7 +91,7 @@ def classifier_data(data_cfg: DictConfig):
             f"the classifier needs labeled grayscale data (MNIST-like); {data_cfg._target_} is not. "
             "Use metrics.features=inception for RGB or unlabeled data, or metrics=none."
         )
-    datamodule = instantiate(data_cfg, image_size=INPUT_SIZE, val_size=10_000, batches_per_step=1, seed=0)
+    datamodule = instantiate(data_cfg, image_size=INPUT_SIZE, val_size=10_000, seed=0)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule

@@ -133,7 +133,7 @@ def augment(images: Tensor, size: int, generator: torch.Generator) -> Tensor:
 def domain_data(data_cfg: DictConfig, recipe: DomainRecipe):
     """The run's data module at the extractor's resolution: same split (val_size, seed), so the held-out images the
     metrics use are never trained on."""
-    datamodule = instantiate(data_cfg, image_size=recipe.input_size, batches_per_step=1)
+    datamodule = instantiate(data_cfg, image_size=recipe.input_size)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
