@@ -8,6 +8,7 @@ other commands, is accepted as a shorthand for them (``device_overrides``).
 """
 
 import errno
+import json
 import logging
 import os
 import re
@@ -29,7 +30,7 @@ with ctrl_c_exits("ganx.train"):  # importing torch and Lightning takes seconds:
     from hydra.utils import instantiate
     from omegaconf import DictConfig, OmegaConf
 
-    from ganx.callbacks import RunRecord, RunSummary
+    from ganx.callbacks import RunRecord
     from ganx.checkpoint import CheckpointError, newest_checkpoint, remove_partial_checkpoints
     from ganx.cli import renamed_keys
     from ganx.data.base import DataError
@@ -185,8 +186,8 @@ def train_and_score(cfg: DictConfig) -> float | None:
     trainer = train(cfg)
     if trainer is None or cfg.get("optimized_metric") is None:
         return None
-    summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))  # check_train_config made sure of one
-    best = summary.best()
+    # From the run's record, which RunSummary (callbacks.summary, required by check_train_config) wrote at the end.
+    best = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())["best"]
     if cfg.optimized_metric not in best:
         raise ConfigError(f"optimized_metric={cfg.optimized_metric} was never logged (logged: {sorted(best)}); "
                           "enable metrics and make steps >= eval_every.")

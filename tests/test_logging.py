@@ -52,7 +52,8 @@ def test_wandb_run_gets_the_best_metrics_evaluations_files_and_checkpoints(tmp_p
     wandb = WandbLogger(project="ganx-test", save_dir=str(tmp_path), mode="offline", log_model=True)
     with wandb_run_per_job():
         best = BestCheckpoint(dirpath=run / "checkpoints", monitor="val/fid", mode="min")
-        fit_scripted(run, 6, {2: 5.0, 4: 1.0, 6: 3.0}, [best, RunSummary(str(run)), LoggerSummary(str(run), True)],
+        fit_scripted(run, 6, {2: 5.0, 4: 1.0, 6: 3.0}, [best, RunSummary(str(run)), LoggerSummary(str(run), True, monitor="val/fid", checkpoints=[run / "checkpoints" / "last.ckpt",
+                                                                 run / "checkpoints" / "best.ckpt"])],
                      logger=[wandb, TensorBoardLogger(tmp_path)])
     # finish() may return before W&B's service has written the run file out (seen after an earlier W&B session in
     # this process); ending the session waits for it.

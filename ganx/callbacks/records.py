@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import lightning as L
@@ -12,7 +13,6 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
-from ganx.callbacks.checkpoints import BestCheckpoint, GeneratorStepCheckpoint
 from ganx.errors import ConfigError
 from ganx.loggers import logger_versions
 from ganx.metrics.evaluations import (
@@ -243,23 +243,28 @@ class RunSummary(L.Callback):
 class LoggerSummary(L.Callback):
     """Give each logger the run's outcome, from the evaluation log (``evaluations.jsonl``), when training ends.
 
-    W&B: the summary of the metric that picks ``best.ckpt`` (``BestCheckpoint.monitor``) is its best value, not the
-    last (``define_metric``), and ``best/<metric>`` holds the best of every metric; the evaluations as a Table;
+    W&B: the summary of ``monitor`` (the metric that picks ``best.ckpt``) is its best value by ``mode``, not the last
+    (``define_metric``), and ``best/<metric>`` holds the best of every metric; the evaluations as a Table;
     ``results.json`` and ``evaluations.jsonl`` as run files; with ``log_checkpoints`` (``logger.wandb.log_model``),
-    ``last.ckpt`` and ``best.ckpt`` as a model artifact (ganx's checkpoint callbacks are not Lightning's
-    ``ModelCheckpoint``, so Lightning's own ``log_model`` never sees them). TensorBoard: the hyperparameters with the
-    best metrics, which its HParams tab compares runs by.
+    the ``checkpoints`` files that exist (``last.ckpt`` and ``best.ckpt``) as a model artifact (ganx's checkpoint
+    callbacks are not Lightning's ``ModelCheckpoint``, so Lightning's own ``log_model`` never sees them).
+    TensorBoard: the hyperparameters with the best metrics, which its HParams tab compares runs by.
+
+    ``monitor``, ``mode`` and ``checkpoints`` come from the config (conf/callbacks/default.yaml reads them from
+    ``callbacks.best`` and ``callbacks.checkpoint``), not from the other callbacks: removing one of those leaves this
+    callback working.
     """
 
-    def __init__(self, dirpath: str, log_checkpoints: bool | str = False):
+    def __init__(self, dirpath: str, log_checkpoints: bool | str = False, monitor: str | None = None,
+                 mode: str = "min", checkpoints: Iterable[str | Path] = ()):
         self.dirpath, self.log_checkpoints = Path(dirpath), bool(log_checkpoints)
+        self.monitor, self.mode, self.checkpoints = monitor, mode, [Path(p) for p in checkpoints]
 
     @rank_zero_only
     def on_fit_start(self, trainer, pl_module) -> None:
-        best = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
         for logger in trainer.loggers:
-            if best is not None and isinstance(logger, WandbLogger):
-                logger.experiment.define_metric(best.monitor, summary=best.mode)
+            if self.monitor is not None and isinstance(logger, WandbLogger):
+                logger.experiment.define_metric(self.monitor, summary=self.mode)
 
     @rank_zero_only
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -283,9 +288,7 @@ class LoggerSummary(L.Callback):
         for name in ("results.json", EVALUATIONS_FILE):
             if (self.dirpath / name).is_file():
                 run.save(str(self.dirpath / name), base_path=str(self.dirpath), policy="now")
-        checkpoints = [Path(c.last_model_path if isinstance(c, GeneratorStepCheckpoint) else c.best_model_path)
-                       for c in trainer.callbacks if isinstance(c, GeneratorStepCheckpoint | BestCheckpoint)]
-        checkpoints = [path for path in checkpoints if path.name and path.is_file()]
+        checkpoints = [path for path in self.checkpoints if path.is_file()]
         if self.log_checkpoints and checkpoints:
             artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={"generator_steps": step, **best})
             for path in checkpoints:

@@ -133,8 +133,10 @@ class ImageMetricsCallback(L.Callback):
                  protocol["features"])
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        # val_check_interval fires on multiples of eval_every only; asking to stop at the last batch makes Lightning
-        # evaluate the final generator too (and lets the best checkpoint consider it).
+        # Not a stop on a metric (no ganx callback stops a run on a metric's value; a run ends at steps=,
+        # trainer.max_time, a NaN/Inf loss or a signal): the run stops here anyway, at its last batch, and asking
+        # Lightning to stop makes it evaluate the final generator too (val_check_interval fires on multiples of
+        # eval_every only) and lets the best checkpoint consider it.
         if 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
 
