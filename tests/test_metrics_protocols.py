@@ -8,7 +8,7 @@ import pytest
 import scipy.linalg
 import scipy.spatial.distance
 import torch
-from test_metrics import TableFeatures, as_images, features
+from helpers import TableFeatures, as_images, features
 from torchmetrics.image import InceptionScore
 
 from ganx.metrics import ImageMetrics, MetricsSetupError
