@@ -19,6 +19,7 @@ from .models import (
     tiny_dcgan,
     tiny_gan,
     tiny_gan_config,
+    write_checkpoint,
     write_cyclegan_checkpoint,
     write_ganx_checkpoint,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "TableFeatures", "as_images", "features", "inception_unavailable", "metrics_cfg", "tiny_gan_28", "checkpointing",
     "cli_in_process", "compose_train", "data", "end_wandb_session", "fit", "fit_scripted", "loader",
     "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process",
-    "training_loader", "untrained_classifier", "wandb_records", "write_cyclegan_checkpoint", "write_ganx_checkpoint",
+    "training_loader", "untrained_classifier", "wandb_records", "write_checkpoint", "write_cyclegan_checkpoint",
+    "write_ganx_checkpoint",
     "write_image_folder", "write_mnist_raw", "write_truncated_jpeg",
 ]
