@@ -1,5 +1,6 @@
-"""Precision/recall/density/coverage, FID/KID/IS against independent computations with closed forms, protocol
-names, the on-disk reference cache, clean resizing and the perceptual path length's offline error."""
+"""ganx.metrics.image_metrics and the metric math it runs: precision/recall/density/coverage (prdc), FID/KID/IS against
+independent computations with closed forms, protocol names, the on-disk reference cache (reference), clean resizing
+(resize) and the perceptual path length's offline error (path_length)."""
 
 import math
 
