@@ -8,12 +8,11 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from test_metrics import random_inception_weights  # noqa: F401 (a fixture)
 
 from ganx import _compat
 
 
-def test_torchmetrics_inception_forward_returns_every_feature_from_one_pass(random_inception_weights):  # noqa: F811
+def test_torchmetrics_inception_forward_returns_every_feature_from_one_pass(random_inception_weights):
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     name = _compat.TORCHMETRICS_INCEPTION_FORWARD

@@ -1,4 +1,6 @@
-"""Tests for ganx.data: every data set is generated in tmp_path and downloads are made to fail deterministically."""
+"""Tests for ganx.data: every data set is generated in tmp_path and downloads are made to fail deterministically;
+ganx.data.sampling's shuffle order resumes mid-epoch, and a sample's random draws depend on the seed, epoch and index
+only."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from ganx.data import (
     UnpairedDataModule,
 )
 from ganx.data import mnist as mnist_module
+from ganx.data.sampling import ResumableShuffleSampler
 from ganx.nets import MLPDiscriminator, MLPGenerator
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "data"
@@ -376,3 +379,37 @@ def test_a_file_given_as_data_root_is_named_as_a_file_not_as_missing(tmp_path, d
     with pytest.raises(DataError, match=rf"data.root={image} is a file, but it must be a folder; did you mean "
                                         rf"data.root={tmp_path}\?"):
         datamodule.setup("fit")
+
+
+def test_sampler_resumes_mid_epoch_with_the_same_order():
+    full = ResumableShuffleSampler(20, batch_size=4, seed=3)
+    epochs = [list(full) for _ in range(3)]
+    assert sorted(epochs[0]) == list(range(20)) and epochs[0] != epochs[1]
+    resumed = ResumableShuffleSampler(20, batch_size=4, seed=3)
+    resumed.resume_at(7)  # 5 batches per epoch: epoch 1, after 2 batches
+    assert list(resumed) == epochs[1][8:] and list(resumed) == epochs[2]
+
+
+def test_seeded_draws_depend_on_seed_epoch_and_index_only_and_leave_the_callers_rng_alone():
+    from ganx.data.sampling import ResumableShuffleSampler, SeededDraws
+
+    class Draws(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, index):
+            return index, torch.rand(3)  # what a random crop or flip draws
+
+    draws = SeededDraws(Draws(), seed=1)
+    keys = list(ResumableShuffleSampler(5, batch_size=5, seed=1, keyed=True).__iter__())
+    assert sorted(keys) == list(range(5))  # epoch 0
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    index, first = draws[7]  # epoch 1, index 2
+    assert index == 2 and torch.equal(torch.get_rng_state(), state)
+    torch.rand(10)  # another process state: the item is the same
+    assert torch.equal(draws[7][1], first)
+    assert not torch.equal(draws[2][1], first) and not torch.equal(SeededDraws(Draws(), seed=2)[7][1], first)
+    resumed = ResumableShuffleSampler(5, batch_size=1, seed=1, keyed=True)
+    resumed.resume_at(7)  # epoch 1 after 2 batches: keys 5..9
+    assert all(5 <= key < 10 for key in resumed) and len(list(resumed)) == 5  # then epoch 2 in full

@@ -27,8 +27,7 @@ def test_evaluate_refuses_data_of_another_image_size_or_channel_count(mnist_dir,
 
 
 def test_fid_on_fewer_held_out_images_than_feature_dimensions_is_refused_before_training(mnist_dir, tmp_path):
-    from test_metrics import ProjectionFeatures
-    from test_metrics import tiny_gan as tiny_gan_28
+    from helpers import ProjectionFeatures, tiny_gan_28
 
     from ganx.data import MNISTDataModule
     from ganx.metrics import ImageMetrics, ImageMetricsCallback, MetricsSetupError

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_image_folder
+from helpers import TINY, inception_unavailable, metrics_cfg, write_image_folder
 from omegaconf import OmegaConf
-from test_domain_features import TINY, inception_unavailable
-from test_metrics import metrics_cfg
 from torch import nn
 
 import ganx.metrics.extractors as extractors

@@ -1,14 +1,24 @@
-"""The training algorithm in-process: step accounting, fresh real batches per critic step, fixed-noise grids."""
+"""The GAN algorithm (ganx.models.gan) in-process: step accounting, fresh real batches per critic step, fixed-noise
+grids; the critic diagnostics (per-layer gradient norms, the weight-clipping-with-Adam warning); RpGAN + R1/R2, and lazy
+regularisation: penalties only every reg_every critic steps, scaled."""
 
+import csv
+import logging
 from functools import partial
 
 import pytest
 import torch
-from helpers import fit, tiny_gan, training_loader
+from helpers import compose_train, data, fit, tiny_gan, training_loader
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import ganx.models.gan as gan_module
 from ganx.losses import AdversarialLoss
 from ganx.models import GAN
+from ganx.models.common import refuse_critic_regularizers
+from ganx.models.gan import layer_grad_norms
 from ganx.nets import DCGANDiscriminator, DCGANGenerator
 
 
@@ -158,3 +168,125 @@ def test_the_trainer_stops_after_the_generator_steps_and_refuses_a_max_steps_of_
 def test_an_unknown_nonfinite_policy_is_refused_where_the_model_is_built():
     with pytest.raises(ValueError, match="on_nonfinite must be 'stop' or 'skip', got 'ignore'"):
         tiny_gan(on_nonfinite="ignore")
+
+
+def test_weight_clipping_with_adam_warns_citing_the_paper(caplog):
+    cfg = compose_train("model=wgan", "model.d_optimizer._target_=torch.optim.Adam", "data=fashion_mnist",
+                      "model.generator.base_width=4", "model.discriminator.base_width=4")
+    model = instantiate(cfg.model)
+    with caplog.at_level(logging.WARNING, logger="ganx.models.gan"):
+        model.configure_optimizers()
+    assert "Arjovsky et al. 2017" in caplog.text and "Adam" in caplog.text
+
+
+def test_layer_grad_norms_hand_computed():
+    net = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1, bias=False))
+    net[0].weight.grad = torch.tensor([[3.0, 0.0]])
+    net[0].bias.grad = torch.tensor([4.0])
+    net[2].weight.grad = torch.tensor([[-2.0]])
+    norms = layer_grad_norms(net)
+    assert set(norms) == {"0", "2"}
+    assert norms["0"].item() == pytest.approx(5.0) and norms["2"].item() == pytest.approx(2.0)
+
+
+def tiny_wgan(loss: AdversarialLoss) -> GAN:
+    return GAN(
+        generator=DCGANGenerator(latent_dim=8, image_size=16, channels=1, base_width=4),
+        discriminator=DCGANDiscriminator(image_size=16, channels=1, base_width=4, norm="layer"),
+        loss=loss,
+        g_optimizer=partial(torch.optim.Adam, lr=1e-4, betas=(0.0, 0.9)),
+        d_optimizer=partial(torch.optim.Adam, lr=1e-4, betas=(0.0, 0.9)),
+        critic_steps=2,
+        latent_dim=8,
+        num_fixed_samples=4,
+    )
+
+
+def test_critic_gradient_norms_are_logged_only_on_logging_steps(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(gan_module, "layer_grad_norms", lambda m: calls.append(1) or layer_grad_norms(m))
+    model = tiny_wgan(AdversarialLoss("wasserstein", gp_weight=10.0))
+    images = torch.rand(64, 1, 16, 16) * 2 - 1
+    fit(model, 7, DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=8),
+        log_every_n_steps=3, logger=CSVLogger(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")))
+    norm_keys = {k for k in rows[0] if k.startswith("train/critic_grad_norm/")}
+    # Every parameterised critic layer: the 3 convs and the LayerNorm (GroupNorm) between them.
+    assert norm_keys == {f"train/critic_grad_norm/net.{i}" for i in (0, 2, 3, 5)}
+    assert len(calls) == len(rows) == 2 < 7  # steps 3 and 6: no extra work on the steps Lightning does not log
+    for row in rows:
+        assert float(row["train/gradient_penalty"]) >= 0 and row["train/wasserstein_estimate"] != ""
+
+
+def counting(monkeypatch, name):
+    """Replace the penalty ``name`` in ganx.models.gan by one that returns 1.0 (graph-connected) and counts calls."""
+    calls = []
+
+    def penalty(logits, inputs):
+        calls.append(1)
+        return logits.sum() * 0 + 1.0
+
+    monkeypatch.setattr(gan_module, name, penalty)
+    return calls
+
+
+@pytest.mark.parametrize("reg_every", [1, 3])
+def test_lazy_penalties_run_every_n_critic_steps_and_are_scaled_by_n(monkeypatch, reg_every):
+    r1_calls, r2_calls = counting(monkeypatch, "r1_penalty"), counting(monkeypatch, "r2_penalty")
+    losses = []
+    real_update = gan_module.GAN.update
+
+    def update(self, optimizer, loss, name="loss"):
+        if name == "d_loss":
+            losses.append(loss.item() - self._last_adversarial)
+        return real_update(self, optimizer, loss, name)
+
+    real_d_loss = AdversarialLoss.d_loss
+
+    def d_loss(self, real_logits, fake_logits):
+        value = real_d_loss(self, real_logits, fake_logits)
+        model._last_adversarial = value.item()
+        return value
+
+    monkeypatch.setattr(gan_module.GAN, "update", update)
+    monkeypatch.setattr(AdversarialLoss, "d_loss", d_loss)
+    loss = AdversarialLoss("rpgan", r1_weight=0.5, r2_weight=0.25, reg_every=reg_every)
+    model = tiny_gan(critic_steps=2, loss=loss)
+    fit(model, 4, training_loader(model, data(), batch_size=4))
+    critic_steps = 4 * 2
+    expected_calls = len(range(0, critic_steps, reg_every))  # critic steps 0, N, 2N, ...
+    assert len(r1_calls) == len(r2_calls) == expected_calls
+    # the penalty part of each critic loss: N * (0.5 * 1 + 0.25 * 1) on regularised steps, 0 otherwise
+    expected = [reg_every * 0.75 if step % reg_every == 0 else 0.0 for step in range(critic_steps)]
+    assert losses == pytest.approx(expected, abs=1e-5)
+
+
+def test_lazy_gradient_penalty_counts_over_the_whole_run(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gan_module, "gradient_penalty", lambda critic, real, fake: calls.append(1) or critic(real).sum() * 0)
+    model = tiny_gan(critic_steps=3, loss=AdversarialLoss("wasserstein", gp_weight=10, reg_every=4))
+    fit(model, 4, training_loader(model, data(), batch_size=4))
+    assert len(calls) == 3  # of critic steps 0..11: 0, 4, 8
+
+
+def test_rpgan_with_r1_and_r2_trains_and_logs_both_penalties():
+    torch.manual_seed(0)
+    model = tiny_gan(loss=AdversarialLoss("rpgan", r1_weight=1.0, r2_weight=1.0))
+    logged = {}
+    model.log_step = lambda metrics, prog_bar=(): logged.update(metrics)
+    fit(model, 2, training_loader(model, data(), batch_size=8))
+    assert model.generator_steps == 2
+    assert {"r1_penalty", "r2_penalty", "d_loss", "g_loss"} <= set(logged)
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in logged.values())
+
+
+def test_models_without_pairing_refuse_relativistic_losses():
+    with pytest.raises(ValueError, match="r2_weight=1"):
+        refuse_critic_regularizers("CycleGAN", AdversarialLoss("lsgan", r2_weight=1), "use loss=lsgan")
+    with pytest.raises(ValueError, match="pix2pix does not pair real and fake.*loss=rpgan"):
+        refuse_critic_regularizers("pix2pix", AdversarialLoss("rpgan", r1_weight=0, r2_weight=0), "use loss=hinge")
+
+
+def test_rpgan_from_the_config_composes():
+    cfg = compose_train("model=dcgan", "loss=rpgan", "loss.reg_every=16")
+    assert (cfg.loss.name, cfg.loss.r1_weight, cfg.loss.r2_weight, cfg.loss.reg_every) == ("rpgan", 0.1, 0.1, 16)

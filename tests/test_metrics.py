@@ -4,24 +4,33 @@ training-time metrics (validation loop, best checkpoint, ganx.evaluate reproduci
 import json
 import math
 import urllib.error
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from helpers import FAST, fit, run_cli, train_in_process, write_image_folder, write_mnist_raw
+from helpers import (
+    FAST,
+    ProjectionFeatures,
+    TableFeatures,
+    as_images,
+    features,
+    fit,
+    metrics_cfg,
+    run_cli,
+    tiny_gan_28,
+    train_in_process,
+    write_image_folder,
+    write_mnist_raw,
+)
 from omegaconf import OmegaConf
-from torch import Tensor
 
 from ganx.data import MNISTDataModule
 from ganx.data.base import ShardSampler
 from ganx.features import FeaturesConfig, train_features
-from ganx.losses import AdversarialLoss
 from ganx.metrics import (
     ClassifierFeatures,
-    FeatureExtractor,
     ImageMetrics,
     ImageMetricsCallback,
     InceptionFeatures,
@@ -43,42 +52,7 @@ from ganx.metrics.extractors.classifier import (
 from ganx.metrics.extractors.inception import INCEPTION_WEIGHTS_FILE
 from ganx.metrics.parzen import parzen_estimate, parzen_log_likelihood
 from ganx.models import GAN
-from ganx.nets import MLPDiscriminator, MLPGenerator
 from ganx.presets import compose_data_config
-
-
-class TableFeatures(FeatureExtractor):
-    """Reads features straight from the input: an "image" (N, 1, 1, P + K) holds P pooled features and K logits."""
-
-    name = "table"
-    info: dict = {}
-
-    def __init__(self, pool_dim: int, num_logits: int):
-        super().__init__()
-        self.pool_dim, self.num_logits = pool_dim, num_logits
-
-    def forward(self, images: Tensor) -> Tensor:
-        return images.flatten(1).float()
-
-
-class ProjectionFeatures(FeatureExtractor):
-    """A fixed random projection of the pixels: a cheap stand-in for a network."""
-
-    name = "projection"
-    info: dict = {}
-
-    def __init__(self, in_dim: int, pool_dim: int = 6, num_logits: int = 4, seed: int = 0):
-        super().__init__()
-        self.pool_dim, self.num_logits = pool_dim, num_logits
-        weight = torch.randn(in_dim, pool_dim + num_logits, generator=torch.Generator().manual_seed(seed))
-        self.register_buffer("weight", weight / math.sqrt(in_dim))
-
-    def forward(self, images: Tensor) -> Tensor:
-        return images.flatten(1).float() @ self.weight
-
-
-def as_images(features: Tensor) -> Tensor:
-    return features.view(len(features), 1, 1, -1)
 
 
 def pytorch_fid_formula(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,12 +61,6 @@ def pytorch_fid_formula(a: np.ndarray, b: np.ndarray) -> float:
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean, _ = scipy.linalg.sqrtm(s1.dot(s2), disp=False)
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
-
-
-def features(n: int, dim: int, seed: int, shift: float = 0.0) -> Tensor:
-    g = torch.Generator().manual_seed(seed)
-    mixing = torch.randn(dim, dim, generator=g) / math.sqrt(dim)
-    return torch.randn(n, dim, generator=g) @ mixing + shift
 
 
 # --- the metrics against independent computations ---------------------------------------------------------------------
@@ -200,20 +168,6 @@ def test_generator_range_is_mapped_to_uint8_like_a_saved_png():
 # --- feature extractors ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def random_inception_weights(tmp_path_factory) -> Path:
-    """An Inception-v3 weights file with random weights (the real file needs the network): same format and keys."""
-    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: None)
-        patch.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
-        net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    path = tmp_path_factory.mktemp("inception") / INCEPTION_WEIGHTS_FILE
-    torch.save(net.state_dict(), path)
-    return path
-
-
 def test_inception_features_are_torchmetrics_fid_features_for_gray_and_rgb(random_inception_weights: Path):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -230,12 +184,6 @@ def test_inception_features_are_torchmetrics_fid_features_for_gray_and_rgb(rando
 
 def image_data_cfg(folder: Path):
     return OmegaConf.create({"_target_": "ganx.data.ImageFolderDataModule", "root": str(folder), "image_size": 16})
-
-
-def metrics_cfg(**overrides):
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "metrics" / "default.yaml")
-    del cfg["defaults"]  # the callbacks entry it adds to a training config
-    return OmegaConf.merge(cfg, overrides)
 
 
 def test_offline_without_inception_weights_is_a_clear_error_before_training(tmp_path, monkeypatch):
@@ -363,21 +311,9 @@ def test_shards_hold_every_index_once_without_padding():
         assert [len(s) for s in shards] == [len(ShardSampler(data, world, r)) for r in range(world)]
 
 
-def tiny_gan() -> GAN:
-    return GAN(
-        generator=MLPGenerator(latent_dim=8, out_shape=(1, 28, 28), hidden=(16,)),
-        discriminator=MLPDiscriminator(in_shape=(1, 28, 28), hidden=(16,), dropout=0.0),
-        loss=AdversarialLoss("non_saturating"),
-        g_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        d_optimizer=partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)),
-        latent_dim=8,
-        num_fixed_samples=4,
-    )
-
-
 def fit_tiny_gan(data_dir: Path, steps: int, callbacks: list) -> GAN:
     torch.manual_seed(0)
-    model = tiny_gan()
+    model = tiny_gan_28()
     datamodule = MNISTDataModule(data_dir=data_dir, batch_size=16, val_size=24, seed=0)
     fit(model, steps, datamodule=datamodule, val_check_interval=2, check_val_every_n_epoch=None,
         limit_val_batches=None if callbacks else 0, callbacks=callbacks)

@@ -1,7 +1,9 @@
 """Network output shapes per resolution; nets are plain nn.Modules."""
 
+
 import pytest
 import torch
+from torch import nn
 
 from ganx.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ganx.nets.dcgan import dcgan_layout
@@ -84,3 +86,12 @@ def test_mlp_discriminator_packs_consecutive_samples_into_one_input():
         packed(points[:5])
     with pytest.raises(ValueError, match="pack must be an integer >= 1"):
         MLPDiscriminator(in_shape=(2,), pack=0)
+
+
+def test_layer_norm_mlp_critic_keeps_samples_independent():
+    critic = MLPDiscriminator(in_shape=(2,), hidden=(8, 8), dropout=0.0, norm="layer")
+    x = torch.randn(6, 2)
+    assert torch.allclose(critic(x)[:3], critic(x[:3]), atol=1e-6)  # no coupling across the batch
+    assert sum(isinstance(m, nn.LayerNorm) for m in critic.modules()) == 2
+    with pytest.raises(ValueError, match="norm must be 'none' or 'layer'"):
+        MLPDiscriminator(in_shape=(2,), norm="batch")

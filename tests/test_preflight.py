@@ -1,13 +1,22 @@
-"""Top-level settings that Hydra lets through are refused before anything is built (#19.7, #19.11)."""
+"""ganx.preflight: top-level settings that Hydra lets through are refused before anything is built (#19.7, #19.11),
+budget settings (steps, checkpoint_keep) included, and the free-space check counts the checkpoints a run keeps."""
 
 import errno
 import shutil
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
 from helpers import compose_train, tiny_gan
 
-from ganx.preflight import ConfigError, RunDirError, check_free_space, check_run_dir, check_train_config
+from ganx.preflight import (
+    ConfigError,
+    RunDirError,
+    check_free_space,
+    check_run_dir,
+    check_train_config,
+    kept_checkpoints,
+)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -60,3 +69,39 @@ def test_unwritable_or_full_run_dir_fails_early(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 1024))
     with pytest.raises(RunDirError, match="Only 0 MiB free"):
         check_free_space(tmp_path, tiny_gan(), checkpoints=3)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["checkpoint_keep=0"], r"checkpoint_keep must be a whole number >= 1 .*or null \(keep all\), got 0"),
+    (["checkpoint_keep=abc"], r"checkpoint_keep must be .*got 'abc'"),
+    (["checkpoint_keep=1.5"], r"checkpoint_keep must be .*got 1.5"),
+    (["steps=null"], r"steps must be a whole number >= 1 \(generator steps\), got None; null \(no step limit\) needs trainer.max_time"),
+])
+def test_bad_budget_settings_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check_train_config(compose_train(*overrides))
+
+
+@pytest.mark.parametrize("overrides", [["trainer.max_time=00:00:10:00", "steps=null"], ["checkpoint_keep=3"],
+                                       ["trainer.max_time={minutes:10}", "steps=1000000"]])
+def test_budget_settings_pass(overrides):
+    check_train_config(compose_train(*overrides))
+
+
+def test_kept_checkpoints_counts_what_stays_on_disk():
+    assert kept_checkpoints(2000, 500, None) == 4
+    assert kept_checkpoints(1_000_000, 500, None) == 2000
+    assert kept_checkpoints(1_000_000, 500, 3) == 4  # the newest is written before the oldest goes
+    assert kept_checkpoints(1000, 500, 5) == 2
+    assert kept_checkpoints(None, 500, 3) == 4 and kept_checkpoints(None, 500, None) is None
+
+
+def test_free_space_check_counts_kept_checkpoints(tmp_path, monkeypatch):
+    model = tiny_gan()
+    size = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(0, 0, 64 * 2**20 + 100 * size))
+    with pytest.raises(RunDirError, match=r"for the 1000000 periodic checkpoints it keeps.*checkpoint_keep=N"):
+        check_free_space(tmp_path, model, kept_checkpoints(1_000_000, 1, None))
+    check_free_space(tmp_path, model, kept_checkpoints(1_000_000, 1, 10))
+    check_free_space(tmp_path, model, kept_checkpoints(None, 1, None))  # unknown: warns, checks for one

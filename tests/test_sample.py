@@ -1,9 +1,11 @@
-"""ganx.sample: a trained checkpoint samples from the EMA generator by default, with statistics of its own weights."""
+"""ganx.sample: a trained checkpoint samples from the EMA generator by default, with statistics of its own weights;
+out= is checked before any checkpoint is read, and a folder out= gets one PNG per sample."""
+
 
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, train_in_process
+from helpers import FAST, TINY_GENERATOR, train_in_process, write_checkpoint
 
 from ganx.checkpoint import build_model, load_checkpoint
 from ganx.latent import draw_latent
@@ -32,3 +34,31 @@ def test_quality_toolkit_composes_and_sample_uses_ema_by_default(mnist_dir, tmp_
         want = (((expected[name].detach() + 1) / 2).clamp(0, 1) * 255).round()
         assert torch.equal(pixels, want), name
     assert not torch.equal(expected["ema"], expected["trained"])
+
+
+def test_sample_checks_out_before_sampling(tmp_path):
+    from ganx.sample import main as sample_main
+
+    missing = tmp_path / "missing.ckpt"  # the out= check comes first: no checkpoint is even read
+    with pytest.raises(SystemExit, match="give a grid image"):
+        sample_main([f"ckpt={missing}", f"out={tmp_path}/grid.gif"])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "000000.png").write_bytes(b"")
+    with pytest.raises(SystemExit, match="already holds PNG files"):
+        sample_main([f"ckpt={missing}", f"out={tmp_path}/full"])
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(SystemExit, match="cannot write to"):
+        sample_main([f"ckpt={missing}", f"out={blocker}/sub/grid.png"])
+
+
+def test_sample_writes_one_png_per_sample_into_a_folder(tmp_path):
+    from PIL import Image
+
+    from ganx.sample import main as sample_main
+
+    ckpt = write_checkpoint(tmp_path / "ok.ckpt", TINY_GENERATOR)
+    sample_main([f"ckpt={ckpt}", "n=5", f"out={tmp_path}/samples/"])
+    files = sorted((tmp_path / "samples").glob("*.png"))
+    assert [f.name for f in files] == [f"{i:06d}.png" for i in range(5)]
+    assert Image.open(files[0]).size == (4, 4)

@@ -217,19 +217,13 @@ class FashionMNISTDataModule(_MNISTLike):
     """Fashion-MNIST (Xiao et al. 2017): 60k train / 10k test, 28x28 grayscale, 10 clothing classes.
 
     Offline, ``prepare_data`` uses Debian's ``dataset-fashion-mnist`` package files from ``debian_dir`` if present.
+    The other options (``data_dir``, ``image_size``, ``download``, ...) are those of every MNIST-format data set.
     """
 
     torchvision_cls = datasets.FashionMNIST
 
-    def __init__(
-        self,
-        data_dir: str | os.PathLike = "data",
-        image_size: int = 28,
-        download: bool = True,
-        debian_dir: str | os.PathLike = "/usr/share/datasets/fashion-mnist",
-        **options,
-    ) -> None:
-        super().__init__(data_dir, image_size, download, **options)
+    def __init__(self, *, debian_dir: str | os.PathLike = "/usr/share/datasets/fashion-mnist", **options) -> None:
+        super().__init__(**options)
         self.debian_dir = Path(debian_dir).expanduser().absolute()
 
     def _prepare_fallback(self) -> bool:

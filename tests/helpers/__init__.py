@@ -4,11 +4,22 @@ points run in-process (``runs.train_in_process``, ``runs.cli_in_process``) and a
 process (``runs.run_cli``), for tests of the process itself. Test modules import from here, never from each other."""
 
 from .datasets import data, untrained_classifier, write_image_folder, write_mnist_raw, write_truncated_jpeg
+from .metrics import (
+    TINY,
+    ProjectionFeatures,
+    TableFeatures,
+    as_images,
+    features,
+    inception_unavailable,
+    metrics_cfg,
+    tiny_gan_28,
+)
 from .models import (
     TINY_GENERATOR,
     tiny_dcgan,
     tiny_gan,
     tiny_gan_config,
+    write_checkpoint,
     write_cyclegan_checkpoint,
     write_ganx_checkpoint,
 )
@@ -38,9 +49,11 @@ from .training import (
 )
 
 __all__ = [
-    "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY_GAN", "TINY_GENERATOR", "TOY", "ScriptedFID", "checkpointing",
+    "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY", "TINY_GAN", "TINY_GENERATOR", "TOY", "ProjectionFeatures", "ScriptedFID",
+    "TableFeatures", "as_images", "features", "inception_unavailable", "metrics_cfg", "tiny_gan_28", "checkpointing",
     "cli_in_process", "compose_train", "data", "end_wandb_session", "fit", "fit_scripted", "loader",
     "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process",
-    "training_loader", "untrained_classifier", "wandb_records", "write_cyclegan_checkpoint", "write_ganx_checkpoint",
+    "training_loader", "untrained_classifier", "wandb_records", "write_checkpoint", "write_cyclegan_checkpoint",
+    "write_ganx_checkpoint",
     "write_image_folder", "write_mnist_raw", "write_truncated_jpeg",
 ]

@@ -51,6 +51,11 @@ def write_ganx_checkpoint(path: Path, model_config: dict, state_dict: dict | Non
     return path
 
 
+def write_checkpoint(path: Path, generator_config: dict, data_config: dict | None = None) -> Path:
+    """A checkpoint in the layout ganx.train writes; the weights fit the honest generator config."""
+    return write_ganx_checkpoint(path, tiny_gan_config(generator_config), data_config=data_config)
+
+
 def write_cyclegan_checkpoint(path: Path, image_size: int = 16) -> dict[str, torch.nn.Module]:
     """A checkpoint of a tiny CycleGAN (ngf and ndf 4, one residual block) as ganx.train writes it, whose two
     generators differ (seeded 0 and 1); returns them in eval mode."""

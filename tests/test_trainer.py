@@ -1,16 +1,19 @@
-"""trainer=gpu and trainer=ddp compose into Trainers for two separately optimized networks (#18.5)."""
+"""ganx.trainer and the trainer presets: trainer=gpu and trainer=ddp compose into Trainers for two separately optimized
+networks (#18.5); wall-clock budgets as users write them (trainer.max_time=DD:HH:MM:SS or {minutes: N})."""
 
 import logging
+from datetime import timedelta
 
 import pytest
 import torch
-from helpers import tiny_gan
+from helpers import data, fit, tiny_gan, training_loader
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import OmegaConf
 
 from ganx.precision import cpu_bf16_flags
 from ganx.presets import compose_train
-from ganx.trainer import best_mixed_precision
+from ganx.trainer import best_mixed_precision, build_trainer, wall_clock_budget
 
 
 def test_the_gpu_preset_asks_for_bf16_tf32_cudnn_benchmark_and_channels_last():
@@ -95,3 +98,23 @@ def test_the_gpu_preset_trains_a_dcgan_on_a_gpu(tmp_path):
                           default_root_dir=tmp_path, enable_progress_bar=False)
     trainer.fit(model, training_loader(model, data, batch_size=8))
     assert model.generator_steps == 4 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_max_time_mappings_become_timedeltas_and_strings_stay():
+    assert wall_clock_budget(OmegaConf.create({"minutes": 10})) == timedelta(minutes=10)
+    assert wall_clock_budget({"hours": 1, "seconds": 30}) == timedelta(hours=1, seconds=30)
+    assert wall_clock_budget("00:00:10:00") == "00:00:10:00" and wall_clock_budget(None) is None
+    with pytest.raises(ValueError, match=r"trainer.max_time=\{'minuts': 10\} is not a duration.*00:00:10:00"):
+        wall_clock_budget(OmegaConf.create({"minuts": 10}))
+
+
+def test_a_dictconfig_budget_stops_training_by_time_without_a_step_limit():
+    model = tiny_gan()
+    trainer = fit(model, None, training_loader(model, data(), batch_size=4), max_time=OmegaConf.create({"seconds": 1}))
+    assert trainer.max_steps == -1 and model.generator_steps > 0
+    assert trainer.callbacks and any(type(c).__name__ == "Timer" for c in trainer.callbacks)
+
+
+def test_no_step_limit_needs_a_budget():
+    with pytest.raises(ValueError, match="steps=null .*trainer.max_time"):
+        build_trainer(tiny_gan(), None, accelerator="cpu", logger=False)

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, run_cli, write_image_folder
+from helpers import FAST, TINY, inception_unavailable, metrics_cfg, run_cli, write_image_folder
 from omegaconf import OmegaConf
-from test_metrics import metrics_cfg
 
 import ganx.metrics.extractors as extractors
 from ganx.metrics import build_training_metrics
@@ -23,8 +22,6 @@ from ganx.metrics.extractors.domain import (
     load_domain_encoder,
     nt_xent,
 )
-
-TINY = {"images": 32, "steps": 2, "batch_size": 8, "width": 4, "feature_dim": 8, "input_size": 16}
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +83,6 @@ def test_every_recipe_field_is_in_the_cache_key_and_the_training_config_has_the_
         assert cache_key(domain_data(data_cfg(folder), changed), changed)[0] != stem, field.name
     config = OmegaConf.load(Path(__file__).parents[1] / "conf" / "metrics" / "default.yaml")
     assert OmegaConf.to_container(config.domain) == asdict(DomainRecipe())
-
-
-def inception_unavailable(*args, **kwargs):
-    raise MetricsSetupError("FID/IS/KID with Inception-v3 need its weights (offline). Fixes: ...")
 
 
 def test_auto_falls_back_to_domain_features_without_inception_weights(folder, trained, monkeypatch):

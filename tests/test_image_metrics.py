@@ -1,5 +1,6 @@
-"""Precision/recall/density/coverage, FID/KID/IS against independent computations with closed forms, protocol
-names, the on-disk reference cache, clean resizing and the perceptual path length's offline error."""
+"""ganx.metrics.image_metrics and the metric math it runs: precision/recall/density/coverage (prdc), FID/KID/IS against
+independent computations with closed forms, protocol names, the on-disk reference cache (reference), clean resizing
+(resize) and the perceptual path length's offline error (path_length)."""
 
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import scipy.linalg
 import scipy.spatial.distance
 import torch
-from test_metrics import TableFeatures, as_images, features
+from helpers import TableFeatures, as_images, features
 from torchmetrics.image import InceptionScore
 
 from ganx.metrics import ImageMetrics, MetricsSetupError
