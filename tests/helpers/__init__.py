@@ -31,6 +31,7 @@ from .training import (
     QUIET,
     ScriptedFID,
     checkpointing,
+    fake_bf16_speedup,
     fit,
     fit_scripted,
     loader,
@@ -38,7 +39,7 @@ from .training import (
 )
 
 __all__ = [
-    "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY_GAN", "TINY_GENERATOR", "TOY", "ScriptedFID", "checkpointing",
+    "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY_GAN", "TINY_GENERATOR", "TOY", "ScriptedFID", "checkpointing", "fake_bf16_speedup",
     "cli_in_process", "compose_train", "data", "end_wandb_session", "fit", "fit_scripted", "loader",
     "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process",
     "training_loader", "untrained_classifier", "wandb_records", "write_cyclegan_checkpoint", "write_ganx_checkpoint",
