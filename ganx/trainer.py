@@ -139,10 +139,10 @@ def auto_precision(gpu: bool | None = None, float16: bool = True, convolutional:
         else:
             probe = cpu_bf16_probe()
             speedup, cached = probe["speedup"], f"cached in {probe['cache_file']}" if probe["cached"] else "measured now"
-            pays = speedup >= BF16_MIN_SPEEDUP
+            pays, threads = speedup >= BF16_MIN_SPEEDUP, probe["key"]["threads"]
             choice = "bf16-mixed" if pays else "32-true"
             why = (f"probe: bf16 {speedup:.2f}x {'faster than' if speedup >= 1 else 'the speed of'} float32 on this CPU "
-                   f"({probe['key']['cpu']}, {probe['key']['threads']} threads; {probe['float32_ms']:.1f} vs "
+                   f"({probe['key']['cpu']}, {threads} thread{'s' if threads != 1 else ''}; {probe['float32_ms']:.1f} vs "
                    f"{probe['bf16_ms']:.1f} ms), {'at least' if pays else 'below'} the {BF16_MIN_SPEEDUP}x that pays; "
                    f"{cached}")
     elif torch.cuda.is_bf16_supported():
