@@ -8,7 +8,8 @@ import io
 import sys
 import textwrap
 import tokenize
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import OmegaConf
@@ -25,7 +26,7 @@ def parse_cli(schema: type[T], argv: list[str] | None, command: str, renamed: Ma
     message listing the valid keys. ``--help`` prints the command's docstring and every key with its default and
     meaning (the comment on its field). ``renamed`` maps deprecated keys to their new names (``renamed_keys``)."""
     argv = sys.argv[1:] if argv is None else argv
-    if "--help" in argv or "-h" in argv:
+    if help_asked(argv):
         print(cli_help(schema))
         raise SystemExit(0)
     try:
@@ -60,9 +61,17 @@ def field_comments(schema: type) -> dict[str, str]:
     """The comment on the line of each field of the dataclass ``schema``: how ganx documents a CLI key, read from the
     source so the help and the code cannot drift apart."""
     source = textwrap.dedent(inspect.getsource(schema))
-    comments = {token.start[0]: token.string.lstrip("#").strip()
-                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
-    return {node.target.id: comments.get(node.end_lineno, "") for node in ast.parse(source).body[0].body
+    return _field_comments(ast.parse(source).body[0], _comments(source))
+
+
+def _comments(source: str) -> dict[int, str]:
+    """The text of each comment in ``source``, by line number."""
+    return {token.start[0]: token.string.lstrip("#").strip()
+            for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+
+
+def _field_comments(class_node: ast.ClassDef, comments: dict[int, str]) -> dict[str, str]:
+    return {node.target.id: comments.get(node.end_lineno, "") for node in class_node.body
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
 
 
@@ -87,13 +96,61 @@ def cli_help(schema: type) -> str:
             if dataclasses.is_dataclass(default):
                 yield from rows(type(default), f"{prefix}{f.name}.")
                 continue
-            yield f"{prefix}{f.name}={'(required)' if default == '???' else cli_value(default)}", comments.get(f.name, "")
+            yield _key_row(f"{prefix}{f.name}", default), comments.get(f.name, "")
 
-    table = list(rows(schema, ""))
+    return _help_text(sys.modules[schema.__module__].__doc__ or "", list(rows(schema, "")))
+
+
+def _key_row(key: str, default: Any) -> str:
+    return f"{key}={'(required)' if default == '???' else cli_value(default)}"
+
+
+def _help_text(doc: str, table: list[tuple[str, str]]) -> str:
     width = max(len(key) for key, _ in table) + 2
     keys = "\n".join(f"  {key:<{width}}{meaning}".rstrip() for key, meaning in table)
-    doc = (sys.modules[schema.__module__].__doc__ or "").strip()
-    return f"{doc}\n\nKeys (key=value; shown with their defaults):\n{keys}"
+    return f"{doc.strip()}\n\nKeys (key=value; shown with their defaults):\n{keys}"
+
+
+def source_help(path: str | Path, schema: str) -> str | None:
+    """``cli_help`` of the dataclass named ``schema`` in the module file ``path``, read from its source without
+    importing it (the commands import torch, seconds): for ``--help`` before the imports. None when a default is not a
+    literal (a nested dataclass: ``cli_help`` then needs the import)."""
+    source = Path(path).read_text()
+    tree = ast.parse(source)
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == schema)
+    comments = _field_comments(node, _comments(source))
+    table = []
+    for field_node in node.body:
+        if not (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)):
+            continue
+        default = field_node.value
+        if isinstance(default, ast.Call):  # field(default_factory=lambda: [...])
+            factory = next((k.value for k in default.keywords if k.arg == "default_factory"), None)
+            if not isinstance(factory, ast.Lambda):
+                return None
+            default = factory.body
+        try:
+            value = ast.literal_eval(default)
+        except ValueError:
+            return None
+        table.append((_key_row(field_node.target.id, value), comments.get(field_node.target.id, "")))
+    return _help_text(ast.get_docstring(tree, clean=False) or "", table)
+
+
+def help_asked(argv: list[str]) -> bool:
+    return "--help" in argv or "-h" in argv
+
+
+def help_before_imports(module_name: str, command: str, text: Callable[[], str | None]) -> None:
+    """Print ``text()`` and exit when this process is ``command`` (``python -m ganx.x``, or its console script
+    ``ganx-x``) asked for ``--help``; a module calls this before it imports torch, so the help answers in a fraction
+    of a second. Imported as a library (``module_name`` is not ``__main__``), or ``text()`` is None: nothing."""
+    script = Path(sys.argv[0]).name
+    if (module_name == "__main__" or script == command.replace(".", "-")) and help_asked(sys.argv[1:]):
+        answer = text()
+        if answer is not None:
+            print(answer)
+            raise SystemExit(0)
 
 
 def resolve_device(name: str) -> "torch.device":

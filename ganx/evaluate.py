@@ -38,18 +38,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from ganx.cli import help_before_imports, parse_cli, resolve_device, source_help, split_group_overrides
+from ganx.errors import ctrl_c_exits
 
-from ganx.checkpoint import CheckpointError, build_model, check_buildable, load_checkpoint, trained_image_shape
-from ganx.cli import parse_cli, resolve_device, split_group_overrides
-from ganx.data import DataError
-from ganx.metrics import MetricsSetupError
-from ganx.metrics.registry import EvaluationSetup, build_metrics, check_metric_names
-from ganx.presets import compose_data_config
-from ganx.resolvers import register_resolvers
-from ganx.run_files import write_file
+# --help answers from this file's source, before torch is imported (seconds): ganx.cli.source_help
+help_before_imports(__name__, "ganx.evaluate", lambda: source_help(__file__, "EvaluateConfig"))
+with ctrl_c_exits("ganx.evaluate"):  # importing torch takes seconds: a Ctrl-C then is one line
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from ganx.checkpoint import CheckpointError, build_model, check_buildable, load_checkpoint, trained_image_shape
+    from ganx.data import DataError
+    from ganx.metrics import MetricsSetupError
+    from ganx.metrics.registry import EvaluationSetup, build_metrics, check_metric_names
+    from ganx.presets import compose_data_config
+    from ganx.resolvers import register_resolvers
+    from ganx.run_files import write_file
+
 
 log = logging.getLogger("ganx.evaluate")
 

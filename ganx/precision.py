@@ -12,16 +12,27 @@ loss was refused (``on_nonfinite=skip``) has no gradients and no scaled loss: it
 scaler's "No inf checks were recorded" error cannot happen. bf16-mixed needs no scaler and stays Lightning's plugin.
 """
 
+import hashlib
+import json
+import logging
+import platform
+import statistics
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import Tensor
 from torch.optim import Optimizer
 
 from ganx._compat import after_closure
+from ganx.run_files import write_file
+
+log = logging.getLogger(__name__)
 
 
 class PerOptimizerMixedPrecision(MixedPrecision):
@@ -84,3 +95,99 @@ def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
         return []
     flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
     return [flag for flag in CPU_BF16_FLAGS if flag in flags]
+
+
+# --- trainer.precision=auto on a CPU: measured, not read from the CPU's flags -----------------------------------------
+# A CPU with AVX-512 BF16 but no AMX ran bf16 matmuls at half float32's speed and DCGAN only 1.04x faster (#29): the
+# flags say bf16 is there, not that it pays. auto times a probe in both precisions once per CPU model, torch version
+# and thread count, and keeps the numbers under $GANX_CACHE_DIR/precision_probe/.
+
+BF16_MIN_SPEEDUP = 1.15  # bf16-mixed only where the probe runs at least this much faster in bf16 than in float32
+PROBE_VERSION = 1  # bump when the workload changes: cached results of another workload are then measured again
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name (``model name`` in ``cpuinfo`` on Linux; else what ``platform`` knows)."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith(("model name", "Model", "cpu model")) and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def probe_key() -> dict[str, Any]:
+    """What a probe's result depends on: the CPU model, torch (its oneDNN kernels), the threads it runs on."""
+    return {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "probe_version": PROBE_VERSION}
+
+
+def probe_cache_path(key: dict[str, Any]) -> Path:
+    """``<cache>/precision_probe/<sha of the key>.json`` (``cache`` = ``$GANX_CACHE_DIR`` or ~/.cache/ganx)."""
+    from ganx.metrics.extractors.classifier import cache_dir
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "precision_probe" / f"{digest}.json"
+
+
+def _probe_step() -> Callable[[bool], None]:
+    """One training-like step of DCGAN's sizes: a stride-2 4x4 convolution (16 x 64 x 32 x 32 -> 128 x 16 x 16) and a
+    1024 x 1024 linear layer on 128 rows, forward and backward; ``step(bf16)`` runs it under bf16 autocast or in
+    float32."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(16, 64, 32, 32, generator=generator)
+    kernel = torch.randn(128, 64, 4, 4, generator=generator).mul_(0.02).requires_grad_()
+    rows = torch.randn(128, 1024, generator=generator)
+    weight = torch.randn(1024, 1024, generator=generator).mul_(0.02).requires_grad_()
+
+    def step(bf16: bool) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.conv2d(images, kernel, stride=2, padding=1).float().square().mean()
+            loss = loss + F.linear(rows, weight).float().square().mean()
+        loss.backward()
+        kernel.grad = weight.grad = None
+
+    return step
+
+
+def time_float32_and_bf16(repeats: int = 5, budget_s: float = 0.6,
+                          clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """Median seconds of ``_probe_step`` in float32 and under bf16 autocast: one untimed warm-up each (oneDNN builds
+    its kernels), then ``repeats`` interleaved pairs, fewer (at least 3) once ``budget_s`` is spent."""
+    step = _probe_step()
+    step(False), step(True)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    start = clock()
+    for i in range(repeats):
+        for bf16 in (False, True) if i % 2 == 0 else (True, False):  # alternate which goes first
+            begin = clock()
+            step(bf16)
+            times[bf16].append(clock() - begin)
+        if i >= 2 and clock() - start > budget_s:
+            break
+    return {"float32_ms": round(1000 * statistics.median(times[False]), 3),
+            "bf16_ms": round(1000 * statistics.median(times[True]), 3), "repeats": len(times[False])}
+
+
+def cpu_bf16_probe(measure: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """How much faster this CPU runs the probe under bf16 autocast than in float32 (``speedup``), with its numbers:
+    from the cache when this CPU model, torch version and thread count were measured before (``cached``), else
+    measured now (``measure``, default ``time_float32_and_bf16``: under ~1 s) and cached. A cache that cannot be read
+    or written only means measuring again."""
+    key = probe_key()
+    path = probe_cache_path(key)
+    try:
+        record = json.loads(path.read_text())
+        if record.get("key") == key and record.get("float32_ms", 0) > 0 and record.get("bf16_ms", 0) > 0:
+            return {**record, "cached": True, "cache_file": str(path)}
+    except (OSError, ValueError, AttributeError):
+        pass
+    timings = (measure or time_float32_and_bf16)()
+    record = {"key": key, **timings, "speedup": round(timings["float32_ms"] / timings["bf16_ms"], 3),
+              "cpu_bf16_instructions": cpu_bf16_flags(), "measured": datetime.now(UTC).isoformat(timespec="seconds")}
+    try:
+        write_file(path, json.dumps(record, indent=2) + "\n")
+    except OSError as err:
+        log.debug("Could not cache the precision probe in %s: %s", path, err)
+    return {**record, "cached": False, "cache_file": str(path)}

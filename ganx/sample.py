@@ -23,18 +23,23 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torchvision.utils import save_image
+from ganx.cli import help_before_imports, parse_cli, resolve_device, source_help
+from ganx.errors import ctrl_c_exits
 
-from ganx.checkpoint import CheckpointError, build_model, load_checkpoint, model_class, require_model
-from ganx.cli import parse_cli, resolve_device
-from ganx.latent import draw_latent
-from ganx.models import GAN
-from ganx.nets.conditional import class_grid_labels
-from ganx.nets.latent import LatentGenerator
-from ganx.plots import scatter_points
-from ganx.run_files import check_writable
+# --help answers from this file's source, before torch is imported (seconds): ganx.cli.source_help
+help_before_imports(__name__, "ganx.sample", lambda: source_help(__file__, "SampleConfig"))
+with ctrl_c_exits("ganx.sample"):  # importing torch takes seconds: a Ctrl-C then is one line
+    import numpy as np
+    import torch
+    from torchvision.utils import save_image
+
+    from ganx.checkpoint import CheckpointError, build_model, load_checkpoint, model_class, require_model
+    from ganx.latent import draw_latent
+    from ganx.models import GAN
+    from ganx.nets.conditional import class_grid_labels
+    from ganx.nets.latent import LatentGenerator
+    from ganx.plots import scatter_points
+    from ganx.run_files import check_writable
 
 
 @dataclass

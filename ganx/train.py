@@ -19,8 +19,11 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from ganx.cli import help_asked, help_before_imports
 from ganx.errors import ConfigError, ctrl_c_exits
+from ganx.train_help import train_help
 
+help_before_imports(__name__, "ganx.train", train_help)  # --help from conf/ as text, before torch and Lightning
 with ctrl_c_exits("ganx.train"):  # importing torch and Lightning takes seconds: a Ctrl-C then is one line
     import hydra
     import lightning as L
@@ -246,6 +249,9 @@ def device_overrides(argv: list[str]) -> list[str]:
 def main() -> float | None:
     """``ganx-train`` / ``python -m ganx.train``: the Hydra app, once deprecated keys have their new names and
     ``device=`` has become trainer overrides; a sweep exits 1 when one of its jobs failed."""
+    if help_asked(sys.argv[1:]):  # ganx.train_help (a process asking for it is answered before the imports)
+        print(train_help())
+        return None
     sys.argv = [sys.argv[0], *device_overrides(renamed_keys(sys.argv[1:], RENAMED, "ganx.train"))]
     failed_runs.clear()
     with ctrl_c_exits("ganx.train"):  # while a run is built (training turns Ctrl-C into a saved stop: ganx.faults)

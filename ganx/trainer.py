@@ -19,7 +19,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from ganx.checkpoint import AtomicCheckpointIO
 from ganx.errors import ConfigError
-from ganx.precision import PerOptimizerMixedPrecision, cpu_bf16_flags
+from ganx.precision import BF16_MIN_SPEEDUP, PerOptimizerMixedPrecision, cpu_bf16_probe
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,11 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
             "(it counts every optimizer step); remove it and set steps=<generator updates> instead."
         )
     gpu = on_gpu(trainer_kwargs.get("accelerator", "auto"))
+    choice = None
     if trainer_kwargs.get("precision") in ("auto", "auto-mixed"):
-        trainer_kwargs["precision"] = best_mixed_precision(gpu, float16=trainer_kwargs["precision"] == "auto-mixed",
-                                                           convolutional=has_convolutions(model))
+        choice = auto_precision(gpu, float16=trainer_kwargs["precision"] == "auto-mixed",
+                                convolutional=has_convolutions(model))
+        trainer_kwargs["precision"] = choice["chosen"]
     matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
     if matmul_precision is not None:
         torch.set_float32_matmul_precision(matmul_precision)
@@ -96,7 +98,9 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
     if SLURMEnvironment.detect() and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
         plugins.append(SLURMEnvironment(auto_requeue=False))
     max_steps = -1 if generator_steps is None else optimizer_steps(model, generator_steps)
-    return L.Trainer(max_steps=max_steps, plugins=plugins, **trainer_kwargs)
+    trainer = L.Trainer(max_steps=max_steps, plugins=plugins, **trainer_kwargs)
+    trainer.auto_precision = choice  # what auto chose and why, with the probe's numbers: RunRecord puts it in run.json
+    return trainer
 
 
 def on_gpu(accelerator) -> bool:
@@ -114,25 +118,39 @@ def has_convolutions(model: torch.nn.Module) -> bool:
 
 
 def best_mixed_precision(gpu: bool | None = None, float16: bool = True, convolutional: bool = True) -> str:
-    """bf16-mixed where the hardware computes in bfloat16 natively: a GPU (``gpu``; default: CUDA is available) with
-    bfloat16, or a CPU with bfloat16 instructions (AMX or AVX-512 BF16) for a ``convolutional`` model, whose
-    convolutions oneDNN runs in bf16 (2x the steps of float32 for DCGAN here; an MLP's small matmuls gain little and
-    2-D toy points need float32's resolution; emulated bf16 is slower than float32). Else, on a GPU, 16-mixed (with
-    ``float16``: trainer.precision=auto-mixed) or 32-true (auto), and 32-true on the CPU."""
+    """The precision ``trainer.precision=auto`` (``float16=False``) or ``auto-mixed`` trains in (``auto_precision``)."""
+    return auto_precision(gpu, float16, convolutional)["chosen"]
+
+
+def auto_precision(gpu: bool | None = None, float16: bool = True, convolutional: bool = True) -> dict:
+    """What ``trainer.precision=auto`` / ``auto-mixed`` becomes, why, and on a CPU the probe's numbers, logged in one
+    line. On a GPU (``gpu``; default: CUDA is available): bf16-mixed where it has bfloat16, else 16-mixed (with
+    ``float16``: auto-mixed) or 32-true (auto). On a CPU, by measurement (``ganx.precision.cpu_bf16_probe``, cached
+    per CPU model, torch version and thread count): bf16-mixed for a ``convolutional`` model when bf16 autocast runs
+    a DCGAN-sized convolution and matmul at least ``BF16_MIN_SPEEDUP`` times faster than float32, else 32-true (CPU
+    flags are no guide: a CPU with AVX-512 BF16 but no AMX ran bf16 slower than float32). A model without
+    convolutions stays in float32 unmeasured: an MLP's small matmuls gain little and 2-D toy points need float32's
+    resolution."""
     gpu = torch.cuda.is_available() if gpu is None else gpu
+    probe = None
     if not gpu:
-        flags = cpu_bf16_flags()
-        if flags and convolutional:
-            choice, why = "bf16-mixed", f"the CPU has {' and '.join(flags)}"
-        elif flags:
+        if not convolutional:
             choice, why = "32-true", "on the CPU bf16 pays for convolutional nets; this model has none"
         else:
-            choice, why = "32-true", "no CUDA device, and the CPU has no bfloat16 instructions (amx_bf16, avx512_bf16)"
+            probe = cpu_bf16_probe()
+            speedup, cached = probe["speedup"], f"cached in {probe['cache_file']}" if probe["cached"] else "measured now"
+            pays, threads = speedup >= BF16_MIN_SPEEDUP, probe["key"]["threads"]
+            choice = "bf16-mixed" if pays else "32-true"
+            why = (f"probe: bf16 {speedup:.2f}x {'faster than' if speedup >= 1 else 'the speed of'} float32 on this CPU "
+                   f"({probe['key']['cpu']}, {threads} thread{'s' if threads != 1 else ''}; {probe['float32_ms']:.1f} vs "
+                   f"{probe['bf16_ms']:.1f} ms), {'at least' if pays else 'below'} the {BF16_MIN_SPEEDUP}x that pays; "
+                   f"{cached}")
     elif torch.cuda.is_bf16_supported():
         choice, why = "bf16-mixed", f"{torch.cuda.get_device_name()} supports bfloat16"
     elif float16:
         choice, why = "16-mixed", f"{torch.cuda.get_device_name()} has no bfloat16; float16 with loss scaling"
     else:
         choice, why = "32-true", f"{torch.cuda.get_device_name()} has no bfloat16"
-    log.info("trainer.precision=%s: %s (%s).", "auto-mixed" if float16 else "auto", choice, why)
-    return choice
+    requested = "auto-mixed" if float16 else "auto"
+    log.info("trainer.precision=%s: %s (%s).", requested, choice, why)
+    return {"requested": requested, "chosen": choice, "why": why, **({"probe": probe} if probe else {})}

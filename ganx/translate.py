@@ -19,24 +19,30 @@ reported. Existing output files are never overwritten unless asked: a rerun into
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from PIL import Image
-from torch import Tensor, nn
-from torchvision.transforms.functional import to_tensor
-from torchvision.utils import save_image
+from ganx.cli import help_before_imports, parse_cli, resolve_device, source_help
+from ganx.errors import ctrl_c_exits
 
-from ganx.checkpoint import (
-    CheckpointError,
-    build_model,
-    load_checkpoint,
-    model_class,
-    require_model,
-    trained_image_shape,
-)
-from ganx.cli import parse_cli, resolve_device
-from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
-from ganx.models import CycleGAN, Pix2Pix
+# --help answers from this file's source, before torch is imported (seconds): ganx.cli.source_help
+help_before_imports(__name__, "ganx.translate", lambda: source_help(__file__, "TranslateConfig"))
+with ctrl_c_exits("ganx.translate"):  # importing torch takes seconds: a Ctrl-C then is one line
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from torch import Tensor, nn
+    from torchvision.transforms.functional import to_tensor
+    from torchvision.utils import save_image
+
+    from ganx.checkpoint import (
+        CheckpointError,
+        build_model,
+        load_checkpoint,
+        model_class,
+        require_model,
+        trained_image_shape,
+    )
+    from ganx.data.image_folder import BAD_IMAGE_ERRORS, scan_images, to_rgb
+    from ganx.models import CycleGAN, Pix2Pix
+
 
 GENERATORS = {"AtoB": "generator_ab", "BtoA": "generator_ba"}
 # Two stride-2 downsamplings, then 3x3 reflection-padded residual blocks and InstanceNorm need >= 2x2 there.

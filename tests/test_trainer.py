@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import torch
-from helpers import data, fit, tiny_gan, training_loader
+from helpers import data, fake_bf16_speedup, fit, tiny_gan, training_loader
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import OmegaConf
@@ -24,11 +24,11 @@ def test_the_gpu_preset_asks_for_bf16_tf32_cudnn_benchmark_and_channels_last():
 
 @pytest.mark.parametrize(("cuda", "bf16", "expected"), [(False, False, "32-true"), (False, True, "bf16-mixed"),
                                                          (True, False, "16-mixed"), (True, True, "bf16-mixed")])
-def test_auto_mixed_precision_takes_bf16_where_the_hardware_has_it_and_says_which(monkeypatch, caplog, cuda, bf16,
-                                                                                  expected):
+def test_auto_mixed_precision_takes_bf16_where_the_hardware_has_it_and_says_which(monkeypatch, caplog, tmp_path, cuda,
+                                                                                  bf16, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
-    monkeypatch.setattr("ganx.trainer.cpu_bf16_flags", lambda: ["avx512_bf16"] if bf16 else [])
+    fake_bf16_speedup(monkeypatch, tmp_path, 2.0 if bf16 else 0.9)  # on the CPU: bf16 pays where the probe says so
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
     with caplog.at_level(logging.INFO, logger="ganx.trainer"):
         assert best_mixed_precision() == expected
@@ -41,7 +41,7 @@ def test_auto_mixed_precision_takes_bf16_where_the_hardware_has_it_and_says_whic
 
 def test_auto_precision_follows_the_model_on_a_bf16_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("ganx.trainer.cpu_bf16_flags", lambda: ["amx_bf16"])
+    fake_bf16_speedup(monkeypatch, tmp_path, 2.0)
     for overrides, expected in ((["model=dcgan"], "bf16-mixed"), (["model=gan"], "32-true"),
                                 (["model=gan", "data=gaussian_ring"], "32-true")):
         cfg = compose_train([*overrides, "trainer.precision=auto", "logger=none"])
@@ -52,9 +52,9 @@ def test_auto_precision_follows_the_model_on_a_bf16_cpu(monkeypatch, tmp_path):
 
 def test_the_gpu_preset_switches_reach_torch_and_the_model_on_cpu(monkeypatch, tmp_path):
     """The preset's switches with accelerator=cpu (no GPU here): auto-mixed falls back to 32-true on a CPU without
-    bfloat16 instructions."""
+    bfloat16 instructions (where bf16 does not pay)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("ganx.trainer.cpu_bf16_flags", lambda: [])
+    fake_bf16_speedup(monkeypatch, tmp_path, 0.5)
     before = torch.get_float32_matmul_precision()
     cfg = compose_train(["trainer=gpu", "trainer.accelerator=cpu", "logger=none"]).trainer
     model = tiny_gan()

@@ -86,9 +86,11 @@ class RunRecord(L.Callback):
             "optimizer_steps_per_generator_step": pl_module.optimizer_steps_per_batch,
             "max_steps (optimizer steps)": trainer.max_steps,
             "world_size": trainer.world_size,
-            # What trainer.precision became (auto, auto-mixed: chosen from the hardware) and the CPU's bf16 instructions.
+            # What trainer.precision became and the CPU's bf16 instructions; with auto (auto-mixed) why, and on a CPU
+            # the timed probe it chose by (ganx.trainer.auto_precision).
             "precision": str(trainer.precision),
             "cpu_bf16_instructions": cpu_bf16_flags(),
+            **({"precision_auto": trainer.auto_precision} if getattr(trainer, "auto_precision", None) else {}),
             "loggers": self.logger_versions,
         }
         self._write(trainer, self.record)

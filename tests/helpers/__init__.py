@@ -42,6 +42,7 @@ from .training import (
     QUIET,
     ScriptedFID,
     checkpointing,
+    fake_bf16_speedup,
     fit,
     fit_scripted,
     loader,
@@ -50,7 +51,7 @@ from .training import (
 
 __all__ = [
     "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY", "TINY_GAN", "TINY_GENERATOR", "TOY", "ProjectionFeatures", "ScriptedFID",
-    "TableFeatures", "as_images", "features", "inception_unavailable", "metrics_cfg", "tiny_gan_28", "checkpointing",
+    "TableFeatures", "as_images", "features", "inception_unavailable", "metrics_cfg", "tiny_gan_28", "checkpointing", "fake_bf16_speedup",
     "cli_in_process", "compose_train", "data", "end_wandb_session", "fit", "fit_scripted", "loader",
     "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process",
     "training_loader", "untrained_classifier", "wandb_records", "write_checkpoint", "write_cyclegan_checkpoint",

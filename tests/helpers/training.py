@@ -82,3 +82,17 @@ def fit_scripted(run: Path, steps: int, fid_by_step: dict[int, float], callbacks
                  GeneratorStepCheckpoint(2, dirpath=run / "checkpoints", save_last=True)]
     fit(model, steps, loader(), loader(), ckpt_path=ckpt_path, **EVALUATE_EVERY_2, enable_checkpointing=True,
         callbacks=callbacks, **trainer_kwargs)
+
+
+def fake_bf16_speedup(monkeypatch, tmp_path: Path, speedup: float) -> list[int]:
+    """``trainer.precision=auto``'s CPU probe reports bf16 ``speedup`` times faster than float32, from fake timings
+    (no test depends on this machine's speed), with its cache in ``tmp_path``; the list counts the probes measured."""
+    measured: list[int] = []
+
+    def timings() -> dict:
+        measured.append(1)
+        return {"float32_ms": 10.0 * speedup, "bf16_ms": 10.0, "repeats": 5}
+
+    monkeypatch.setenv("GANX_CACHE_DIR", str(tmp_path / "ganx-cache"))
+    monkeypatch.setattr("ganx.precision.time_float32_and_bf16", timings)
+    return measured
