@@ -64,6 +64,10 @@ def check_train_config(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be a whole number, got {seed!r}.")
+    if cfg.get("init_from") and cfg.get("ckpt") not in (None, "auto"):
+        raise ConfigError(f"init_from={cfg.init_from} starts a new run from a checkpoint's weights, ckpt={cfg.ckpt} "
+                          "resumes a run with its optimizers and counters: give one of them (ckpt=auto goes with "
+                          "init_from: a requeued job resumes the fine-tuning run).")
     metric = cfg.get("optimized_metric")
     if metric is not None and not any(_builds(entry, RunSummary) for entry in (cfg.get("callbacks") or {}).values()):
         raise ConfigError(f"optimized_metric={metric} is the best value RunSummary records (callbacks.summary), "

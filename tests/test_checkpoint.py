@@ -25,7 +25,7 @@ from helpers import (
 from hydra.utils import instantiate
 
 from ganx.callbacks import BestCheckpoint
-from ganx.checkpoint import AtomicCheckpointIO
+from ganx.checkpoint import AtomicCheckpointIO, CheckpointError, init_from_checkpoint, network_weights
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -171,3 +171,46 @@ def test_last_checkpoint_holds_the_final_step_between_periodic_ones(tmp_path):
     assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["last.ckpt", "step_0000005.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 7
     assert torch.load(checkpoints / "step_0000005.ckpt", weights_only=True)["ganx"]["generator_steps"] == 5
+
+
+# --- init_from: a new run from a trained checkpoint's weights ---------------------------------------------------------
+
+
+def trained_checkpoint(path: Path, **options) -> Path:
+    """A checkpoint file as ganx.train writes it, of a tiny GAN trained 3 steps (``options``: e.g. ema)."""
+    trained = tiny_gan(**options)
+    fit(trained, 3, loader())
+    return write_ganx_checkpoint(path, tiny_gan_config(), trained.state_dict())
+
+
+def test_init_from_loads_the_networks_not_the_run_state(tmp_path):
+    source = trained_checkpoint(tmp_path / "trained.ckpt", ema={"decay": 0.5})
+    model = tiny_gan(ema={"decay": 0.5})
+    fixed_noise = model.fixed_noise.clone()
+    record = init_from_checkpoint(model, source)
+    stored = torch.load(source, weights_only=True)["state_dict"]
+    for key, value in network_weights(model).items():
+        assert torch.equal(value, stored[key]), key  # generator, discriminator and the EMA copy
+    assert {key.partition(".")[0] for key in network_weights(model)} == {"generator", "discriminator", "generator_ema"}
+    assert not torch.equal(model.generator_ema.module.net[0].weight, model.generator.net[0].weight)
+    assert torch.equal(model.fixed_noise, fixed_noise) and model.generator_steps == 0  # the new run's own
+    assert record["generator_steps"] == 1 and record["ema"] and len(record["sha256_12"]) == 12
+    assert record["path"] == str(source.resolve())
+
+
+def test_init_from_a_checkpoint_without_ema_starts_the_ema_at_the_loaded_generator(tmp_path):
+    model = tiny_gan(ema={"decay": 0.5})
+    assert not init_from_checkpoint(model, trained_checkpoint(tmp_path / "trained.ckpt"))["ema"]
+    for ema, live in zip(model.generator_ema.module.state_dict().values(), model.generator.state_dict().values(),
+                         strict=True):
+        assert torch.equal(ema, live)
+
+
+def test_init_from_refuses_weights_of_another_shape_naming_the_tensor(tmp_path):
+    from ganx.nets import MLPGenerator
+
+    wider = tiny_gan(generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(32,)))
+    with pytest.raises(CheckpointError, match=r"init_from=.*trained.ckpt: its weights do not fit the model of this "
+                                              r"config \(.*generator.net.0.weight: \(16, 4\) in the checkpoint, "
+                                              r"\(32, 4\) in this config"):
+        init_from_checkpoint(wider, trained_checkpoint(tmp_path / "trained.ckpt"))

@@ -1,14 +1,18 @@
 """End to end: the real `python -m ganx.train` / `ganx.sample` CLIs on tiny generated data."""
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, run_cli, train_in_process, write_truncated_jpeg
+from helpers import FAST, run_cli, train_in_process, write_class_folders, write_truncated_jpeg
 from PIL import Image
+
+from ganx.checkpoint import CheckpointError
+from ganx.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
 
@@ -101,6 +105,38 @@ def test_resume_continues_the_same_run(dcgan_run: Path, tmp_path: Path):
                        before["state_dict"]["generator.project.0.weight"])  # earlier checkpoints untouched
     steps = [float(r["trainer/generator_steps"]) for r in read_metrics(dcgan_run) if r.get("trainer/generator_steps")]
     assert max(steps) == 6
+
+
+def test_init_from_starts_a_new_run_from_the_weights_with_fresh_optimizers_and_counters(dcgan_run: Path,
+                                                                                        tmp_path: Path):
+    source, run = dcgan_run / "checkpoints" / "step_0000004.ckpt", tmp_path / "finetune"
+    sha256 = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    write_class_folders(tmp_path / "other")  # new data: a folder the source never saw
+    train_in_process(f"init_from={source}", "model=dcgan", "data=anime", f"data.root={tmp_path / 'other'}",
+                     "data.image_size=32", "data.batch_size=8", "data.num_workers=0", "data.val_size=4", "steps=1",
+                     f"hydra.run.dir={run}", *SMALL_DCGAN, *FAST, cwd=tmp_path)
+    last = load(run / "checkpoints" / "last.ckpt")
+    assert last["ganx"]["generator_steps"] == 1 and last["global_step"] == 2  # counters from 0, not from step 4
+    assert {int(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {1}  # a fresh Adam
+    record = json.loads((run / "run.json").read_text())["init_from"]
+    assert record == {"path": str(source.resolve()), "sha256_12": sha256, "generator_steps": 4,
+                      "model_class": "ganx.models.gan.GAN", "ema": False}
+    assert last["callbacks"]["RunRecord"]["init_from"] == record  # a requeued run (ckpt=auto) writes it again
+    assert sorted(p.name for p in (dcgan_run / "checkpoints").glob("step_*.ckpt"))[:2] == [
+        "step_0000002.ckpt", "step_0000004.ckpt"]  # the source run is left as it was
+
+
+def test_init_from_refuses_weights_of_another_shape_and_a_resume(dcgan_run: Path, tmp_path: Path):
+    source = dcgan_run / "checkpoints" / "step_0000004.ckpt"
+    args = [f"init_from={source}", "model=dcgan", "data=anime", f"data.root={dcgan_run.parent}/images",
+            "data.image_size=32", "steps=1", *SMALL_DCGAN, *FAST]
+    with pytest.raises(CheckpointError, match=r"its weights do not fit the model of this config \(.*"
+                                              r"generator.project.0.weight: \(512, 16\) in the checkpoint, "
+                                              r"\(1024, 16\) in this config"):
+        train_in_process(*args, "model.generator.base_width=16", f"hydra.run.dir={tmp_path / 'wider'}", cwd=tmp_path)
+    assert not (tmp_path / "wider" / "checkpoints").exists() or not any((tmp_path / "wider" / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match=r"init_from=.* starts a new run from a checkpoint's weights, ckpt=.* resumes"):
+        train_in_process(*args, f"ckpt={source}", cwd=tmp_path)
 
 
 def test_new_run_refuses_to_overwrite_a_run_dir(dcgan_run: Path, tmp_path: Path):
