@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 import torch
-from helpers import FAST, TINY_GAN, train_in_process
+from helpers import FAST, TINY_GAN, compose_train, train_in_process
+from omegaconf import OmegaConf
 
 # The quality toolkit's state must resume too: the EMA generator's weights and ADA's probability p and statistic
 # (StyleGAN2-ADA restarted p from 0 on resume). p starts at 0.5 and moves fast, so a lost p would show.
@@ -70,3 +71,34 @@ def test_sample_checkpoint_and_log_intervals_do_not_change_a_seeded_run(setup, m
         assert torch.equal(value, last["rarely"]["state_dict"][key]), f"{key} differs"
     # Also the random streams the next step would draw from (a draw at the last step shows only here).
     assert torch.equal(last["often"]["ganx"]["rng"]["torch"], last["rarely"]["ganx"]["rng"]["torch"])
+
+
+# --- debug presets (conf/debug/) -------------------------------------------------------------------------------------
+
+POINTS = ["data=gaussian_ring", "data.train_size=256", "model.generator.hidden=[16]", "model.discriminator.hidden=[16]",
+          "trainer.enable_progress_bar=false"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("preset", ["fast", "overfit", "profile"])
+def test_each_debug_preset_composes_and_trains(preset, tmp_path, monkeypatch):
+    from ganx.models.gan import GAN
+
+    cfg = compose_train(f"debug={preset}", "data=gaussian_ring")
+    assert cfg.metrics.get("names") in (None, []) and list(cfg.logger) == ["csv"]
+    assert OmegaConf.to_container(cfg, resolve=False)["run_name"].startswith("debug")  # outputs/debug*: no real run's
+    first_points = []
+    step = GAN.training_step
+    monkeypatch.setattr(GAN, "training_step", lambda self, batch, *a: (first_points.append(batch[0][0].clone()),
+                                                                        step(self, batch, *a))[1])
+    run = tmp_path / "run"
+    steps = ["steps=6", "sample_every=3", "checkpoint_every=6"] if preset != "fast" else []
+    train_in_process(f"debug={preset}", *POINTS, *steps, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == [
+        "last.ckpt", f"step_000000{4 if preset == 'fast' else 6}.ckpt"]
+    assert len(first_points) == (4 if preset == "fast" else 6)
+    repeated = all(torch.equal(p, first_points[0]) for p in first_points)
+    assert repeated == (preset == "overfit")  # one real batch over and over, fresh batches otherwise
+    if preset == "profile":
+        report = (run / "fit-profile.txt").read_text()
+        assert "training_step" in report and "Total time" in report
