@@ -316,6 +316,46 @@ def load_weights(module: nn.Module, state: dict[str, Any], key: str) -> None:
         ) from err
 
 
+def network_weights(module: nn.Module) -> dict[str, Any]:
+    """The entries of ``module.state_dict()`` that belong to its networks (children with parameters: generator,
+    discriminator, the EMA copy, ...), not the run's own state (the fixed noise, a running path-length mean, image
+    replay buffers)."""
+    networks = {name for name, child in module.named_children() if any(True for _ in child.parameters())}
+    return {k: v for k, v in module.state_dict().items() if k.partition(".")[0] in networks}
+
+
+def init_from_checkpoint(module: L.LightningModule, path: str | Path) -> dict[str, Any]:
+    """Start ``module`` (a new run: its optimizers, counters and fixed noise stay fresh) from the network weights of
+    the checkpoint at ``path``, the EMA generator's too where both have one; a model with an EMA generator and a source
+    without one starts its EMA at the loaded generator. Tensors that do not fit are refused by name. Returns what
+    ``run.json`` records of the source: path, SHA-256 (first 12 digits), generator step, model class."""
+    from ganx.metrics.extractors.base import file_digest
+
+    checkpoint = load_checkpoint(path)
+    expected = network_weights(module)
+    ema = "generator_ema."
+    stored = {k: v for k, v in checkpoint["state_dict"].items() if k.partition(".")[0] in
+              {key.partition(".")[0] for key in expected} or k.startswith(ema)}
+    has_ema = any(k.startswith(ema) for k in stored)
+    if not any(k.startswith(ema) for k in expected):
+        stored = {k: v for k, v in stored.items() if not k.startswith(ema)}  # the new run keeps no EMA generator
+    elif not has_ema:
+        expected = {k: v for k, v in expected.items() if not k.startswith(ema)}
+    problems = weight_mismatches(expected, stored, "in the checkpoint", "in this config")
+    if problems:
+        raise CheckpointError(
+            f"init_from={path}: its weights do not fit the model of this config ({', '.join(problems)}). Fine-tuning "
+            "keeps the networks' shapes: use the model settings of the run that wrote it (its config.yaml; the data "
+            "may change, not image_size, channels or num_classes)."
+        )
+    module.load_state_dict(stored, strict=False)
+    if getattr(module, "generator_ema", None) is not None and not has_ema:
+        module.generator_ema.module.load_state_dict(module.generator.state_dict())
+    return {"path": str(Path(path).expanduser().resolve()), "sha256_12": file_digest(Path(path).expanduser()),
+            "generator_steps": int(checkpoint["ganx"].get("generator_steps", 0)),
+            "model_class": model_class(checkpoint), "ema": has_ema}
+
+
 def weight_mismatches(expected: dict[str, Any], stored: dict[str, Any], stored_as: str, expected_as: str) -> list[str]:
     """How the ``stored`` weights differ from the ``expected`` state dict, as short phrases (empty when they fit):
     tensors of another shape (the first three, "<key>: <shape> <stored_as>, <shape> <expected_as>"), missing and

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganx.callbacks import RunSummary
 from ganx.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, weight_mismatches
+from ganx.data.base import BatchKind
 from ganx.errors import ConfigError
 from ganx.presets import CONF_DIR, preset_classes
 from ganx.run_files import RunDirError, check_no_links, check_writable
@@ -63,6 +64,10 @@ def check_train_config(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be a whole number, got {seed!r}.")
+    if cfg.get("init_from") and cfg.get("ckpt") not in (None, "auto"):
+        raise ConfigError(f"init_from={cfg.init_from} starts a new run from a checkpoint's weights, ckpt={cfg.ckpt} "
+                          "resumes a run with its optimizers and counters: give one of them (ckpt=auto goes with "
+                          "init_from: a requeued job resumes the fine-tuning run).")
     metric = cfg.get("optimized_metric")
     if metric is not None and not any(_builds(entry, RunSummary) for entry in (cfg.get("callbacks") or {}).values()):
         raise ConfigError(f"optimized_metric={metric} is the best value RunSummary records (callbacks.summary), "
@@ -100,19 +105,44 @@ def check_model_data_pairing(cfg: DictConfig, choices: Mapping[str, str] | None 
             "training_step reads, so ganx cannot check that the data fits it. Declare them as a class attribute, e.g. "
             "trains_on = (BatchKind.IMAGES,) with BatchKind from ganx.data (see AdversarialModule)."
         )
-    batch_kind = getattr(get_class(cfg.data._target_), "batch_kind", None)
-    if batch_kind is None or batch_kind in trains_on:
-        return
+    data_class = get_class(cfg.data._target_)
+    batch_kind = data_class.batch_kind_for(cfg.data) if hasattr(data_class, "batch_kind_for") else \
+        getattr(data_class, "batch_kind", None)
     if choices is None:
         choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     model, data = choices.get("model") or cfg.model._target_, choices.get("data") or cfg.data._target_
+    if batch_kind is None or batch_kind in trains_on:
+        if BatchKind.IMAGES not in trains_on and batch_kind == BatchKind.LABELED_IMAGES:
+            check_classes(cfg.data, model, data)
+        return
     fitting_data = [f"data={name}" for name, cls in preset_classes("data") if getattr(cls, "batch_kind", None) in trains_on]
     fitting_models = [f"model={name}" for name, cls in preset_classes("model") if batch_kind in getattr(cls, "trains_on", ())]
+    labeling = (" (a folder of class subfolders: data.labels=folders)" if "labels" in cfg.data
+                and BatchKind.LABELED_IMAGES in trains_on else "")
     raise ConfigError(
         f"model={model} trains on {' or '.join(trains_on)}, but data={data} yields {batch_kind}. "
-        f"Choose data that fits model={model} ({', '.join(fitting_data) or 'none in conf/data'}) "
+        f"Choose data that fits model={model} ({', '.join(fitting_data) or 'none in conf/data'}){labeling} "
         f"or a model that fits data={data} ({', '.join(fitting_models) or 'none in conf/model'})."
     )
+
+
+def check_classes(data_cfg: DictConfig, model: str, data: str) -> None:
+    """A class-conditional model learns one image distribution per class: refuse labeled data with fewer than two
+    classes (a folder with one class subfolder, or none) before anything is built."""
+    classes = OmegaConf.select(data_cfg, "classes")
+    count = OmegaConf.select(data_cfg, "num_classes")
+    if count is not None and count >= 2:
+        return
+    if "root" in data_cfg and OmegaConf.select(data_cfg, "labels") == "folders":
+        root = Path(data_cfg.root).expanduser()
+        found = f"{len(classes)} ({', '.join(classes)})" if classes else ("none" if root.is_dir() else "none: not found")
+        where = f"data.labels=folders reads one class per subfolder of data.root={root}, found {found}"
+    else:
+        where = f"data.num_classes={count}"
+    raise ConfigError(f"model={model} is class-conditional and needs at least 2 classes (it learns one image "
+                      f"distribution per class, and one class is no condition), but data={data} has fewer: {where}. "
+                      "Put each class's images in its own subfolder of data.root, or train an unconditional model "
+                      "(model=dcgan).")
 
 
 def check_run_dir(output_dir: Path, ckpt_path: str | None) -> None:

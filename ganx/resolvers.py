@@ -112,9 +112,23 @@ def add(*values: int) -> int:
     return sum(values)
 
 
+def class_folders_of(root: str, labels: str) -> list[str] | None:
+    """``${ganx_class_folders:ROOT,LABELS}``: with ``data.labels=folders``, the class names (ROOT's subfolders), which
+    the run config, and so every checkpoint, keeps for ``ganx.sample class=NAME``; else None."""
+    from ganx.data.image_folder import class_folders
+
+    return class_folders(Path(root)) if labels == "folders" else None
+
+
+def length(values) -> int | None:
+    """``${ganx_len:LIST}``: its length (None for null), e.g. a folder's number of classes."""
+    return None if values is None else len(values)
+
+
 def register_resolvers() -> None:
     resolvers = (("ganx_wandb_mode", wandb_mode), ("ganx_wandb_name", wandb_run_name), ("ganx_wandb_group", wandb_group),
-                 ("ganx_run_dir", run_dir_for), ("ganx_short", short_dirname), ("ganx_add", add))
+                 ("ganx_run_dir", run_dir_for), ("ganx_short", short_dirname), ("ganx_add", add),
+                 ("ganx_class_folders", class_folders_of), ("ganx_len", length))
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -14,7 +14,8 @@ key ``points``); ``interpolate=true`` writes rows of latent-space interpolations
 and draws a style-mixing grid with ``mix=true`` (``style_mixing_grid``).
 
 A class-conditional checkpoint draws n samples per class, one row per class with the same codes in every row, or
-n samples of one class with ``class=N`` (alias ``label=N``); interpolation rows keep one class each. ``.npz`` files also
+n samples of one class with ``class=N`` (alias ``label=N``) or, trained on class subfolders (``data.labels=folders``),
+``class=NAME``; interpolation rows keep one class each. ``.npz`` files also
 hold the ``labels``.
 """
 
@@ -52,7 +53,7 @@ class SampleConfig:
     interpolation_steps: int = 10  # images per interpolation row
     seed: int = 0  # seed of the latent codes: the same seed gives the same samples on any device
     batch_size: int = 256  # codes per generator call
-    label: int | None = None  # class=N on the command line: samples of class N only (conditional checkpoints)
+    label: str | None = None  # class=N or class=NAME (a class subfolder's name): samples of that class only
     ema: bool | None = None  # the EMA generator (model.ema) if the checkpoint has one; false: the trained one
     truncation: float = 1.0  # StyleGAN2: psi of the truncation trick, w <- w_avg + psi (w - w_avg); 1: none
     truncation_cutoff: int | None = None  # StyleGAN2: truncate the first N layers' w only (coarse styles); null: all
@@ -113,7 +114,8 @@ def sample(cfg: SampleConfig) -> Path:
     if cfg.mix:
         images, nrow, labels = *style_mixing_grid(generator, cfg, model, rng), None
     else:
-        images, nrow, labels = latent_images(generator, cfg, model, rng)
+        label = chosen_class(cfg.label, getattr(generator, "num_classes", None), checkpoint["ganx"]["config"])
+        images, nrow, labels = latent_images(generator, cfg, model, rng, label)
     if images.dim() == 2:  # points, not images
         if to_folder:
             raise CheckpointError("out=DIR/ writes images; this generator makes 2-D points: use out=points.npz or "
@@ -166,10 +168,10 @@ def rendered(generator: LatentGenerator, cfg: SampleConfig, codes: torch.Tensor,
                       for chunk, chunk_classes in zip(chunks, classes, strict=True)])
 
 
-def latent_images(generator: LatentGenerator, cfg: SampleConfig, model: GAN,
-                  rng: torch.Generator) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-    """(images, images per grid row, labels or None): samples, or rows of interpolations in the space the generator
-    embeds codes in (z; StyleGAN2: W, where it interpolates, Sec. 3.2)."""
+def latent_images(generator: LatentGenerator, cfg: SampleConfig, model: GAN, rng: torch.Generator,
+                  label: int | None = None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """(images, images per grid row, labels or None): samples (of class index ``label`` only, when given), or rows of
+    interpolations in the space the generator embeds codes in (z; StyleGAN2: W, where it interpolates, Sec. 3.2)."""
     if cfg.interpolate:
         rows = max(1, cfg.n // cfg.interpolation_steps)
         ends = embedded_codes(generator, model, 2 * rows, rng)
@@ -178,8 +180,8 @@ def latent_images(generator: LatentGenerator, cfg: SampleConfig, model: GAN,
     else:
         codes = embedded_codes(generator, model, cfg.n, rng)
         nrow = math.ceil(math.sqrt(cfg.n))
-    labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(codes), nrow)
-    if labels is not None and not cfg.interpolate and cfg.label is None:  # one row per class, the same n codes in each
+    labels = sample_labels(cfg, getattr(generator, "num_classes", None), len(codes), nrow, label)
+    if labels is not None and not cfg.interpolate and label is None:  # one row per class, the same n codes in each
         codes, nrow = codes.repeat(len(labels) // len(codes), 1), cfg.n
     return rendered(generator, cfg, codes, labels), nrow, labels
 
@@ -199,20 +201,33 @@ def style_mixing_grid(generator: LatentGenerator, cfg: SampleConfig, model: GAN,
     return torch.cat(rows), k + 1
 
 
-def sample_labels(cfg: SampleConfig, num_classes: int | None, n_codes: int, per_row: int) -> torch.Tensor | None:
-    """The class of every sample of a conditional generator (None for an unconditional one): ``class=N`` for all;
-    else one row per class (n per class), and interpolation rows cycle through the classes."""
+def sample_labels(cfg: SampleConfig, num_classes: int | None, n_codes: int, per_row: int,
+                  label: int | None = None) -> torch.Tensor | None:
+    """The class of every sample of a conditional generator (None for an unconditional one): class index ``label``
+    for all; else one row per class (n per class), and interpolation rows cycle through the classes."""
     if num_classes is None:
-        if cfg.label is not None:
-            raise CheckpointError(f"class={cfg.label} needs a class-conditional checkpoint (model=cgan or model=acgan).")
         return None
-    if cfg.label is not None:
-        if not 0 <= cfg.label < num_classes:
-            raise CheckpointError(f"class={cfg.label} is not a class of this model: choose 0..{num_classes - 1}.")
-        return torch.full((n_codes,), cfg.label)
+    if label is not None:
+        return torch.full((n_codes,), label)
     if cfg.interpolate:
         return (torch.arange(n_codes // per_row) % num_classes).repeat_interleave(per_row)
     return class_grid_labels(num_classes, cfg.n)
+
+
+def chosen_class(label: str | None, num_classes: int | None, run_config: dict) -> int | None:
+    """``class=``'s class index (None: not given): a class name the checkpoint's run kept (``data.classes``, the class
+    subfolders of ``data.labels=folders``), else an index 0..num_classes-1."""
+    if label is None:
+        return None
+    if num_classes is None:
+        raise CheckpointError(f"class={label} needs a class-conditional checkpoint (model=cgan or model=acgan).")
+    names = [str(name) for name in (run_config.get("data") or {}).get("classes") or []]
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and int(label) < num_classes:
+        return int(label)
+    named = f", or a class name: {', '.join(names)}" if names else ""
+    raise CheckpointError(f"class={label} is not a class of this model: choose 0..{num_classes - 1}{named}.")
 
 
 def main(argv: list[str] | None = None) -> None:

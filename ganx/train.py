@@ -34,7 +34,7 @@ with ctrl_c_exits("ganx.train"):  # importing torch and Lightning takes seconds:
     from omegaconf import DictConfig, OmegaConf
 
     from ganx.callbacks import RunRecord
-    from ganx.checkpoint import CheckpointError, newest_checkpoint, remove_partial_checkpoints
+    from ganx.checkpoint import CheckpointError, init_from_checkpoint, newest_checkpoint, remove_partial_checkpoints
     from ganx.cli import renamed_keys
     from ganx.data.base import DataError
     from ganx.faults import FaultHandler
@@ -92,6 +92,12 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
         log.warning("Nothing to train: %s is already at generator step %d, steps=%d. To train on, resume with a "
                     "larger steps (the run's total); nothing of the run was changed.", ckpt_path, cfg.steps, cfg.steps)
         return None
+    if cfg.init_from and not ckpt_path:  # a resumed fine-tuning run (ckpt=auto) has its weights from its checkpoint
+        source = init_from_checkpoint(model, cfg.init_from)
+        for record in (c for c in callbacks if isinstance(c, RunRecord)):
+            record.init_from = source
+        log.info("Starting from the weights of %s (generator step %d, sha256 %s)", source["path"],
+                 source["generator_steps"], source["sha256_12"])
     check_free_space(output_dir, model, kept_checkpoints(cfg.steps, cfg.checkpoint_every, cfg.checkpoint_keep))
     HeldLogFile.accept()
     if RunLock.is_holder():

@@ -42,7 +42,9 @@ from ganx.checkpoint import (
     UnsafeCheckpointError,
     build_model,
     check_buildable,
+    init_from_checkpoint,
     load_checkpoint,
+    network_weights,
     rng_state,
     set_rng_state,
 )
@@ -330,3 +332,46 @@ def test_a_stored_config_with_a_bad_value_is_one_message_naming_the_key(tmp_path
     with pytest.raises(SystemExit, match=r"ganx.sample: the config stored in this checkpoint cannot build the model "
                                          r"\(ConfigError: model.latent_dim must be a whole number >= 1 .*got 'abc'"):
         sample_main([f"ckpt={ckpt}", "n=4", f"out={tmp_path}/grid.png"])
+
+
+# --- init_from: a new run from a trained checkpoint's weights ---------------------------------------------------------
+
+
+def trained_checkpoint(path: Path, **options) -> Path:
+    """A checkpoint file as ganx.train writes it, of a tiny GAN trained 3 steps (``options``: e.g. ema)."""
+    trained = tiny_gan(**options)
+    fit(trained, 3, loader())
+    return write_ganx_checkpoint(path, tiny_gan_config(), trained.state_dict())
+
+
+def test_init_from_loads_the_networks_not_the_run_state(tmp_path):
+    source = trained_checkpoint(tmp_path / "trained.ckpt", ema={"decay": 0.5})
+    model = tiny_gan(ema={"decay": 0.5})
+    fixed_noise = model.fixed_noise.clone()
+    record = init_from_checkpoint(model, source)
+    stored = torch.load(source, weights_only=True)["state_dict"]
+    for key, value in network_weights(model).items():
+        assert torch.equal(value, stored[key]), key  # generator, discriminator and the EMA copy
+    assert {key.partition(".")[0] for key in network_weights(model)} == {"generator", "discriminator", "generator_ema"}
+    assert not torch.equal(model.generator_ema.module.net[0].weight, model.generator.net[0].weight)
+    assert torch.equal(model.fixed_noise, fixed_noise) and model.generator_steps == 0  # the new run's own
+    assert record["generator_steps"] == 1 and record["ema"] and len(record["sha256_12"]) == 12
+    assert record["path"] == str(source.resolve())
+
+
+def test_init_from_a_checkpoint_without_ema_starts_the_ema_at_the_loaded_generator(tmp_path):
+    model = tiny_gan(ema={"decay": 0.5})
+    assert not init_from_checkpoint(model, trained_checkpoint(tmp_path / "trained.ckpt"))["ema"]
+    for ema, live in zip(model.generator_ema.module.state_dict().values(), model.generator.state_dict().values(),
+                         strict=True):
+        assert torch.equal(ema, live)
+
+
+def test_init_from_refuses_weights_of_another_shape_naming_the_tensor(tmp_path):
+    from ganx.nets import MLPGenerator
+
+    wider = tiny_gan(generator=MLPGenerator(latent_dim=4, out_shape=(1, 4, 4), hidden=(32,)))
+    with pytest.raises(CheckpointError, match=r"init_from=.*trained.ckpt: its weights do not fit the model of this "
+                                              r"config \(.*generator.net.0.weight: \(16, 4\) in the checkpoint, "
+                                              r"\(32, 4\) in this config"):
+        init_from_checkpoint(wider, trained_checkpoint(tmp_path / "trained.ckpt"))

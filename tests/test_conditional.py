@@ -3,6 +3,7 @@ algorithm passes labels everywhere (gradient penalty included), one-row-per-clas
 accuracy and intra-FID, and the CLI end to end (train, sample class=N) on tiny generated MNIST."""
 
 import json
+import re
 from functools import partial
 from pathlib import Path
 
@@ -10,12 +11,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FAST, fit, train_in_process, training_loader, untrained_classifier
+from helpers import (
+    FAST,
+    compose_train,
+    fit,
+    train_in_process,
+    training_loader,
+    untrained_classifier,
+    write_class_folders,
+)
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ganx.data import ImageFolderDataModule
+from ganx.errors import ConfigError
 from ganx.evaluate import EvaluateConfig, evaluate
 from ganx.losses import AdversarialLoss
 from ganx.metrics.conditional import ClassConditionalMetrics, class_metrics_for
@@ -30,6 +40,7 @@ from ganx.nets.conditional import (
     ConditionalDCGANDiscriminator,
     ConditionalDCGANGenerator,
 )
+from ganx.preflight import check_model_data_pairing
 from ganx.sample import main as sample_main
 
 K = 10
@@ -347,3 +358,39 @@ def test_acgan_with_a_gradient_penalty_trains_from_the_cli(mnist_dir: Path, tmp_
                      f"data.data_dir={mnist_dir}", *TINY_NETS, *FAST, "steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
     header, *rows = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     assert "train/d_auxiliary" in header and "train/gradient_penalty" in header and "train/g_auxiliary" in header
+
+
+FOLDER = ["data=anime", "data.labels=folders", "data.image_size=16", "data.num_workers=0", "data.val_size=3"]
+
+
+@pytest.mark.e2e
+def test_cgan_trains_on_class_subfolders_and_samples_a_class_by_name(tmp_path: Path):
+    root, run = write_class_folders(tmp_path / "pets"), tmp_path / "run"
+    train_in_process("model=cgan", *FOLDER, f"data.root={root}", *TINY_NETS, *FAST, "steps=2", f"hydra.run.dir={run}",
+                     cwd=tmp_path)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["ganx"]["config"]["data"]["classes"] == ["cat", "dog", "fox"]
+    assert checkpoint["ganx"]["config"]["model"]["num_classes"] == 3
+    assert json.loads((run / "run.json").read_text())["data"]["classes"] == ["cat", "dog", "fox"]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    sample_main([f"ckpt={ckpt}", "class=fox", "n=4", f"out={tmp_path / 'fox.npz'}"])
+    assert np.load(tmp_path / "fox.npz")["labels"].tolist() == [2] * 4
+    sample_main([f"ckpt={ckpt}", "class=1", "n=2", f"out={tmp_path / 'dog.npz'}"])
+    assert np.load(tmp_path / "dog.npz")["labels"].tolist() == [1] * 2
+    with pytest.raises(SystemExit, match="class=owl is not a class of this model: choose 0..2, or a class name: cat, "
+                                         "dog, fox"):
+        sample_main([f"ckpt={ckpt}", "class=owl"])
+
+
+@pytest.mark.parametrize("classes", [("cat",), ()])
+def test_a_conditional_model_refuses_a_folder_of_fewer_than_two_classes(tmp_path: Path, classes):
+    root = write_class_folders(tmp_path / "pets", classes=classes, per_class=2)
+    root.mkdir(exist_ok=True)
+    Image.new("RGB", (16, 16)).save(root / "loose.png")  # an image outside class folders makes no class
+    cfg = compose_train("model=acgan", *FOLDER, f"data.root={root}")
+    found = "1 (cat)" if classes else "none"
+    with pytest.raises(ConfigError, match=rf"model=acgan is class-conditional and needs at least 2 classes .* found "
+                                          rf"{re.escape(found)}\. Put each class's images in its own subfolder"):
+        check_model_data_pairing(cfg, {"model": "acgan", "data": "anime"})
+    cfg = compose_train("model=dcgan", *FOLDER, f"data.root={root}")  # an unconditional model reads the folder
+    check_model_data_pairing(cfg, {"model": "dcgan", "data": "anime"})

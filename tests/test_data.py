@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import fit, tiny_gan, write_truncated_jpeg
+from helpers import fit, tiny_gan, write_class_folders, write_truncated_jpeg
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import OmegaConf
@@ -22,6 +22,7 @@ from torchvision import datasets
 
 from ganx.callbacks import RunRecord
 from ganx.data import (
+    BatchKind,
     DataError,
     FashionMNISTDataModule,
     ImageFolderDataModule,
@@ -104,6 +105,37 @@ def test_folder_shapes_range_labels_nested(tmp_path):
     images, labels = next(iter(dm.train_dataloader()))
     check_batch(images, labels, 4, 3, 8)
     assert (labels == 0).all()
+
+
+def test_folder_labels_from_class_subfolders(tmp_path, caplog):
+    root = write_class_folders(tmp_path / "imgs", per_class=5)
+    write_class_folders(tmp_path / "stray", classes=("x",), per_class=1)
+    (tmp_path / "stray" / "x" / "x00.png").rename(root / "loose.png")  # not in a class folder: left out
+    dm = ImageFolderDataModule(root=root, image_size=8, batch_size=15, val_size=0, labels="folders",
+                               classes=["cat", "dog", "fox"], num_classes=3)
+    assert (dm.num_classes, dm.batch_kind, dm.class_names) == (3, BatchKind.LABELED_IMAGES, ["cat", "dog", "fox"])
+    dm.setup("fit")
+    assert "leaves out the 1 image(s) directly in it" in caplog.text
+    labels_by_file = {path.parent.name if path.parent.name != "nested" else path.parent.parent.name: label
+                      for path, label in zip(dm.train_set.files, dm.train_set.labels, strict=True)}
+    assert labels_by_file == {"cat": 0, "dog": 1, "fox": 2}  # sorted names, nested files keep their class
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (15, 3, 8, 8) and sorted(labels.tolist()) == [0] * 5 + [1] * 5 + [2] * 5
+    assert dm.summary()["classes"] == ["cat", "dog", "fox"] and dm.summary()["num_classes"] == 3
+    assert ImageFolderDataModule.batch_kind_for({"labels": "folders"}) == BatchKind.LABELED_IMAGES
+    assert ImageFolderDataModule.batch_kind_for({"labels": "none"}) == BatchKind.IMAGES
+
+
+def test_folder_labels_refuse_a_bad_option_an_empty_class_and_a_stale_class_list(tmp_path):
+    root = write_class_folders(tmp_path / "imgs", per_class=2)
+    with pytest.raises(DataError, match="data.labels='subfolders' is not an option: none"):
+        ImageFolderDataModule(root=root, labels="subfolders")
+    with pytest.raises(DataError, match=r"data.num_classes=2, but .* has 3"):
+        ImageFolderDataModule(root=root, labels="folders", num_classes=2)
+    (root / "empty").mkdir()
+    dm = ImageFolderDataModule(root=root, image_size=8, val_size=0, labels="folders")
+    with pytest.raises(DataError, match="class folder\\(s\\) empty of .* hold no readable image"):
+        dm.setup("fit")
 
 
 def test_folder_modes_become_rgb(tmp_path):

@@ -38,6 +38,10 @@ CASES = {
                                             "optimized_metric=val/fid is the best value RunSummary records"),
     "model and data": (["model=cyclegan", "data=anime"], "model=cyclegan trains on unpaired images of two domains, but "
                        "data=anime yields unlabeled images. Choose data that fits model=cyclegan (data=unpaired)"),
+    "init_from with ckpt": (["init_from=a.ckpt", "ckpt=b.ckpt"], "init_from=a.ckpt starts a new run from a "
+                            "checkpoint's weights, ckpt=b.ckpt resumes a run"),
+    "one class for a conditional model": (["model=cgan", "data=anime", "data.labels=folders", "data.root={images}/part0"],
+                                          "model=cgan is class-conditional and needs at least 2 classes (it learns"),
     # the model (built by ganx.instantiators, not wrapped by Hydra)
     "on_nonfinite": (["on_nonfinite=ignore"], "on_nonfinite must be 'stop' or 'skip', got 'ignore'"),
     "on_nonfinite_max_skips": (["on_nonfinite_max_skips=0"], "on_nonfinite_max_skips must be a whole number >= 1"),

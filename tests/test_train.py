@@ -3,6 +3,7 @@ resumed run is the same run (bit-exact, the EMA generator and ADA's state too), 
 logs does not change what a seeded run trains, the Wasserstein and DCGAN-net presets, toy data, wall-clock budgets."""
 
 import csv
+import hashlib
 import itertools
 import json
 import shutil
@@ -20,11 +21,15 @@ from helpers import (
     compose_train,
     run_cli,
     train_in_process,
+    write_class_folders,
     write_image_folder,
     write_truncated_jpeg,
 )
+from omegaconf import OmegaConf
 from PIL import Image
 
+from ganx.checkpoint import CheckpointError
+from ganx.errors import ConfigError
 from ganx.presets import preset_target
 
 pytestmark = pytest.mark.e2e
@@ -119,6 +124,40 @@ def test_resume_continues_the_same_run(dcgan_run: Path, tmp_path: Path):
                        before["state_dict"]["generator.project.0.weight"])  # earlier checkpoints untouched
     steps = [float(r["trainer/generator_steps"]) for r in read_metrics(dcgan_run) if r.get("trainer/generator_steps")]
     assert max(steps) == 6
+
+
+def test_init_from_starts_a_new_run_from_the_weights_with_fresh_optimizers_and_counters(dcgan_run: Path,
+                                                                                        tmp_path: Path):
+    source, run = dcgan_run / "checkpoints" / "step_0000004.ckpt", tmp_path / "finetune"
+    sha256 = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    write_class_folders(tmp_path / "other")  # new data: a folder the source never saw
+    train_in_process(f"init_from={source}", "model=dcgan", "data=anime", f"data.root={tmp_path / 'other'}",
+                     "data.image_size=32", "data.batch_size=8", "data.num_workers=0", "data.val_size=4", "steps=1",
+                     f"hydra.run.dir={run}", *SMALL_DCGAN, *FAST, cwd=tmp_path)
+    last = load(run / "checkpoints" / "last.ckpt")
+    assert last["ganx"]["generator_steps"] == 1 and last["global_step"] == 2  # counters from 0, not from step 4
+    assert {int(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {1}  # a fresh Adam
+    record = json.loads((run / "run.json").read_text())["init_from"]
+    assert record == {"path": str(source.resolve()), "sha256_12": sha256, "generator_steps": 4,
+                      "model_class": "ganx.models.gan.GAN", "ema": False}
+    assert last["callbacks"]["RunRecord"]["init_from"] == record  # a requeued run (ckpt=auto) writes it again
+    assert sorted(p.name for p in (dcgan_run / "checkpoints").glob("step_*.ckpt"))[:2] == [
+        "step_0000002.ckpt", "step_0000004.ckpt"]  # the source run is left as it was
+
+
+def test_init_from_refuses_weights_of_another_shape_and_a_resume(dcgan_run: Path, tmp_path: Path):
+    source = dcgan_run / "checkpoints" / "step_0000004.ckpt"
+    args = [f"init_from={source}", "model=dcgan", "data=anime", f"data.root={dcgan_run.parent}/images",
+            "data.image_size=32", "steps=1", *SMALL_DCGAN, *FAST]
+    with pytest.raises(CheckpointError, match=r"its weights do not fit the model of this config \(.*"
+                                              r"generator.project.0.weight: \(512, 16\) in the checkpoint, "
+                                              r"\(1024, 16\) in this config"):
+        train_in_process(*args, "model.generator.base_width=16", f"hydra.run.dir={tmp_path / 'wider'}", cwd=tmp_path)
+    assert not (tmp_path / "wider" / "checkpoints").exists() or not any((tmp_path / "wider" / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match=r"init_from=.* starts a new run from a checkpoint's weights, ckpt=.* resumes"):
+        train_in_process(*args, f"ckpt={source}", cwd=tmp_path)
+
+
 
 
 def test_new_run_refuses_to_overwrite_a_run_dir(dcgan_run: Path, tmp_path: Path):
@@ -324,3 +363,34 @@ def test_cli_trains_for_the_wall_clock_budget_keeping_the_newest_checkpoints(tmp
     assert "last.ckpt" in names and len([n for n in names if n.startswith("step_")]) == 2, names
     steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"]
     assert 2 < steps < 30  # stopped by the budget, after more steps than it keeps
+
+
+# --- debug presets (conf/debug/) -------------------------------------------------------------------------------------
+
+POINTS = ["data=gaussian_ring", "data.train_size=256", "model.generator.hidden=[16]", "model.discriminator.hidden=[16]",
+          "trainer.enable_progress_bar=false"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("preset", ["fast", "overfit", "profile"])
+def test_each_debug_preset_composes_and_trains(preset, tmp_path, monkeypatch):
+    from ganx.models.gan import GAN
+
+    cfg = compose_train(f"debug={preset}", "data=gaussian_ring")
+    assert cfg.metrics.get("names") in (None, []) and list(cfg.logger) == ["csv"]
+    assert OmegaConf.to_container(cfg, resolve=False)["run_name"].startswith("debug")  # outputs/debug*: no real run's
+    first_points = []
+    step = GAN.training_step
+    monkeypatch.setattr(GAN, "training_step", lambda self, batch, *a: (first_points.append(batch[0][0].clone()),
+                                                                        step(self, batch, *a))[1])
+    run = tmp_path / "run"
+    steps = ["steps=6", "sample_every=3", "checkpoint_every=6"] if preset != "fast" else []
+    train_in_process(f"debug={preset}", *POINTS, *steps, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == [
+        "last.ckpt", f"step_000000{4 if preset == 'fast' else 6}.ckpt"]
+    assert len(first_points) == (4 if preset == "fast" else 6)
+    repeated = all(torch.equal(p, first_points[0]) for p in first_points)
+    assert repeated == (preset == "overfit")  # one real batch over and over, fresh batches otherwise
+    if preset == "profile":
+        report = (run / "fit-profile.txt").read_text()
+        assert "training_step" in report and "Total time" in report

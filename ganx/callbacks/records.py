@@ -77,6 +77,8 @@ class RunRecord(L.Callback):
         self.dirpath = Path(dirpath)
         self.logger_versions: dict = {}
         self.record: dict = {}
+        # The checkpoint a fine-tuning run started from (init_from=; ganx.checkpoint.init_from_checkpoint says what).
+        self.init_from: dict | None = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         # A resumed run without, say, W&B still passes the W&B id of its checkpoint on to later ones.
@@ -92,6 +94,7 @@ class RunRecord(L.Callback):
             "cpu_bf16_instructions": cpu_bf16_flags(),
             **({"precision_auto": trainer.auto_precision} if getattr(trainer, "auto_precision", None) else {}),
             "loggers": self.logger_versions,
+            **({"init_from": self.init_from} if self.init_from else {}),
         }
         self._write(trainer, self.record)
 
@@ -112,11 +115,12 @@ class RunRecord(L.Callback):
         return trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
 
     def state_dict(self) -> dict:
-        return {"loggers": self.logger_versions, "data": self.record.get("data", {})}
+        return {"loggers": self.logger_versions, "data": self.record.get("data", {}), "init_from": self.init_from}
 
     def load_state_dict(self, state_dict: dict) -> None:
         # The data facts are read again from the data module when the fit starts.
         self.logger_versions = dict(state_dict.get("loggers", {}))
+        self.init_from = state_dict.get("init_from")
 
     @classmethod
     def logger_versions_in(cls, ckpt_path: str | Path) -> dict:

@@ -7,6 +7,7 @@ and labels int64 of shape (N,). Subclasses only implement ``_build_sets()`` and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,8 @@ class ImageDataModule(L.LightningDataModule):
         transform: a name of ``TRANSFORMS``, stated in each data config (``data.transform``) so that the config says
             how its images are made; it must be the module's own (None: the module's own). Points have none.
         channels: must equal the data set's channel count when given (the configs state it for the model's nets).
+        num_classes: must equal the data set's number of classes when given (the configs state it for the
+            class-conditional models, ``model.num_classes: ${data.num_classes}``).
     """
 
     channels: int
@@ -142,6 +145,7 @@ class ImageDataModule(L.LightningDataModule):
         image_size: int = 64,
         channels: int | None = None,
         transform: str | None = None,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         if transform is not None and transform != type(self).transform:
@@ -154,6 +158,8 @@ class ImageDataModule(L.LightningDataModule):
         if channels is not None and channels != self.channels:
             # The configs state channels so the model's nets can be built from ${data.channels}.
             raise DataError(f"data.channels={channels}, but {type(self).__name__} yields {self.channels}-channel images")
+        if num_classes is not None and num_classes != self.num_classes:
+            raise DataError(f"data.num_classes={num_classes}, but {type(self).__name__} has {self.num_classes} classes")
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.num_workers = _check_int("num_workers", num_workers, 0)
         self.val_size = _check_int("val_size", val_size, 0)
@@ -162,6 +168,12 @@ class ImageDataModule(L.LightningDataModule):
         self.image_size = _check_int("image_size", image_size, 1)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    @classmethod
+    def batch_kind_for(cls, options: Mapping[str, Any]) -> BatchKind:
+        """What the data module built from the config ``options`` yields (``ganx.preflight`` asks before building it);
+        a module whose options change it (``data.labels=folders``) overrides this."""
+        return cls.batch_kind
 
     # --- hooks -------------------------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""Unlabeled image-folder data module (e.g. ``data=anime``): any nesting, bad files skipped, RGB output."""
+"""Image-folder data module (e.g. ``data=anime``): any nesting, bad files skipped, RGB output; unlabeled, or labeled
+by class subfolder (``data.labels=folders``, torchvision's ``ImageFolder`` convention)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from .base import BatchKind, DataError, ImageDataModule, capped_val_size, requir
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# data.labels: none (every image is class 0: unconditional data) or folders (one class per subfolder of data.root).
+LABELS = ("none", "folders")
 # What PIL raises for unreadable / truncated / hostile files (UnidentifiedImageError is an OSError).
 BAD_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -75,21 +78,32 @@ def readable_images(folder: Path, unreadable: list[Path]) -> list[Path]:
     return files
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class names of ``data.labels=folders``: the sorted names of ``root``'s subfolders (hidden ones left out), as
+    torchvision's ``ImageFolder`` finds them; [] when ``root`` is not a folder."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def source_paths(source) -> tuple[Path, ...]:
     """The files of one data set item's source: a file, or a tuple of files (a pair)."""
     return tuple(source) if isinstance(source, tuple) else (source,)
 
 
 class ImageFileDataset(Dataset):
-    """Files -> (RGB image (3, S, S) in [-1, 1], label 0). A file that fails to decode is replaced by the next.
+    """Files -> (RGB image (3, S, S) in [-1, 1], label: ``labels[i]``, or 0 without labels). A file that fails to
+    decode is replaced by the next.
 
     ``files`` may also hold tuples of files, one item each (subclasses that load pairs override ``load``).
     """
 
     _upscale_noted = False  # one INFO note per process about small images being upscaled
 
-    def __init__(self, files: list[Path], image_size: int) -> None:
+    def __init__(self, files: list[Path], image_size: int, labels: list[int] | None = None) -> None:
         self.files = files
+        self.labels = labels
         self.image_size = image_size
         # One flag per item that failed to decode, in shared memory: DataLoader workers decode in processes of their
         # own, and the main process counts their failures for the run record. (A marker in every batch would change
@@ -130,7 +144,7 @@ class ImageFileDataset(Dataset):
             if self.bad[j]:
                 continue
             try:
-                return self.load(j), 0
+                return self.load(j), 0 if self.labels is None else self.labels[j]
             except BAD_IMAGE_ERRORS as e:
                 # Do not crash a long run for one broken file: use the next one (deterministic) instead.
                 self.bad[j] = True
@@ -156,12 +170,17 @@ def skipped_summary(unreadable: list[Path], datasets: Iterable[ImageFileDataset]
 
 
 class ImageFolderDataModule(ImageDataModule):
-    """Square RGB crops of every image under ``root``; labels are all 0 (unconditional).
+    """Square RGB crops of every image under ``root``; labels all 0 (unconditional), or with ``labels="folders"`` the
+    index of the image's class subfolder of ``root`` (sorted names, as torchvision's ``ImageFolder``).
 
     Args:
         root: folder of images (searched recursively for .jpg/.jpeg/.png/.webp/.bmp, case-insensitive).
         image_size: output side (``transform``: the shorter side resized to it, then the centre square cropped).
         hint: appended to the "folder not found" error, e.g. where a copy of the data set lives.
+        labels: ``none`` or ``folders`` (one class per subfolder of ``root``; images directly in ``root`` are left
+            out, with a warning).
+        classes, num_classes: the class names and their number as the config resolved them
+            (``${ganx_class_folders:...}``), checked against the folder; conditional models read ``data.num_classes``.
         Other args: see ``ImageDataModule``.
     """
 
@@ -175,12 +194,34 @@ class ImageFolderDataModule(ImageDataModule):
         root: str | os.PathLike,
         image_size: int = 64,
         hint: str = "",
+        labels: str = "none",
+        classes: list[str] | None = None,
+        num_classes: int | None = None,
         **options,
     ) -> None:
         super().__init__(image_size=image_size, **options)
+        if labels not in LABELS:
+            raise DataError(f"data.labels={labels!r} is not an option: none (unlabeled) or folders (one class per "
+                            "subfolder of data.root)")
         self.root = Path(root).expanduser().absolute()
         self.hint = hint
+        self.labels = labels
         self.unreadable: list[Path] = []
+        self.class_names: list[str] | None = None
+        if labels == "folders":
+            self.class_names = class_folders(self.root)
+            self.num_classes = len(self.class_names)
+            self.batch_kind = BatchKind.LABELED_IMAGES
+        stated = {"classes": None if classes is None else list(classes), "num_classes": num_classes}
+        found = {"classes": self.class_names, "num_classes": self.num_classes}
+        for key, value in stated.items():
+            if value is not None and value != found[key]:
+                raise DataError(f"data.{key}={value}, but {self.root} with data.labels={labels} has {found[key]}; "
+                                f"leave data.{key} to the config (it reads the folder)")
+
+    @classmethod
+    def batch_kind_for(cls, options: Mapping[str, Any]) -> BatchKind:
+        return BatchKind.LABELED_IMAGES if options.get("labels") == "folders" else cls.batch_kind
 
     def _build_sets(self) -> tuple[Dataset, Dataset]:
         require_folder(
@@ -188,6 +229,10 @@ class ImageFolderDataModule(ImageDataModule):
             f"image folder not found: {self.root}. Point data.root=<folder> at a folder of images. {self.hint}"
         )
         files = readable_images(self.root, self.unreadable)
+        labels = self._folder_labels(files) if self.class_names is not None else None
+        if labels is not None:
+            files = [f for f, y in zip(files, labels, strict=True) if y is not None]
+            labels = [y for y in labels if y is not None]
         if not files:
             raise DataError(
                 f"no readable image files in {self.root} (searched recursively for {', '.join(EXTENSIONS)}, "
@@ -196,15 +241,32 @@ class ImageFolderDataModule(ImageDataModule):
         n_val = capped_val_size(self.val_size, len(files), str(self.root))
         train_idx, val_idx = split_indices(len(files), n_val, self.seed)
         # Keep each split in sorted order; split-local datasets mean a bad file is replaced within its own split.
-        train_files = [files[i] for i in sorted(train_idx.tolist())]
-        val_files = [files[i] for i in sorted(val_idx.tolist())]
-        log.info("%s: %d train / %d val images", self.root, len(train_files), len(val_files))
-        return ImageFileDataset(train_files, self.image_size), ImageFileDataset(val_files, self.image_size)
+        splits = [sorted(idx.tolist()) for idx in (train_idx, val_idx)]
+        log.info("%s: %d train / %d val images", self.root, *map(len, splits))
+        return tuple(ImageFileDataset([files[i] for i in split], self.image_size,
+                                      None if labels is None else [labels[i] for i in split]) for split in splits)
+
+    def _folder_labels(self, files: list[Path]) -> list[int | None]:
+        """Each file's class: the index of its top subfolder of ``root`` (None: a file directly in ``root``); a class
+        folder without a readable image is refused (its class could never be drawn)."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        labels = [index.get(f.relative_to(self.root).parts[0]) if len(f.relative_to(self.root).parts) > 1 else None
+                  for f in files]
+        outside = labels.count(None)
+        if outside:
+            log.warning("%s: data.labels=folders leaves out the %d image(s) directly in it (not in a class subfolder)",
+                        self.root, outside)
+        empty = [name for i, name in enumerate(self.class_names) if i not in labels]
+        if empty:
+            raise DataError(f"data.labels=folders: the class folder(s) {', '.join(empty)} of {self.root} hold no "
+                            "readable image; add images or remove the folder(s)")
+        return labels
 
     def summary(self) -> dict[str, Any]:
         return {
             "source": "folder",
             "root": str(self.root),
+            **({"labels": "folders", "classes": self.class_names} if self.class_names is not None else {}),
             **super().summary(),
             **skipped_summary(self.unreadable, (self.train_set, self.val_set)),
         }

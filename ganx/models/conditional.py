@@ -76,7 +76,8 @@ class ConditionalGAN(GAN):
             what = "unlabeled" if data_classes is None else f"labeled with {data_classes} classes"
             raise ConfigError(
                 f"{type(self).__name__} has num_classes={self.num_classes}, but {type(datamodule).__name__} is {what}. "
-                "Class-conditional models need labeled data (data=mnist, data=fashion_mnist) and "
+                "Class-conditional models need labeled data (data=mnist, data=fashion_mnist, or class subfolders: "
+                "data.labels=folders) and "
                 "model.num_classes=<the data's number of classes>."
             )
 

@@ -3,7 +3,14 @@ and checkpoint files (``models``), one way to train a model in-process (``traini
 points run in-process (``runs.train_in_process``, ``runs.cli_in_process``) and a runner for a command in its own
 process (``runs.run_cli``), for tests of the process itself. Test modules import from here, never from each other."""
 
-from .datasets import data, untrained_classifier, write_image_folder, write_mnist_raw, write_truncated_jpeg
+from .datasets import (
+    data,
+    untrained_classifier,
+    write_class_folders,
+    write_image_folder,
+    write_mnist_raw,
+    write_truncated_jpeg,
+)
 from .metrics import (
     TINY,
     ProjectionFeatures,
@@ -56,5 +63,5 @@ __all__ = [
     "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process",
     "training_loader", "untrained_classifier", "wandb_records", "write_checkpoint", "write_cyclegan_checkpoint",
     "write_ganx_checkpoint",
-    "write_image_folder", "write_mnist_raw", "write_truncated_jpeg",
+    "write_class_folders", "write_image_folder", "write_mnist_raw", "write_truncated_jpeg",
 ]

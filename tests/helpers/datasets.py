@@ -19,6 +19,20 @@ def write_image_folder(root: Path, n: int = 24, size: int = 32, seed: int = 0) -
     return root
 
 
+def write_class_folders(root: Path, classes=("cat", "dog", "fox"), per_class: int = 8, size: int = 16) -> Path:
+    """A folder of class subfolders (torchvision's ImageFolder layout, ``data.labels=folders``) of random RGB PNGs, one
+    tint per class; the second class's images one level deeper, as a class folder may be nested."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        folder = root / name / ("nested" if k == 1 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 128, (size, size, 3), dtype=np.uint8)
+            pixels[..., k % 3] += 127
+            Image.fromarray(pixels).save(folder / f"{name}{i:02d}.png")
+    return root
+
+
 def write_truncated_jpeg(path: Path, seed: int = 0) -> Path:
     """A JPEG cut in half: its header passes the setup scan (``scan_images``), decoding it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
