@@ -87,6 +87,7 @@ def test_every_recipe_field_is_in_the_cache_key_and_the_training_config_has_the_
 
 def test_auto_falls_back_to_domain_features_without_inception_weights(folder, trained, monkeypatch):
     monkeypatch.setattr(extractors.inception, "inception_weights_path", inception_unavailable)
+    monkeypatch.setattr(extractors, "OFFLINE_RGB", ("domain",))  # as for a projected discriminator's model
     callback = build_training_metrics(metrics_cfg(domain=TINY), data_cfg(folder))
     protocol = callback.protocol()
     assert isinstance(callback.metrics.extractor, DomainFeatures)

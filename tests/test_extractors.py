@@ -128,3 +128,28 @@ def test_evaluate_with_auto_avoids_the_network_of_the_checkpoints_model(folder, 
     assert isinstance(setup.extractor, DomainFeatures)
     plain = EvaluationSetup(EvaluateConfig(), rgb_data(folder, 2048), None, torch.device("cpu"), lambda: nn.Linear(2, 2))
     assert plain.extractor.network == "effnet_lite0"
+
+
+def test_auto_offline_on_rgb_takes_the_low_passed_effnet_and_a_projected_model_gets_domain(folder, monkeypatch):
+    monkeypatch.setattr(extractors.inception, "inception_weights_path", inception_unavailable)
+    extractor = extractors.build_extractor("inception", rgb_data(folder, 2048), auto=True)
+    assert extractor.name.startswith("effnet_lite0_128_blur2:") and extractor.network == "effnet_lite0"
+    assert "sigma 2 pixels per 64" in extractor.info["lowpass"]
+    trained = ensure_domain_encoder(rgb_data(folder, 2048), DomainRecipe(**TINY))
+    monkeypatch.setitem(BUILDERS, "domain", lambda data_cfg, options: DomainFeatures(trained))
+    avoided = extractors.build_extractor("inception", rgb_data(folder, 2048), auto=True, avoid={"effnet_lite0"})
+    assert isinstance(avoided, DomainFeatures)  # the blurred protocol is still lite0's network
+
+
+def test_the_low_pass_is_a_gaussian_of_sigma_2_per_64_pixels_with_reflected_borders():
+    from scipy.ndimage import gaussian_filter
+
+    blurred, plain = EffNetLiteFeatures("lite0", input_size=SIZE, blur=2.0), EffNetLiteFeatures("lite0", input_size=SIZE)
+    assert blurred.name.split(":")[0] == f"effnet_lite0_{SIZE}_blur2" and plain.name.split(":")[0] == f"effnet_lite0_{SIZE}"
+    images = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sigma = 2.0 * 48 / 64  # 1.5; scipy's 'mirror' is torch's 'reflect'; a radius of ceil(3 sigma) = 5 pixels
+    by_hand = torch.from_numpy(gaussian_filter(images.numpy(), sigma=(0, 0, sigma, sigma), mode="mirror",
+                                               truncate=5 / sigma))
+    torch.testing.assert_close(blurred.lowpass(images), by_hand.float(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(blurred(images), plain(blurred.lowpass(images)))
+    assert not torch.allclose(blurred(images), plain(images), atol=1e-2)

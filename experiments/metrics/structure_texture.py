@@ -101,14 +101,14 @@ DEGRADATIONS = {  # name: (kind, degradation of images in [-1, 1])
 
 def build(name: str, root: Path, data_overrides: list[str]) -> torch.nn.Module:
     """An extractor by its table name: ``domain`` (trained once by this script or degradations.py, then reused) or
-    ``effnet_liteN_SIZE``."""
+    ``effnet_liteN_SIZE`` (``_blurS``: low-passed first, ``EffNetLiteFeatures.blur``)."""
     if name == "domain":
         path = HERE / "domain_anime.pt"
         if not path.is_file():
             train_features(FeaturesConfig(data="anime", out=str(path)), data_overrides)
         return DomainFeatures(path)
-    network, size = name.rsplit("_", 1)
-    return EffNetLiteFeatures(network.removeprefix("effnet_"), int(size))
+    network, size, *blur = name.split("_")[1:]  # effnet_lite0_128 or effnet_lite0_128_blur2
+    return EffNetLiteFeatures(network, int(size), float(blur[0].removeprefix("blur")) if blur else 0.0)
 
 
 def features_path(cache: Path, name: str, count: int, set_name: str) -> Path:

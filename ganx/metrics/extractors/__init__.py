@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 
 FEATURES = ("auto", *BUILDERS)  # or the path of a `python -m ganx.features` file
 # features=auto on RGB data without Inception weights: the candidates, best first (experiments/metrics/README.md).
-# effnet_lite0 ranks every structure degradation above every texture one where domain does not, but orders none of 7
-# eye-judged model pairs as the eye does (domain: 3): neither agrees with the eye, and domain errs less on real GAN
-# samples, so it stays first. Domain always builds (it trains on first use).
-OFFLINE_RGB = ("domain",)
+# effnet_lite0_blur2 orders 7 of 9 eye-judged model pairs as the eye does and ranks every structure degradation of
+# real faces above every texture one; domain orders 3 of 9 and ranks a colour cast above broken faces. Domain is the
+# fallback for a model that trains against EfficientNet-lite0 (a projected discriminator) or without its weights.
+OFFLINE_RGB = ("effnet_lite0_blur2", "domain")
 
 
 def resolve_features(features: str, data_cfg: DictConfig) -> str | None:
@@ -93,16 +93,21 @@ def offline_rgb_extractor(data_cfg: DictConfig, options: ExtractorOptions, why: 
     """The first of ``OFFLINE_RGB`` that applies and builds; ``why`` (Inception was not used) goes to the log and to
     the protocol (``fallback_from``)."""
     for name in OFFLINE_RGB:
-        if name in avoid:
-            log.warning("features=auto: not %s, whose features the model's discriminator sees: its FID would improve "
-                        "without better images (Kynkäänniemi et al. 2023).", name)
-            continue
         try:
             extractor = BUILDERS[name](data_cfg, options)
         except MetricsSetupError as err:
             if name == OFFLINE_RGB[-1]:
                 raise
             log.warning("features=auto: not %s (%s).", name, err)
+            continue
+        held_out = data_cfg.get("val_size")
+        if name != OFFLINE_RGB[-1] and isinstance(held_out, int) and held_out < extractor.pool_dim:
+            log.warning("features=auto: not %s: FID on its %d-d features needs at least as many held-out images "
+                        "(data.val_size=%d).", name, extractor.pool_dim, held_out)
+            continue
+        if extractor.network is not None and extractor.network in avoid:
+            log.warning("features=auto: not %s, whose network (%s) the model's discriminator sees: its FID would "
+                        "improve without better images (Kynkäänniemi et al. 2023).", name, extractor.network)
             continue
         extractor.info["fallback_from"] = f"inception-v3: {why}"
         log.warning("%s: features=auto uses %s (%s). Its numbers rank models on this protocol and are NOT comparable "
