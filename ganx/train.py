@@ -252,13 +252,25 @@ def device_overrides(argv: list[str]) -> list[str]:
     return result
 
 
+def refuse_metric_lists(argv: list[str]) -> list[str]:
+    """``argv`` unchanged, unless it gives ``metrics=[...]``: in ``ganx.evaluate`` that is the list of metric names, in
+    training ``metrics`` is a config group (default, none) and Hydra would look for a file per name."""
+    for arg in argv:
+        if arg.startswith("metrics=["):
+            raise SystemExit(f"ganx.train: {arg} names metrics, but here metrics= picks the group (default, none); the "
+                             f"names go in metrics.names={arg.removeprefix('metrics=')} (ganx.evaluate's metrics= is "
+                             "its list of names).")
+    return argv
+
+
 def main() -> float | None:
     """``ganx-train`` / ``python -m ganx.train``: the Hydra app, once deprecated keys have their new names and
     ``device=`` has become trainer overrides; a sweep exits 1 when one of its jobs failed."""
     if help_asked(sys.argv[1:]):  # ganx.train_help (a process asking for it is answered before the imports)
         print(train_help())
         return None
-    sys.argv = [sys.argv[0], *device_overrides(renamed_keys(sys.argv[1:], RENAMED, "ganx.train"))]
+    argv = refuse_metric_lists(renamed_keys(sys.argv[1:], RENAMED, "ganx.train"))
+    sys.argv = [sys.argv[0], *device_overrides(argv)]
     failed_runs.clear()
     with ctrl_c_exits("ganx.train"):  # while a run is built (training turns Ctrl-C into a saved stop: ganx.faults)
         result = train_app()

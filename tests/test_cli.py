@@ -104,3 +104,12 @@ def test_train_refuses_a_device_it_cannot_map(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ganx.train", "device=cuda:x"])
     with pytest.raises(SystemExit, match="ganx.train: device=cuda:x is not a device: use auto, cpu, cuda, cuda:N"):
         ganx.train.main()
+
+
+def test_train_refuses_evaluates_metric_list_naming_metrics_names(monkeypatch):
+    """#30.7: ``metrics=`` is a group in training and a list in ganx.evaluate; the list given to training was a
+    Hydra 'Could not load metrics/kid'."""
+    monkeypatch.setattr(sys, "argv", ["ganx.train", "metrics=[fid,kid]"])
+    with pytest.raises(SystemExit, match=r"metrics= picks the group \(default, none\); the names go in "
+                                         r"metrics.names=\[fid,kid\]"):
+        ganx.train.main()

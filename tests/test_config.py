@@ -1,6 +1,7 @@
 """Config checks that run before anything is built: which model presets can train on which data presets."""
 
 import pytest
+from helpers import REPO
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
@@ -127,5 +128,8 @@ def test_a_machine_local_config_is_composed_when_present_and_not_needed_otherwis
     (conf / "local" / "default.yaml").write_text("# @package _global_\ndata:\n  root: /data/my-faces\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         assert compose("train", overrides=["data=anime"]).data.root == "/data/my-faces"
-    shipped = [p for p in (CONF_DIR / "data").glob("*.yaml") if "../shared" in p.read_text()]
+    shipped = [p for p in CONF_DIR.rglob("*.yaml") if "../shared" in p.read_text()]
     assert not shipped, f"machine-specific paths in shipped configs: {shipped}"
+    # #30.6: nor in the README and the notebook a new user follows (experiments/*/README.md record where runs read data)
+    for doc in (REPO / "README.md", REPO / "notebooks" / "quickstart.ipynb"):
+        assert "../shared/data" not in doc.read_text(), f"{doc.name} names this machine's data folder"

@@ -5,8 +5,8 @@ Every ``eval_every`` generator steps (``trainer.val_check_interval`` counts trai
 steps in ganx) and at the last step, Lightning runs the validation loop over the held-out real split, sharded across
 DDP ranks without duplicates (``ImageDataModule.val_dataloader``). The model's ``validation_step`` returns
 ``(real, fake)`` for each batch (``AdversarialModule.generate_for_metrics``); this callback feeds them to
-``ImageMetrics`` (and ``ClassConditionalMetrics``), computes on every rank, logs ``val/fid``, ``val/is``, ``val/kid``
-(+ ``_std``), ``val/precision``, ``val/recall``, ``val/density``, ``val/coverage``, each headline value also under its
+``ImageMetrics`` (and ``ClassConditionalMetrics``), computes on every rank, logs ``val/fid``, ``val/is`` (+ ``_std``),
+``val/kid`` (+ ``_std`` when its subsets are smaller than the sets: on whole sets it is one MMD^2), ``val/precision``, ``val/recall``, ``val/density``, ``val/coverage``, each headline value also under its
 protocol name (``val/fid2k_val_classifier``, see ``protocol_key``), with ``val/num_real`` and ``val/num_fake``, and
 appends a row with the full protocol to the evaluation log (``ganx.metrics.evaluations``). The real split's features
 come from the on-disk reference cache when an earlier run or evaluation extracted them under the same protocol

@@ -55,8 +55,8 @@ NOT_COMPARABLE = ("domain features: numbers are comparable only with other numbe
 @dataclass
 class DomainRecipe:
     """How the extractor is trained (``metrics.domain`` / ``python -m ganx.features domain.KEY=VALUE``); every field
-    is part of the cache key. The defaults train in ~9 minutes on one thread of a busy 2-core machine
-    (experiments/metrics/README.md)."""
+    is part of the cache key. The defaults train in 56 s on 2 idle cores of this repo's machine; under load the time
+    grows with it: 193-560 s (experiments/metrics/README.md), 782 s on one thread (experiments/stylegan2_anime)."""
 
     images: int = 4000          # training images used (a random subset of the training split, decoded once)
     steps: int = 250            # optimizer steps of batch_size pairs of views
