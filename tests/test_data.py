@@ -445,3 +445,39 @@ def test_seeded_draws_depend_on_seed_epoch_and_index_only_and_leave_the_callers_
     resumed = ResumableShuffleSampler(5, batch_size=1, seed=1, keyed=True)
     resumed.resume_at(7)  # epoch 1 after 2 batches: keys 5..9
     assert all(5 <= key < 10 for key in resumed) and len(list(resumed)) == 5  # then epoch 2 in full
+
+
+def test_anime_download_unpacks_the_character_folders_and_says_how_to_train(tmp_path: Path, monkeypatch, capsys):
+    import io
+    import zipfile
+
+    from ganx.data import download
+
+    buffer, png = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 120, 90)).save(png, format="PNG")
+    with zipfile.ZipFile(buffer, "w") as zf:  # the author's layout: one folder per character under thumb/
+        for character in ("000_hatsune_miku", "001_kinomoto_sakura"):
+            zf.writestr(f"animeface-character-dataset/thumb/{character}/face_1.png", png.getvalue())
+    (tmp_path / "animeface-character-dataset.zip").write_bytes(buffer.getvalue())
+    monkeypatch.setitem(download.COLLECTIONS, "anime", (*download.COLLECTIONS["anime"][:1], tmp_path.as_uri() + "/{name}.zip",
+                                                        *download.COLLECTIONS["anime"][2:]))
+    data_dir = tmp_path / "data"
+    download.main(["anime", "animeface-character-dataset", "--data-dir", str(data_dir)])
+    thumb = data_dir / "animeface-character-dataset" / "thumb"
+    assert sorted(p.name for p in thumb.iterdir()) == ["000_hatsune_miku", "001_kinomoto_sakura"]
+    assert f"python -m ganx.train model=dcgan data=anime data.root={thumb}" in capsys.readouterr().out
+
+
+def test_anime_download_offline_is_one_line_naming_the_url_and_where_to_put_it(tmp_path: Path, monkeypatch):
+    """No network in tests: the URL points at a closed local port, as an offline machine fails."""
+    from ganx.data import download
+
+    monkeypatch.setitem(download.COLLECTIONS, "anime", (*download.COLLECTIONS["anime"][:1], "http://127.0.0.1:9/{name}.zip",
+                                                        *download.COLLECTIONS["anime"][2:]))
+    with pytest.raises(SystemExit) as exit_info:
+        download.main(["anime", "animeface-character-dataset", "--data-dir", str(tmp_path)])
+    message = str(exit_info.value)
+    assert "\n" not in message and message.startswith("ganx.data.download: could not download http://127.0.0.1:9/")
+    assert f"{tmp_path / 'animeface-character-dataset'}/ holds thumb/" in message
+    assert list(tmp_path.iterdir()) == []
+    assert download.ANIME_URL.startswith("http://www.nurs.or.jp/~nagadomi/animeface-character-dataset/")

@@ -1,9 +1,13 @@
-"""Fetch an official data set: ``python -m ganx.data.download {cyclegan,pix2pix} NAME [--data-dir data]``.
+"""Fetch a public data set: ``python -m ganx.data.download {anime,cyclegan,pix2pix} NAME [--data-dir data]``.
 
 The CycleGAN sets (Zhu et al. 2017) are zip files on the authors' server; each unpacks to
 ``<data-dir>/NAME/{trainA,trainB,testA,testB}/``, the layout ``data=unpaired`` reads. The pix2pix sets (Isola et al.
 2017) are .tar.gz files that unpack to ``<data-dir>/NAME/{train,val,...}/`` of side-by-side A|B images, the layout
-``data=paired`` reads. An existing folder is never overwritten; a failed download leaves nothing behind.
+``data=paired`` reads. ``anime animeface-character-dataset`` is nagadomi's AnimeFace Character Dataset: 160x160 face
+crops in one folder per character under ``<data-dir>/animeface-character-dataset/thumb/``, for ``data=anime`` (and
+``data.labels=folders``); a zip on its author's page, no login. Larger anime-face sets (Kaggle's "Anime Face Dataset"
+by splcher) need an account: download them by hand and point ``data.root`` at the unpacked folder. An existing folder
+is never overwritten; a failed download leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ CYCLEGAN_SETS = (
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 # The official download_pix2pix_dataset.sh list.
 PIX2PIX_SETS = ("cityscapes", "night2day", "edges2handbags", "edges2shoes", "facades", "maps")
+ANIME_URL = "http://www.nurs.or.jp/~nagadomi/animeface-character-dataset/data/{name}.zip"
+ANIME_SETS = ("animeface-character-dataset",)
 # family -> (display name, URL template, data set names, folders every set holds)
 COLLECTIONS = {
+    "anime": ("anime faces", ANIME_URL, ANIME_SETS, ("thumb",)),
     "cyclegan": ("CycleGAN", CYCLEGAN_URL, CYCLEGAN_SETS, DOMAINS),
     "pix2pix": ("pix2pix", PIX2PIX_URL, PIX2PIX_SETS, ("train",)),
 }
@@ -54,7 +61,7 @@ def download_cyclegan(name: str, data_dir: str | Path = "data", url_template: st
 
 
 def download(family: str, name: str, data_dir: str | Path = "data", url_template: str | None = None) -> Path:
-    """Download and unpack ``name`` of ``family`` (cyclegan | pix2pix) into ``data_dir/name``; return that folder
+    """Download and unpack ``name`` of ``family`` (anime | cyclegan | pix2pix) into ``data_dir/name``; return that folder
     (unchanged if it already exists)."""
     title, default_url, names, folders = COLLECTIONS[family]
     if name not in names:
@@ -101,8 +108,8 @@ def download(family: str, name: str, data_dir: str | Path = "data", url_template
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ganx.data.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("family", choices=sorted(COLLECTIONS), help="which collection the data set belongs to")
-    parser.add_argument("name", help=f"data set name; cyclegan: {', '.join(CYCLEGAN_SETS)}; "
-                                     f"pix2pix: {', '.join(PIX2PIX_SETS)}")
+    parser.add_argument("name", help=f"data set name; anime: {', '.join(ANIME_SETS)}; "
+                                     f"cyclegan: {', '.join(CYCLEGAN_SETS)}; pix2pix: {', '.join(PIX2PIX_SETS)}")
     parser.add_argument("--data-dir", default="data", help="parent folder (the configs' paths.data_dir; default: data)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -110,8 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         path = download(args.family, args.name, args.data_dir)
     except DataError as err:
         raise SystemExit(f"ganx.data.download: {err}") from None
-    usage = {"cyclegan": "model=cyclegan data=unpaired", "pix2pix": "model=pix2pix data=paired"}[args.family]
-    print(f"{path}  (train with: python -m ganx.train {usage} data.root={path})")
+    usage, root = {"anime": ("model=dcgan data=anime", path / "thumb"), "cyclegan": ("model=cyclegan data=unpaired", path),
+                   "pix2pix": ("model=pix2pix data=paired", path)}[args.family]
+    print(f"{path}  (train with: python -m ganx.train {usage} data.root={root})")
 
 
 if __name__ == "__main__":
