@@ -17,7 +17,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
 
-from ganx.metrics.evaluations import EVALUATIONS_FILE, read_evaluations
+from ganx.metrics.evaluations import EVALUATIONS_FILE, features_of, read_evaluations, read_rows
 from ganx.run_files import write_file
 
 # Panels of the per-run figure: a title and the logged keys it overlays (those present are drawn).
@@ -95,6 +95,10 @@ def run_page(run_dir: Path) -> Path:
     title = results.get("run_name") or run_dir.name
     curves = plot_run(read_metrics(run_dir), out / "curves.png", f"{title} ({run_dir.name})")
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(str(run_dir.resolve()))}</p>"]
+    scored_on = features_of(read_rows(run_dir / EVALUATIONS_FILE))
+    if scored_on:
+        body.append(f"<p>Metrics computed on: <code>{html.escape(scored_on)}</code> features (numbers compare only "
+                    "within one protocol)</p>")
     if results:
         body.append("<h2>Results</h2><pre>" + html.escape(json.dumps(
             {k: results[k] for k in ("status", "error", "generator_steps", "wall_time_s", "final", "best", "overrides")

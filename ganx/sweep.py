@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, read_evaluations
+from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, evaluations, features_of, read_rows
 from ganx.preflight import RunDirError
 from ganx.resolvers import SWEPT_KEYS_ENV
 from ganx.run_files import write_file
@@ -51,10 +51,12 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
         shown = varying if len(results) > 1 else list(given)
         row = {"run": path.parent.name, "overrides": " ".join(f"{k}={given.get(k, '')}" for k in shown),
                "status": result["status"]}
-        history = read_evaluations(path.parent / EVALUATIONS_FILE)
+        logged = read_rows(path.parent / EVALUATIONS_FILE)
+        history = evaluations(logged)
         final, best = (history[-1], best_values(history)) if history else (result.get("final", {}), result.get("best", {}))
         row |= {f"final {k.removeprefix('val/')}": v for k, v in final.items() if k.startswith("val/")}
         row |= {f"best {k.removeprefix('val/')}": v for k, v in best.items()}
+        row["features"] = features_of(logged)
         row |= {"generator_steps": result["generator_steps"], "wall_time_s": result["wall_time_s"]}
         if "error" in result:
             row["error"] = result["error"]
@@ -67,6 +69,10 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     if not rows:
         log.warning("No results.json under %s: no sweep summary written.", sweep_dir)
         return rows
+    scored_on = {row["features"] for row in rows if row["features"]}
+    if len(scored_on) > 1:  # e.g. features=auto fell back differently per job: their numbers share no scale
+        log.warning("The sweep's runs were scored on different features (%s): compare their metrics only within one "
+                    "protocol; name one with metrics.features=...", "; ".join(sorted(scored_on)))
     columns = list(dict.fromkeys(k for row in rows for k in row))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=columns)

@@ -3,6 +3,7 @@ and chromedriver), every sample grid and curve loads and is drawn, and the brows
 installed the test skips and names the packages."""
 
 import io
+import json
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -10,6 +11,8 @@ from typing import NamedTuple
 import pytest
 from helpers import FAST, TOY, cli_in_process, train_in_process
 from PIL import Image
+
+from ganx.report import run_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -87,3 +90,12 @@ def test_report_pages_show_every_sample_grid_and_curve_in_a_browser(tmp_path: Pa
         assert run_page.problems == []
         grids = sorted((run / "samples").glob("*.png"))
         assert len(grids) == 2 and run_page.images == [p.as_uri() for p in [run / "report" / "curves.png", *grids]]
+
+
+def test_a_run_page_says_which_features_its_metrics_were_computed_on(tmp_path: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    row = {"generator_steps": 2, "val/fid": 3.0, "protocol": {"features": "effnet_lite0_128_blur2:579344248a93"}}
+    (run / "evaluations.jsonl").write_text(json.dumps(row) + "\n")
+    page = run_page(run).read_text()
+    assert "Metrics computed on: <code>effnet_lite0_128_blur2</code>" in page

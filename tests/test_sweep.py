@@ -131,3 +131,19 @@ def test_a_single_run_writes_no_sweep_table(tmp_path, monkeypatch):
     config.hydra.mode = RunMode.MULTIRUN
     SweepSummary().on_job_end(config, job_return=None)
     assert written == [tmp_path / "multirun"]
+
+
+def test_the_table_names_the_features_each_run_was_scored_on_and_warns_when_they_differ(tmp_path: Path, caplog):
+    sweep = tmp_path / "sweep"
+    for job, features in enumerate(["effnet_lite0_128_blur2:579344248a93", "domain:imagefolder-13:2218bb7667c7", None]):
+        run = sweep / str(job)
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"status": "finished", "generator_steps": 4, "wall_time_s": 1.0,
+                                                      "overrides": [f"seed={job}"]}))
+        if features:
+            row = {"generator_steps": 4, "val/fid": 10.0 + job, "protocol": {"features": features}}
+            (run / "evaluations.jsonl").write_text(json.dumps(row) + "\n")
+    with caplog.at_level("WARNING", logger="ganx.sweep"):
+        write_summary(sweep)
+    assert [r["features"] for r in summary_rows(sweep)] == ["effnet_lite0_128_blur2", "domain", ""]
+    assert "scored on different features (domain; effnet_lite0_128_blur2)" in caplog.text

@@ -106,3 +106,10 @@ def protocols(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         found.update({k: row.get("protocol", {}) for k in row if k.startswith("val/")})
     return found
+
+
+def features_of(logged: list[dict[str, Any]]) -> str:
+    """The protocol names of the features a run's numbers were computed on (``effnet_lite0_128_blur2``, without the
+    weights' hash), comma-separated; "" for a run without evaluations."""
+    names = {protocol["features"].split(":")[0] for protocol in protocols(logged).values() if protocol.get("features")}
+    return ", ".join(sorted(names))
