@@ -5,8 +5,8 @@ their class names, so the names stay here whichever module holds a class.
 """
 
 from ganx.callbacks.checkpoints import BestCheckpoint, GeneratorStepCheckpoint
-from ganx.callbacks.progress import GeneratorStepProgressBar, LogLineProgress, progress_bar
+from ganx.callbacks.progress import GeneratorStepProgressBar, LogLineProgress, TimeEstimate, progress_bar
 from ganx.callbacks.records import LoggerSummary, RunRecord, RunSummary, SampleGrid
 
 __all__ = ["BestCheckpoint", "GeneratorStepCheckpoint", "GeneratorStepProgressBar", "LogLineProgress", "LoggerSummary",
-           "RunRecord", "RunSummary", "SampleGrid", "progress_bar"]
+           "RunRecord", "RunSummary", "SampleGrid", "TimeEstimate", "progress_bar"]
