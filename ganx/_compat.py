@@ -88,3 +88,12 @@ def after_closure(precision: Any, model: Any, optimizer: Optimizer) -> None:
     Private: ``Precision._after_closure`` is the protected method Lightning's own ``optimizer_step`` calls for this.
     """
     precision._after_closure(model, optimizer)
+
+
+def timer_duration(timer: Any) -> float | None:
+    """The budget in seconds of Lightning's ``Timer`` callback (``trainer.max_time``), or None.
+
+    Private: ``Timer.time_remaining()`` reads the real clock; an estimate made at a given clock time needs the budget
+    itself, which ``Timer`` keeps in ``_duration``.
+    """
+    return timer._duration

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar, Timer
 
+from ganx._compat import timer_duration
 from ganx.callbacks.checkpoints import GeneratorStepCheckpoint
 from ganx.metrics.modes import ModeCoverage
 from ganx.trainer import generator_steps_in
@@ -121,8 +122,9 @@ class TimeEstimate(Callback):
         step = pl_module.generator_steps
         last = generator_steps_in(pl_module, trainer.max_steps) if trainer.max_steps > 0 else None
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is not None and timer._duration is not None:
-            left = timer._duration - (now - (self._train_start if self._train_start is not None else now))
+        budget = timer_duration(timer) if timer is not None else None
+        if budget is not None:
+            left = budget - (now - (self._train_start if self._train_start is not None else now))
             by_time = step + max(int(left / per_step), 0)
             if last is None or by_time < last:
                 last = by_time
