@@ -27,6 +27,9 @@ declare -A configs=(
   [rpgan]="model=dcgan loss=rpgan model.discriminator.norm=none"
   # Issue #28's CPU setting (conf/model/projected_gan.yaml): G base_width 32, the feature network at 64 px, batch 16.
   [projected_gan]="model=projected_gan model.generator.base_width=32 model.discriminator.feature_size=64 data.batch_size=16"
+  # Two single changes to it (experiments/faces_in_minutes): DiffAugment's translation only; the critic's lr / 4.
+  [projected_gan_translation]="model=projected_gan model.generator.base_width=32 model.discriminator.feature_size=64 data.batch_size=16 augment.policy=[translation]"
+  [projected_gan_slow_d]="model=projected_gan model.generator.base_width=32 model.discriminator.feature_size=64 data.batch_size=16 model.d_optimizer.lr=5e-5"
 )
 train() {  # train NAME:SEED
   local name=${1%:*} seed=${1#*:}
