@@ -263,7 +263,7 @@ def test_lazy_penalties_run_every_n_critic_steps_and_are_scaled_by_n(monkeypatch
 
 def test_lazy_gradient_penalty_counts_over_the_whole_run(monkeypatch):
     calls = []
-    monkeypatch.setattr(gan_module, "gradient_penalty", lambda critic, real, fake: calls.append(1) or critic(real).sum() * 0)
+    monkeypatch.setattr(gan_module, "gradient_penalty", lambda critic, real, fake, *options: calls.append(1) or critic(real).sum() * 0)
     model = tiny_gan(critic_steps=3, loss=AdversarialLoss("wasserstein", gp_weight=10, reg_every=4))
     fit(model, 4, training_loader(model, data(), batch_size=4))
     assert len(calls) == 3  # of critic steps 0..11: 0, 4, 8

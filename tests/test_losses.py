@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from ganx.errors import ConfigError
 from ganx.losses import (
     LOSSES,
     AdversarialLoss,
@@ -105,6 +106,40 @@ def test_gradient_penalty_uses_per_sample_interpolates_on_nonlinear_critic():
     eps = torch.rand(32, 1, 1, 1)
     x_hat = eps * real + (1 - eps) * fake
     assert penalty.item() == pytest.approx((x_hat.flatten(1).norm(dim=1) - 1).pow(2).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(("w", "center", "one_sided", "expected"), [
+    ([3.0, 4.0], 0.0, False, 25.0),   # zero-centred: ||w||^2
+    ([3.0, 4.0], 1.0, True, 16.0),    # one-sided, norm above 1: as two-sided
+    ([0.6, 0.0], 1.0, True, 0.0),     # one-sided, norm below 1: no penalty
+    ([0.6, 0.0], 1.0, False, 0.16),
+])
+def test_gradient_penalty_variants_of_linear_critic(w, center, one_sided, expected):
+    critic = Linear(torch.tensor(w))
+    penalty = gradient_penalty(critic, torch.randn(8, 2), torch.randn(8, 2), center=center, one_sided=one_sided)
+    assert penalty.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_gradient_penalty_in_autocast_precision_runs_the_critic_in_bf16():
+    # precision="autocast" leaves the run's bf16 autocast on for the critic's pass and the double backward (its
+    # speed-up), the norm and the penalty in float32; "float32" (the default) turns autocast off for all of it.
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(8 * 6 * 6, 1))
+    real, fake = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    seen = []
+    hook = critic[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    values = {}
+    for precision in ("float32", "autocast"):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            values[precision] = gradient_penalty(critic, real, fake, precision=precision)
+        values[precision].backward()
+        assert values[precision].dtype == torch.float32
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    assert values["autocast"].item() == pytest.approx(values["float32"].item(), rel=0.05)  # bf16: ~3 digits
+    with pytest.raises(ConfigError, match="gp_precision"):
+        gradient_penalty(critic, real, fake, precision="bf16")
 
 
 def test_r1_penalty_of_linear_critic():
