@@ -26,7 +26,7 @@ and bfloat16 matmuls measured in the same run (a bf16-mixed row's % of peak is o
 row's of the float32 one; bench.json says which in ``peak_precision`` next to ``percent_of_peak``), a
 ``torch.profiler`` table of the top ops, peak resident memory, the image-folder data module's throughput on
 ../shared/data/anime-faces when present, and the time FID on 10,000 samples takes.
-``--quick`` is CI-sized (well under a minute on 2 idle cores): gan, dcgan28 and dcgan64 (bf16 rows for the two
+``--quick`` is CI-sized (meant to take well under a minute on 2 cores): gan, dcgan28 and dcgan64 (bf16 rows for the two
 DCGANs), one step x 2 repeats, a 512x512 matmul peak, no switches, parts, profile, data loading or FID; options given
 with it win. Its report says it is quick mode: it checks that the benchmark runs, its numbers are not for quoting.
 Prints a line per finished measurement (elapsed, estimated time left) and rewrites ``bench.json`` and ``bench.md`` in

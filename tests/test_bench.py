@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shlex
 from functools import partial
 
 import pytest
@@ -206,7 +207,8 @@ def test_quick_mode_writes_bf16_rows_against_the_bf16_peak(tmp_path, monkeypatch
     assert "| % of matmul peak (its precision) |" in table
     assert f"| {rows['bf16-mixed']['percent_of_peak']:.1f} (bf16) |" in table
     assert f"| {rows['fp32']['percent_of_peak']:.1f} (fp32) |" in table
-    assert report["command"] == f"python -m benchmarks.bench --quick --models dcgan28 --out {tmp_path}"
+    assert report["command"] == shlex.join(["python", "-m", "benchmarks.bench", "--quick", "--models", "dcgan28",
+                                            "--out", str(tmp_path)])
 
 
 def test_bf16_rows_default_to_the_convolutional_models_and_quick_defaults_yield_to_options():
