@@ -109,12 +109,10 @@ def on_gpu(accelerator) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
-                torch.nn.ConvTranspose3d)
-
-
 def has_convolutions(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, CONVOLUTIONS) for m in model.modules())
+    """True if any weight of ``model`` is a convolution kernel (3-D or more): by the weights, not by module types,
+    since StyleGAN2's modulated convolutions and equalized-lr layers call ``F.conv2d`` on their own parameters."""
+    return any(p.dim() >= 3 for p in model.parameters())
 
 
 def best_mixed_precision(gpu: bool | None = None, float16: bool = True, convolutional: bool = True) -> str:

@@ -42,8 +42,10 @@ def test_auto_mixed_precision_takes_bf16_where_the_hardware_has_it_and_says_whic
 def test_auto_precision_follows_the_model_on_a_bf16_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     fake_bf16_speedup(monkeypatch, tmp_path, 2.0)
-    for overrides, expected in ((["model=dcgan"], "bf16-mixed"), (["model=gan"], "32-true"),
-                                (["model=gan", "data=gaussian_ring"], "32-true")):
+    # StyleGAN2's modulated convolutions call F.conv2d on their own weights (no nn.Conv2d module): convolutional too.
+    for overrides, expected in ((["model=dcgan"], "bf16-mixed"), (["model=stylegan2_lite", "data.image_size=32"],
+                                                                  "bf16-mixed"),
+                                (["model=gan"], "32-true"), (["model=gan", "data=gaussian_ring"], "32-true")):
         cfg = compose_train([*overrides, "trainer.precision=auto", "logger=none"])
         trainer = instantiate(cfg.trainer, model=instantiate(cfg.model), generator_steps=1, logger=False,
                               default_root_dir=str(tmp_path))
