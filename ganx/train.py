@@ -104,13 +104,14 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
         save_command(output_dir, cfg)
     datamodule = instantiate(cfg.data, critic_steps=model.critic_steps, seed=cfg.seed)
 
-    # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
+    # A resumed run continues its loggers' records (the same W&B run, the same metrics.csv) and its precision.
     resumed = RunRecord.logger_versions_in(ckpt_path) if ckpt_path else {}
     loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
     trainer: L.Trainer = instantiate(  # ganx.trainer.build_trainer
         cfg.trainer,
         model=model,
         generator_steps=cfg.steps,
+        resumed_precision=RunRecord.precision_in(ckpt_path) if ckpt_path else None,
         logger=loggers or False,
         callbacks=callbacks,
         **({} if metrics else {"limit_val_batches": 0}),  # the validation loop only runs the metrics
