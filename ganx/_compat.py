@@ -89,11 +89,3 @@ def after_closure(precision: Any, model: Any, optimizer: Optimizer) -> None:
     """
     precision._after_closure(model, optimizer)
 
-
-def timer_duration(timer: Any) -> float | None:
-    """The budget in seconds of Lightning's ``Timer`` callback (``trainer.max_time``), or None.
-
-    Private: ``Timer.time_remaining()`` reads the real clock; an estimate made at a given clock time needs the budget
-    itself, which ``Timer`` keeps in ``_duration``.
-    """
-    return timer._duration

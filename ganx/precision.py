@@ -119,7 +119,7 @@ def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
 
 def probe_key() -> dict[str, Any]:
     """What a probe's result depends on: the CPU model, torch (its oneDNN kernels), the threads it runs on."""
-    return {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
             "probe_version": PROBE_VERSION}
 
 

@@ -14,10 +14,11 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
 
-from ganx.metrics.evaluations import EVALUATIONS_FILE, features_of, read_evaluations, read_rows
+from ganx.metrics.evaluations import EVALUATIONS_FILE, evaluations, features_of, read_rows
 from ganx.run_files import write_file
 
 # Panels of the per-run figure: a title and the logged keys it overlays (those present are drawn).
@@ -31,12 +32,23 @@ PANELS = [
 ]
 
 
-def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """{key: [(generator step, value), ...]}: the evaluations (val/*) from the run's evaluation log, the training
-    curves from every csv/version_*/metrics.csv (a resumed run continues its version; runs resumed by older ganx
-    versions have several)."""
+class RunLogs(NamedTuple):
+    """What a run's page shows from its logs, each file read once (a sweep's page draws from them too)."""
+    logged: list[dict[str, Any]]  # the evaluation log's rows (ganx.metrics.evaluations.read_rows)
+    series: dict[str, list[tuple[float, float]]]  # read_metrics
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "RunLogs":
+        logged = read_rows(run_dir / EVALUATIONS_FILE)
+        return cls(logged, read_metrics(run_dir, logged))
+
+
+def read_metrics(run_dir: Path, logged: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """{key: [(generator step, value), ...]}: the evaluations (val/*) from the rows of the run's evaluation log
+    (``logged``), the training curves from every csv/version_*/metrics.csv (a resumed run continues its version; runs
+    resumed by older ganx versions have several)."""
     series: dict[str, list[tuple[float, float]]] = {}
-    evaluated = read_evaluations(run_dir / EVALUATIONS_FILE)
+    evaluated = evaluations(logged)
     for row in evaluated:
         for key, value in row.items():
             if key.startswith("val/"):
@@ -87,15 +99,16 @@ def is_run_dir(path: Path) -> bool:
     return any((path / name).exists() for name in ("csv", "samples", "results.json", EVALUATIONS_FILE))
 
 
-def run_page(run_dir: Path) -> Path:
-    """Write run_dir/report/{curves.png,index.html}; return the page."""
+def run_page(run_dir: Path, logs: RunLogs | None = None) -> Path:
+    """Write run_dir/report/{curves.png,index.html} (from ``logs``, else from the run's files); return the page."""
+    logs = logs or RunLogs.read(run_dir)
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
     title = results.get("run_name") or run_dir.name
-    curves = plot_run(read_metrics(run_dir), out / "curves.png", f"{title} ({run_dir.name})")
+    curves = plot_run(logs.series, out / "curves.png", f"{title} ({run_dir.name})")
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(str(run_dir.resolve()))}</p>"]
-    scored_on = features_of(read_rows(run_dir / EVALUATIONS_FILE))
+    scored_on = features_of(logs.logged)
     if scored_on:
         body.append(f"<p>Metrics computed on: <code>{html.escape(scored_on)}</code> features (numbers compare only "
                     "within one protocol)</p>")
@@ -118,12 +131,13 @@ def sweep_page(sweep_dir: Path, runs: list[Path]) -> Path:
 
     out = sweep_dir / "report"
     out.mkdir(exist_ok=True)
-    pages = [run_page(run) for run in runs]
+    logs = {run: RunLogs.read(run) for run in runs}
+    pages = [run_page(run, logs[run]) for run in runs]
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     plotted = False
     for run in runs:
-        fid = read_metrics(run).get("val/fid")
+        fid = logs[run].series.get("val/fid")
         if fid:
             ax.plot(*zip(*fid, strict=True), marker="o", ms=3, label=run.name)
             plotted = True

@@ -84,6 +84,9 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
     # FID/IS/KID set-up (Inception weights, the classifier) fails here, before training, if it cannot work.
     callbacks = instantiate_callbacks(cfg)
     metrics = any(getattr(c, "needs_validation_loop", False) for c in callbacks)
+    # Built here rather than from the callbacks config: the exit code of a stopped run is its answer (below). First
+    # in the list, so last.ckpt is saved before the other callbacks report the stop.
+    faults = FaultHandler(str(output_dir / "checkpoints"))
     L.seed_everything(cfg.seed, workers=True)
 
     model = instantiate_model(cfg, **run_options(cfg), run_config=OmegaConf.to_container(cfg, resolve=True))
@@ -104,15 +107,16 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
         save_command(output_dir, cfg)
     datamodule = instantiate(cfg.data, critic_steps=model.critic_steps, seed=cfg.seed)
 
-    # A resumed run continues its loggers' records: the same W&B run, the same metrics.csv.
+    # A resumed run continues its loggers' records (the same W&B run, the same metrics.csv) and its precision.
     resumed = RunRecord.logger_versions_in(ckpt_path) if ckpt_path else {}
     loggers = [instantiate(c, **continue_run(c, resumed)) for c in cfg.logger.values()]
     trainer: L.Trainer = instantiate(  # ganx.trainer.build_trainer
         cfg.trainer,
         model=model,
         generator_steps=cfg.steps,
+        resumed_precision=RunRecord.precision_in(ckpt_path) if ckpt_path else None,
         logger=loggers or False,
-        callbacks=callbacks,
+        callbacks=[faults, *callbacks],
         **({} if metrics else {"limit_val_batches": 0}),  # the validation loop only runs the metrics
     )
     if trainer.is_global_zero:
@@ -131,8 +135,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
         # notebook, a sweep).
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        faults = next((c for c in trainer.callbacks if isinstance(c, FaultHandler)), None)
-        code = (faults.exit_code() if faults else None) or (stop.code if stop.code else 143)
+        code = faults.exit_code() or (stop.code if stop.code else 143)
         raise SystemExit(code) from None
     log.info("Done: %d generator steps. Checkpoints in %s", model.generator_steps, output_dir / "checkpoints")
     return trainer

@@ -6,7 +6,9 @@ its training batch holds k real minibatches (``model.critic_steps``). Everything
 converts a step count asks the functions here rather than multiplying by hand.
 """
 
+import json
 import logging
+import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -16,6 +18,8 @@ import torch
 from lightning.pytorch.plugins import Precision
 from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
 
 from ganx.checkpoint import AtomicCheckpointIO
 from ganx.errors import ConfigError
@@ -57,12 +61,14 @@ def wall_clock_budget(max_time) -> str | timedelta | None:
                       "(trainer.max_time=00:00:10:00) or {days|hours|minutes|seconds: N}.")
 
 
-def build_trainer(model: L.LightningModule, generator_steps: int | None, **trainer_kwargs) -> L.Trainer:
+def build_trainer(model: L.LightningModule, generator_steps: int | None, resumed_precision: dict | None = None,
+                  **trainer_kwargs) -> L.Trainer:
     """A Lightning Trainer that stops after ``generator_steps`` generator updates of ``model``, or at
     ``max_time`` (whichever comes first; ``generator_steps=None``: at ``max_time`` alone).
 
     ``trainer_kwargs`` are Lightning's (``conf/trainer/`` holds them; ``ganx.train`` instantiates this function).
-    ganx's own keys (``conf/trainer/gpu.yaml``): ``precision="auto"`` or ``"auto-mixed"`` (``best_mixed_precision``),
+    ganx's own keys (``conf/trainer/gpu.yaml``): ``precision="auto"`` or ``"auto-mixed"`` (``decide_auto_precision``;
+    ``resumed_precision``: what the run a resumed run continues trained in, ``RunRecord.precision_in``),
     ``float32_matmul_precision`` (TF32: "high") and ``channels_last``.
     Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer. In a SLURM
     job, Lightning's SLURM environment (ranks, nodes, main address from SLURM_*) is used with its own requeue off:
@@ -76,9 +82,10 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
         )
     gpu = on_gpu(trainer_kwargs.get("accelerator", "auto"))
     choice = None
+    if isinstance(resumed_precision, DictConfig):  # Hydra's instantiate makes a DictConfig of a dict passed to it
+        resumed_precision = OmegaConf.to_container(resumed_precision)
     if trainer_kwargs.get("precision") in ("auto", "auto-mixed"):
-        choice = auto_precision(gpu, float16=trainer_kwargs["precision"] == "auto-mixed",
-                                convolutional=has_convolutions(model))
+        choice = decide_auto_precision(trainer_kwargs["precision"], gpu, model, resumed_precision)
         trainer_kwargs["precision"] = choice["chosen"]
     matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
     if matmul_precision is not None:
@@ -99,6 +106,8 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, **train
         plugins.append(SLURMEnvironment(auto_requeue=False))
     max_steps = -1 if generator_steps is None else optimizer_steps(model, generator_steps)
     trainer = L.Trainer(max_steps=max_steps, plugins=plugins, **trainer_kwargs)
+    if choice is not None and trainer.num_nodes * trainer.num_devices > 1 and rank_zero_only.rank == 0:
+        os.environ[PRECISION_ENV] = json.dumps(choice)  # Lightning's launcher copies os.environ to the ranks it starts
     trainer.auto_precision = choice  # what auto chose and why, with the probe's numbers: RunRecord puts it in run.json
     return trainer
 
@@ -113,6 +122,31 @@ def has_convolutions(model: torch.nn.Module) -> bool:
     """True if any weight of ``model`` is a convolution kernel (3-D or more): by the weights, not by module types,
     since StyleGAN2's modulated convolutions and equalized-lr layers call ``F.conv2d`` on their own parameters."""
     return any(p.dim() >= 3 for p in model.parameters())
+
+
+PRECISION_ENV = "GANX_PRECISION"  # rank 0's trainer.precision=auto decision (JSON), for the DDP ranks it starts
+
+
+def decide_auto_precision(requested: str, gpu: bool, model: torch.nn.Module, resumed: dict | None = None) -> dict:
+    """What ``trainer.precision=auto`` / ``auto-mixed`` (``requested``) becomes, decided once per run: a timed probe
+    could decide otherwise another time, and a run must not switch precision midway or train its ranks differently.
+
+    A DDP rank that Lightning started takes rank 0's decision (``$GANX_PRECISION``, which ``build_trainer`` sets in
+    rank 0 before the ranks are started); a resumed run keeps the precision the run it continues trained in
+    (``resumed``: that run's record, ``RunRecord.precision_in``); else ``auto_precision`` decides. Either kept
+    decision is logged in one line, and ``decided`` holds the original one with its probe."""
+    inherited = os.environ.get(PRECISION_ENV) if rank_zero_only.rank != 0 else None
+    if inherited:
+        choice = json.loads(inherited)
+        log.info("trainer.precision=%s: %s, as rank 0 decided.", requested, choice["chosen"])
+        return choice
+    if resumed is not None:
+        decided = resumed.get("decided", resumed)  # a run resumed again: the decision made at its start
+        why = (f"kept from the run this one resumes; its decision at its start: {decided['why']}" if "why" in decided
+               else "kept: the run this one resumes trained in it")
+        log.info("trainer.precision=%s: %s (%s).", requested, resumed["chosen"], why)
+        return {"requested": requested, "chosen": resumed["chosen"], "why": why, "decided": decided}
+    return auto_precision(gpu, float16=requested == "auto-mixed", convolutional=has_convolutions(model))
 
 
 def best_mixed_precision(gpu: bool | None = None, float16: bool = True, convolutional: bool = True) -> str:

@@ -97,14 +97,3 @@ def test_the_precision_plugins_after_closure_takes_the_model_and_the_optimizer()
     assert list(inspect.signature(Precision._after_closure).parameters)[1:] == ["model", "optimizer"]
     assert "_after_closure" in inspect.getsource(MixedPrecision.optimizer_step)
 
-
-def test_lightnings_timer_keeps_its_budget_in_seconds():
-    from datetime import timedelta
-
-    from lightning.pytorch.callbacks import Timer
-
-    from ganx._compat import timer_duration
-
-    assert timer_duration(Timer(duration=timedelta(minutes=2))) == 120
-    assert timer_duration(Timer(duration="00:00:00:30")) == 30
-    assert timer_duration(Timer()) is None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, inception_unavailable, metrics_cfg, write_image_folder
+from helpers import TINY, ProjectionFeatures, inception_unavailable, metrics_cfg, write_image_folder
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -84,6 +84,28 @@ def test_auto_offline_on_rgb_takes_the_first_offline_candidate_and_says_why(fold
     # Explicitly asked for: Inception or an error, never another protocol.
     with pytest.raises(MetricsSetupError):
         extractors.build_extractor("inception", rgb_data(folder, 2048))
+
+
+@pytest.mark.parametrize(("val_size", "avoid", "reason"), [(500, (), "needs at least as many held-out images"),
+                                                        (2048, ("effnet_lite0",), "the model's discriminator sees")])
+def test_auto_offline_passes_over_effnet_without_building_it(folder, monkeypatch, caplog, val_size, avoid, reason):
+    # A held-out split smaller than its 1280-d features, or the network the model trains against: known without
+    # the seconds that building EfficientNet takes.
+    monkeypatch.setattr(extractors.inception, "inception_weights_path", inception_unavailable)
+    built = []
+    monkeypatch.setattr(extractors.effnet, "EffNetLiteFeatures", lambda *a, **k: built.append(a))
+    domain = ProjectionFeatures(3 * 16 * 16, pool_dim=6, num_logits=0)
+    domain.info = {"network": "a stand-in for the domain features"}
+    monkeypatch.setitem(BUILDERS, "domain", lambda data_cfg, options: domain)
+    with caplog.at_level("WARNING", logger="ganx.metrics.extractors"):
+        extractor = extractors.build_extractor("inception", rgb_data(folder, val_size), auto=True, avoid=avoid)
+    assert extractor is domain and not built
+    assert "not effnet_lite0_blur2" in caplog.text and reason in caplog.text
+
+
+def test_the_effnet_builders_say_the_size_and_network_their_extractors_have(effnet):
+    for name in ("effnet_lite0", "effnet_lite0_blur2"):
+        assert (BUILDERS[name].pool_dim, BUILDERS[name].network) == (effnet.pool_dim, effnet.network)
 
 
 class ProjectedLike(nn.Module):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, HANG_GUARD_S, REPO, TINY_GAN, fit, tiny_gan, training_loader
+from helpers import FAST, HANG_GUARD_S, REPO, TINY_GAN, TOY, fit, tiny_gan, train_in_process, training_loader
 from torch.utils.data import TensorDataset
 
 from ganx.callbacks import GeneratorStepCheckpoint
@@ -102,6 +102,28 @@ def test_the_exit_code_names_the_signal():
     assert faults.exit_code() == 143
     faults.stopped_by = signal.SIGINT
     assert faults.exit_code() == 130
+
+
+@pytest.mark.e2e
+def test_ganx_train_handles_faults_whatever_its_callbacks_config_holds(tmp_path, monkeypatch):
+    """The fault handling is ganx.train's own, not an entry of the callbacks config a user can edit away: with no
+    configured callbacks at all (~callbacks), a Ctrl-C in step 3 still finishes that step, saves last.ckpt and exits
+    130 (before, the run died mid-step and exited 1)."""
+    from ganx.models.gan import GAN
+
+    step = GAN.training_step
+
+    def interrupted_in_step_3(self, batch, batch_idx):
+        if self.generator_steps == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(GAN, "training_step", interrupted_in_step_3)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        train_in_process("~callbacks", *TINY_GAN, *TOY[:4], "steps=20", f"hydra.run.dir={run}", *FAST, cwd=tmp_path)
+    assert stopped.value.code == 130
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["ganx"]["generator_steps"] == 3
 
 
 def test_a_run_that_fails_at_start_reports_its_real_wall_time(tmp_path):

@@ -3,6 +3,7 @@ timings (no test depends on this machine's speed), the probe's cache and its key
 
 import json
 import logging
+import os
 
 import pytest
 import torch
@@ -126,3 +127,73 @@ def test_run_json_records_what_auto_chose_and_the_probe(monkeypatch, tmp_path):
 def test_run_json_has_no_probe_for_an_explicit_precision(tmp_path):
     record = run_json_of(tiny_gan(), (1, 4, 4), "32-true", tmp_path)
     assert record["precision"] == "32-true" and "precision_auto" not in record
+
+
+@pytest.mark.e2e
+def test_a_resumed_run_keeps_the_precision_its_run_chose_and_says_so(monkeypatch, tmp_path, mnist_dir, capsys):
+    # The probe would now decide otherwise (another machine, a cold cache): the run keeps what it chose at its start.
+    from helpers import FAST, train_in_process
+
+    run = tmp_path / "run"
+    args = ["model=dcgan", "data=mnist", f"data.data_dir={mnist_dir}", "data.batch_size=8", "data.val_size=8",
+            "model.generator.base_width=4", "model.discriminator.base_width=4", "model.latent_dim=8",
+            "model.num_fixed_samples=4", "trainer.precision=auto", "checkpoint_every=1", "sample_every=100",
+            f"hydra.run.dir={run}", *FAST]
+    fake_bf16_speedup(monkeypatch, tmp_path / "first", 2.0)
+    train_in_process(*args, "steps=1", cwd=tmp_path)
+    first = json.loads((run / "run.json").read_text())
+    assert first["precision"] == "bf16-mixed"
+    measured = fake_bf16_speedup(monkeypatch, tmp_path / "second", 0.5)
+    capsys.readouterr()
+    train_in_process(*args, "steps=2", "ckpt=auto", cwd=tmp_path)
+    record = json.loads((run / "run.json").read_text())
+    assert record["precision"] == "bf16-mixed" and not measured
+    auto = record["precision_auto"]
+    assert auto["chosen"] == "bf16-mixed" and auto["why"].startswith("kept from the run this one resumes")
+    assert auto["decided"] == first["precision_auto"]  # the decision and its probe, as the first run recorded them
+    assert ("trainer.precision=auto: bf16-mixed (kept from the run this one resumes; its decision at its start: "
+            "probe: bf16 2.00x faster") in capsys.readouterr().out  # the log, as Hydra prints it
+
+
+def test_the_precision_a_checkpoint_run_trained_in_comes_from_its_record(tmp_path):
+    auto = {"requested": "auto", "chosen": "bf16-mixed", "why": "probe: ..."}
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"callbacks": {"RunRecord": {"precision": "bf16-mixed", "precision_auto": auto}}}, ckpt)
+    assert RunRecord.precision_in(ckpt) == auto
+    torch.save({"callbacks": {"RunRecord": {"precision": "32-true"}}}, ckpt)  # set explicitly
+    assert RunRecord.precision_in(ckpt) == {"chosen": "32-true"}
+    # A checkpoint from before the record kept it: its run dir's run.json; neither: unknown.
+    torch.save({"callbacks": {"RunRecord": {"loggers": {}}}}, ckpt)
+    assert RunRecord.precision_in(ckpt) is None
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"precision": "bf16-mixed", "precision_auto": auto}))
+    assert RunRecord.precision_in(ckpt) == auto
+    assert RunRecord.precision_in(tmp_path / "absent.ckpt") is None
+
+
+def test_ddp_ranks_take_rank_0s_decision(monkeypatch, tmp_path, caplog):
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from ganx.trainer import PRECISION_ENV, decide_auto_precision
+
+    monkeypatch.setenv(PRECISION_ENV, "")  # whatever build_trainer sets below is undone after the test
+    monkeypatch.delenv(PRECISION_ENV)
+    measured = fake_bf16_speedup(monkeypatch, tmp_path, 2.0)
+    # Rank 0 decides before Lightning starts the other ranks, and leaves the decision in the environment they copy.
+    trainer = build_trainer(tiny_dcgan(), 1, accelerator="cpu", devices=2, strategy="ddp", precision="auto",
+                            logger=False, default_root_dir=str(tmp_path))
+    assert trainer.precision == "bf16-mixed" and len(measured) == 1
+    assert json.loads(os.environ[PRECISION_ENV]) == trainer.auto_precision
+    # Another rank whose own probe would decide otherwise takes it, unmeasured.
+    measured = fake_bf16_speedup(monkeypatch, tmp_path / "rank1", 0.5)
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    with caplog.at_level(logging.INFO, logger="ganx.trainer"):
+        choice = decide_auto_precision("auto", False, tiny_dcgan())
+    assert choice == trainer.auto_precision and not measured
+    assert "trainer.precision=auto: bf16-mixed, as rank 0 decided." in caplog.text
+    # Rank 0 never reads it (it is what rank 0 left); a single-process run does not set it.
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    assert decide_auto_precision("auto", False, tiny_dcgan())["chosen"] == "32-true" and measured
+    monkeypatch.delenv(PRECISION_ENV)
+    build_trainer(tiny_dcgan(), 1, accelerator="cpu", precision="auto", logger=False, default_root_dir=str(tmp_path))
+    assert PRECISION_ENV not in os.environ

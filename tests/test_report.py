@@ -99,3 +99,15 @@ def test_a_run_page_says_which_features_its_metrics_were_computed_on(tmp_path: P
     (run / "evaluations.jsonl").write_text(json.dumps(row) + "\n")
     page = run_page(run).read_text()
     assert "Metrics computed on: <code>effnet_lite0_128_blur2</code>" in page
+
+
+def test_a_run_page_reads_the_evaluation_log_once(tmp_path: Path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"generator_steps": s, "val/fid": 5.0 - s, "protocol": {"features": "domain:abc:123"}} for s in (2, 4)]
+    (run / "evaluations.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    reads, read_text = [], Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (reads.append(self.name), read_text(self, *a, **k))[1])
+    page = run_page(run).read_text()
+    assert reads.count("evaluations.jsonl") == 1
+    assert "<code>domain</code>" in page and (run / "report" / "curves.png").is_file()  # the log drew both

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar, Timer
 
-from ganx._compat import timer_duration
 from ganx.callbacks.checkpoints import GeneratorStepCheckpoint
+from ganx.errors import ConfigError
 from ganx.metrics.modes import ModeCoverage
 from ganx.trainer import generator_steps_in
 
@@ -87,44 +87,63 @@ def evaluation_interval(trainer) -> int | None:
 
 
 class TimeEstimate(Callback):
-    """One log line early in a run, so a user learns before waiting what a run will cost on this machine: the seconds
-    per generator step measured here, and when the first periodic checkpoint, the first evaluation (if metrics are on)
-    and the end (``steps`` or ``trainer.max_time``, whichever first) will come. Measured over at least ``after_steps``
-    steps and ``after_seconds`` seconds after this run's first step (which carries warm-up costs), from the step it
-    started or resumed at. Each interval is asked of its owner: the checkpoint callback, the trainer's validation
-    interval, Lightning's ``Timer``. Evaluations themselves are not in the estimate."""
+    """Two log lines in a run, so a user learns before waiting what a run will cost on this machine: the seconds per
+    generator step measured here, and when the first periodic checkpoint, the first evaluation (if metrics are on)
+    and the end (``steps`` or ``trainer.max_time``, whichever first) will come, from the step it started or resumed at.
 
-    def __init__(self, after_steps: int = 5, after_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self.after_steps, self.after_seconds, self.clock = after_steps, after_seconds, clock
-        self._train_start: float | None = None
-        self._since: tuple[float, int] | None = None  # clock and generator step at the end of this run's first step
-        self._done = False
+    The first line comes after at least ``after_steps`` steps and ``after_seconds`` seconds past this run's first step
+    (which carries warm-up costs). The pace of a run's first seconds often does not hold (a neighbouring job still
+    starting up, evaluations and sample grids not yet run: 1.03 s/step measured at step 11 of a 10-minute run that
+    averaged 1.16), so a second line, measured over the steps since the first, comes at ``refresh_at`` of this run's
+    (estimated) steps; none with ``refresh_at=0`` or when that is not clearly later than the first.
+
+    Each interval is asked of its owner: the checkpoint callback, the trainer's validation interval, Lightning's
+    ``Timer``, whose elapsed time includes that of the run a checkpoint resumed."""
+
+    def __init__(self, after_steps: int = 5, after_seconds: float = 10.0, refresh_at: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic):
+        if not 0 <= refresh_at < 1:
+            raise ConfigError(f"callbacks.time_estimate.refresh_at must be in [0, 1) (0: no second line), "
+                              f"got {refresh_at}.")
+        self.after_steps, self.after_seconds, self.refresh_at = after_steps, after_seconds, refresh_at
+        self.clock = clock
+        self._start_step = 0
+        self._since: tuple[float, int] | None = None  # clock and generator step the next measurement starts at
+        self._next_line: int | None = 0  # the step from which the next line may come (0: the first); None: no more
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._train_start, self._since, self._done = self.clock(), None, False
+        self._start_step, self._since, self._next_line = pl_module.generator_steps, None, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._done:
+        if self._next_line is None:
             return
         now, step = self.clock(), pl_module.generator_steps
-        if self._since is None:
+        if self._since is None:  # the end of the warm-up step: measured from here
             self._since = (now, step)
             return
         then, then_step = self._since
-        if step - then_step < self.after_steps or now - then < self.after_seconds:
+        if step < self._next_line or step - then_step < self.after_steps or now - then < self.after_seconds:
             return
-        self._done = True
+        per_step = (now - then) / (step - then_step)
+        refreshed = self._next_line > 0
+        line, last = self.estimate(trainer, pl_module, per_step, refreshed)
         if trainer.is_global_zero:
-            log.info(self.estimate(trainer, pl_module, (now - then) / (step - then_step), now))
+            log.info(line)
+        self._since, self._next_line = (now, step), None
+        if not refreshed and last is not None:
+            at = self._start_step + round(self.refresh_at * (last - self._start_step))
+            if at >= step + self.after_steps:
+                self._next_line = at
 
-    def estimate(self, trainer, pl_module, per_step: float, now: float) -> str:
-        """The line: ``per_step`` seconds per generator step, measured at clock time ``now``."""
+    def estimate(self, trainer, pl_module, per_step: float, refreshed: bool = False) -> tuple[str, int | None]:
+        """The line for ``per_step`` seconds per generator step, measured now, and the step the run will end at (None:
+        no end set)."""
         step = pl_module.generator_steps
         last = generator_steps_in(pl_module, trainer.max_steps) if trainer.max_steps > 0 else None
+        # Found by type as Lightning's own callback connector finds it; the Trainer has no property for it.
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        budget = timer_duration(timer) if timer is not None else None
-        if budget is not None:
-            left = budget - (now - (self._train_start if self._train_start is not None else now))
+        left = timer.time_remaining() if timer is not None else None
+        if left is not None:
             by_time = step + max(int(left / per_step), 0)
             if last is None or by_time < last:
                 last = by_time
@@ -142,10 +161,11 @@ class TimeEstimate(Callback):
             at = (step // every + 1) * every
             if last is not None and at > last:
                 return f"no {what} before the end (every {every} steps)"
-            return f"first {what} at step {at} (in ~{_duration((at - step) * per_step)})"
+            return f"{'next' if refreshed else 'first'} {what} at step {at} (in ~{_duration((at - step) * per_step)})"
 
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, GeneratorStepCheckpoint)), None)
         every_eval = evaluation_interval(trainer)
         parts = [first("checkpoint", checkpoint and checkpoint.every_n_generator_steps),
                  first("evaluation", every_eval) if every_eval else "no evaluation (metrics off)", end]
-        return f"~{per_step:.2f} s/step here at step {step}: " + ", ".join(parts)
+        measured = f"since step {self._since[1]}" if refreshed and self._since else "here"
+        return f"~{per_step:.2f} s/step {measured} at step {step}: " + ", ".join(parts), last

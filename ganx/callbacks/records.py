@@ -115,7 +115,8 @@ class RunRecord(L.Callback):
         return trainer.datamodule.summary() if hasattr(trainer.datamodule, "summary") else {}
 
     def state_dict(self) -> dict:
-        return {"loggers": self.logger_versions, "data": self.record.get("data", {}), "init_from": self.init_from}
+        return {"loggers": self.logger_versions, "data": self.record.get("data", {}), "init_from": self.init_from,
+                **{k: self.record[k] for k in ("precision", "precision_auto") if k in self.record}}
 
     def load_state_dict(self, state_dict: dict) -> None:
         # The data facts are read again from the data module when the fit starts.
@@ -123,15 +124,34 @@ class RunRecord(L.Callback):
         self.init_from = state_dict.get("init_from")
 
     @classmethod
-    def logger_versions_in(cls, ckpt_path: str | Path) -> dict:
-        """The loggers' ids stored in a checkpoint ({} if it holds none, or is not a readable file: training will
-        then report that)."""
+    def state_in(cls, ckpt_path: str | Path) -> dict:
+        """This callback's state stored in a checkpoint ({} if it holds none, or is not a readable file: training
+        will then report that)."""
         try:
             checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
         except Exception:  # missing or unreadable: Lightning's restore raises the error the user needs
             return {}
-        state = checkpoint.get("callbacks", {}).get(cls.__qualname__, {}) if isinstance(checkpoint, dict) else {}
-        return dict(state.get("loggers", {}))
+        return checkpoint.get("callbacks", {}).get(cls.__qualname__, {}) if isinstance(checkpoint, dict) else {}
+
+    @classmethod
+    def logger_versions_in(cls, ckpt_path: str | Path) -> dict:
+        """The loggers' ids stored in a checkpoint ({} if it holds none)."""
+        return dict(cls.state_in(ckpt_path).get("loggers", {}))
+
+    @classmethod
+    def precision_in(cls, ckpt_path: str | Path) -> dict | None:
+        """The precision the run that wrote a checkpoint trained in: its ``trainer.precision=auto`` decision (run.json's
+        ``precision_auto``), or ``{"chosen": precision}`` when it was set explicitly; None when not known. From the
+        checkpoint, or for one written before checkpoints kept it, from the run.json of the run dir it sits in."""
+        state = cls.state_in(ckpt_path)
+        if "precision" not in state:
+            try:
+                state = json.loads((Path(ckpt_path).resolve().parent.parent / "run.json").read_text())
+            except (OSError, ValueError):
+                return None
+        if state.get("precision_auto"):
+            return state["precision_auto"]
+        return {"chosen": state["precision"]} if state.get("precision") else None
 
     @rank_zero_only
     def _write(self, trainer, record: dict) -> None:

@@ -48,6 +48,8 @@ _EXPANDED_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": 
 _DEPTHWISE_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 
+POOL_DIM = 1280  # the pooled features' size: the head's width, fixed across the lite variants (unlike EfficientNet's)
+
 # The blocks after which a feature map is tapped (projected-gan's choice, Sauer et al. 2021): strides 4, 8, 16, 32.
 STAGE_ENDS = (2, 3, 5, 7)
 

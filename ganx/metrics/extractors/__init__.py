@@ -91,23 +91,33 @@ def build_extractor(kind: str, data_cfg: DictConfig, options: ExtractorOptions |
 def offline_rgb_extractor(data_cfg: DictConfig, options: ExtractorOptions, why: str,
                           avoid: Collection[str]) -> FeatureExtractor:
     """The first of ``OFFLINE_RGB`` that applies and builds; ``why`` (Inception was not used) goes to the log and to
-    the protocol (``fallback_from``)."""
+    the protocol (``fallback_from``). A candidate whose builder says its ``pool_dim`` and ``network`` is passed over
+    before it is built."""
+    held_out = data_cfg.get("val_size")
+
+    def passed_over(name: str, pool_dim: int | None, network: str | None) -> bool:
+        if name != OFFLINE_RGB[-1] and isinstance(held_out, int) and pool_dim is not None and held_out < pool_dim:
+            log.warning("features=auto: not %s: FID on its %d-d features needs at least as many held-out images "
+                        "(data.val_size=%d).", name, pool_dim, held_out)
+            return True
+        if network is not None and network in avoid:
+            log.warning("features=auto: not %s, whose network (%s) the model's discriminator sees: its FID would "
+                        "improve without better images (Kynkäänniemi et al. 2023).", name, network)
+            return True
+        return False
+
     for name in OFFLINE_RGB:
+        builder = BUILDERS[name]
+        if passed_over(name, getattr(builder, "pool_dim", None), getattr(builder, "network", None)):
+            continue
         try:
-            extractor = BUILDERS[name](data_cfg, options)
+            extractor = builder(data_cfg, options)
         except MetricsSetupError as err:
             if name == OFFLINE_RGB[-1]:
                 raise
             log.warning("features=auto: not %s (%s).", name, err)
             continue
-        held_out = data_cfg.get("val_size")
-        if name != OFFLINE_RGB[-1] and isinstance(held_out, int) and held_out < extractor.pool_dim:
-            log.warning("features=auto: not %s: FID on its %d-d features needs at least as many held-out images "
-                        "(data.val_size=%d).", name, extractor.pool_dim, held_out)
-            continue
-        if extractor.network is not None and extractor.network in avoid:
-            log.warning("features=auto: not %s, whose network (%s) the model's discriminator sees: its FID would "
-                        "improve without better images (Kynkäänniemi et al. 2023).", name, extractor.network)
+        if passed_over(name, extractor.pool_dim, extractor.network):  # a builder that did not say
             continue
         extractor.info["fallback_from"] = f"inception-v3: {why}"
         log.warning("%s: features=auto uses %s (%s). Its numbers rank models on this protocol and are NOT comparable "

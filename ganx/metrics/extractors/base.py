@@ -115,7 +115,9 @@ def registrar(table: dict[str, Any], kind: str) -> Callable[..., Callable[[Any],
     return register_as
 
 
-Builder = Callable[[Any, ExtractorOptions], FeatureExtractor]  # (data config, options) -> a ready extractor
+# (data config, options) -> a ready extractor. A builder may also say, as attributes, the ``pool_dim`` and ``network`` its
+# extractor will have, so that features=auto passes over a candidate without building it (EfficientNet: seconds).
+Builder = Callable[[Any, ExtractorOptions], FeatureExtractor]
 BUILDERS: dict[str, Builder] = {}
 # ``@register_extractor("domain")``: the builder of ``metrics.features=domain``.
 register_extractor = registrar(BUILDERS, "extractor")

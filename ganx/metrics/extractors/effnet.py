@@ -22,13 +22,20 @@ from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
 from ganx.metrics.extractors.base import (
+    Builder,
     ExtractorOptions,
     FeatureExtractor,
     MetricsSetupError,
     file_digest,
     register_extractor,
 )
-from ganx.nets.pretrained import VARIANTS, EfficientNetLiteFeatures, PretrainedWeightsMissing, weights_path
+from ganx.nets.pretrained import (
+    POOL_DIM,
+    VARIANTS,
+    EfficientNetLiteFeatures,
+    PretrainedWeightsMissing,
+    weights_path,
+)
 
 INPUT_SIZE = 128
 
@@ -76,7 +83,14 @@ def build_effnet(variant: str, data_cfg, options: ExtractorOptions, blur: float 
         raise MetricsSetupError(f"metrics.features=effnet_{variant}{f'_blur{blur:g}' if blur else ''}: {err}") from None
 
 
+def effnet_builder(variant: str, blur: float = 0.0) -> Builder:
+    """``build_effnet`` for one protocol, saying its extractor's ``pool_dim`` and ``network`` before it is built."""
+    builder = partial(build_effnet, variant, blur=blur)
+    builder.pool_dim, builder.network = POOL_DIM, f"effnet_{variant}"
+    return builder
+
+
 for _variant in VARIANTS:
-    register_extractor(f"effnet_{_variant}")(partial(build_effnet, _variant))
+    register_extractor(f"effnet_{_variant}")(effnet_builder(_variant))
 # The low-passed protocol that agrees best with the eye (experiments/metrics/README.md): features=auto's offline choice.
-register_extractor("effnet_lite0_blur2")(partial(build_effnet, "lite0", blur=2.0))
+register_extractor("effnet_lite0_blur2")(effnet_builder("lite0", blur=2.0))
