@@ -45,6 +45,23 @@ def test_logits_per_sample_at_smaller_feature_sizes(feature_size, logits):
     assert d(torch.zeros(3, 1, 32, 32)).shape == (3, logits)
 
 
+def test_minibatch_stddev_heads_see_the_batch_and_refuse_a_batch_not_in_groups():
+    # With BatchNorm on its running statistics (eval), a head without the layer scores each image on its own; with it,
+    # an image's logits change when the rest of its group changes (a collapsed batch looks different from a varied one).
+    torch.manual_seed(0)
+    image, others = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1
+    collapsed, varied = image.repeat(4, 1, 1, 1), torch.cat([image, others])
+    for group, depends in ((0, False), (4, True)):
+        d = ProjectedDiscriminator(image_size=32, feature_size=64, mbstd_group_size=group).eval()
+        with torch.no_grad():
+            same = torch.allclose(d(collapsed)[0], d(varied)[0], atol=1e-5)
+        assert same is not depends, group
+    with pytest.raises(Exception, match="multiple of"):
+        d(torch.zeros(6, 3, 32, 32))
+    with pytest.raises(ValueError, match="mbstd_group_size"):
+        ProjectedDiscriminator(image_size=32, feature_size=64, mbstd_group_size=-1)
+
+
 def test_cross_scale_mixing_matches_the_reference_order():
     # projected-gan's FeatureFusionBlock adds the coarser output, upsamples 2x (bilinear, align_corners) and then
     # applies the 1x1 conv; ganx convolves first. Computed here the reference way from the same fixed weights.

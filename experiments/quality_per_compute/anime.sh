@@ -32,6 +32,8 @@ declare -A configs=(
   [projected_gan_slow_d]="model=projected_gan model.generator.base_width=32 model.discriminator.feature_size=64 data.batch_size=16 model.d_optimizer.lr=5e-5"
   # The projected D with DCGAN's generator (conf/model/nets/projected_dcgan.yaml: 2.9x cheaper per step), batch 32.
   [projected_dcgan]="model=projected_gan model/nets=projected_dcgan data.batch_size=32"
+  # ... with a minibatch-stddev channel in each head (it collapsed to one face without: experiments/faces_in_minutes).
+  [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED
   local name=${1%:*} seed=${1#*:}

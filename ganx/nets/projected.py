@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganx.nets.minibatch import MinibatchStdDev
 from ganx.nets.pretrained import EfficientNetLiteFeatures
 from ganx.nets.spectral import spectral_normalize
 
@@ -78,9 +79,10 @@ class RandomProjection(nn.Module):
         return out[::-1]
 
 
-def head(in_channels: int, map_size: int) -> tuple[nn.Sequential, int]:
+def head(in_channels: int, map_size: int, mbstd_group_size: int = 0) -> tuple[nn.Sequential, int]:
     """projected-gan's SingleDisc: strided 4x4 convs (BatchNorm, LeakyReLU(0.2)) from the nearest width-table size down
-    to 8 px, then a 4x4 conv to one logit channel. Returns the head and the side of its logit map."""
+    to 8 px, [the minibatch standard deviation as one more channel,] then a 4x4 conv to one logit channel. Returns the
+    head and the side of its logit map."""
     size = min(HEAD_WIDTHS, key=lambda key: abs(key - map_size))
     layers: list[nn.Module] = []
     width = in_channels
@@ -90,6 +92,9 @@ def head(in_channels: int, map_size: int) -> tuple[nn.Sequential, int]:
                    nn.LeakyReLU(0.2)]
         width = HEAD_WIDTHS[size]
         map_size //= 2
+    if mbstd_group_size:
+        layers.append(MinibatchStdDev(mbstd_group_size))
+        width += 1
     layers.append(nn.Conv2d(width, 1, 4, bias=False))
     return nn.Sequential(*layers), map_size - 3
 
@@ -107,10 +112,13 @@ class ProjectedDiscriminator(nn.Module):
         mixing: none | channel | scale, the random projection (scale: CCM + CSM, the paper's).
         mixing_width: CCM's width at stride 4 (64); it doubles per stage.
         mixing_seed: seed of the random projection.
+        mbstd_group_size: 0, or the group size of a minibatch standard deviation channel before each head's last conv
+            (not in the paper: a frozen feature network makes mode collapse cheap for the generator, and this lets
+            the heads see a collapsed batch; the batch size must be a multiple of it).
     """
 
     def __init__(self, image_size: int = 64, channels: int = 3, feature_size: int = 224, variant: str = "lite0",
-                 mixing: str = "scale", mixing_width: int = 64, mixing_seed: int = 0):
+                 mixing: str = "scale", mixing_width: int = 64, mixing_seed: int = 0, mbstd_group_size: int = 0):
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"ProjectedDiscriminator reads 1- or 3-channel images (an ImageNet network); got "
@@ -120,12 +128,14 @@ class ProjectedDiscriminator(nn.Module):
         if feature_size < 64 or feature_size % 32:
             raise ValueError(f"model.discriminator.feature_size must be a multiple of 32 from 64 (the network "
                              f"downsamples 32 times; 224 in the paper); got {feature_size}.")
+        if mbstd_group_size < 0:
+            raise ValueError(f"model.discriminator.mbstd_group_size must be 0 (off) or a group size; got {mbstd_group_size}.")
         self.image_size, self.feature_size = image_size, feature_size
         self.features = EfficientNetLiteFeatures(variant, input_size=feature_size)
         self.projection = RandomProjection(self.features.channels, mixing, mixing_width, mixing_seed)
         sizes = [feature_size // r * self.projection.upsampling for r in self.features.reductions]
-        heads, self.logit_sides = zip(*(head(c, s) for c, s in zip(self.projection.channels, sizes, strict=True)),
-                                      strict=True)
+        heads, self.logit_sides = zip(*(head(c, s, mbstd_group_size)
+                                        for c, s in zip(self.projection.channels, sizes, strict=True)), strict=True)
         if min(self.logit_sides) < 1:
             raise ValueError(f"At feature_size={feature_size} with mixing={mixing}, the coarsest map is too small for "
                              "a head's 4x4 conv; raise model.discriminator.feature_size (or use mixing=scale).")

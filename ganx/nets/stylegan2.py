@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ganx.errors import ConfigError
 from ganx.nets.latent import LatentGenerator
+from ganx.nets.minibatch import minibatch_stddev
 
 LRELU_GAIN = math.sqrt(2)  # keeps the activations' scale through leaky ReLU (the official bias_act def_gain)
 
@@ -305,25 +306,6 @@ class StyleGAN2Generator(LatentGenerator):
         coarse_ws = codes_a.repeat_interleave(k_b, dim=0).unsqueeze(1).expand(-1, coarse, -1)
         fine_ws = codes_b.repeat(k_a, 1).unsqueeze(1).expand(-1, self.num_ws - coarse, -1)
         return torch.cat([coarse_ws, fine_ws], dim=1)
-
-
-def minibatch_stddev(x: Tensor, group_size: int, num_channels: int = 1) -> Tensor:
-    """Append ``num_channels`` feature maps holding the standard deviation of the features across a group of
-    samples, averaged over features and pixels (Karras et al. 2018, Sec. 3; StyleGAN2's grouped variant).
-
-    Sample i belongs to group i mod (N / G), G = min(group_size, N); the channels are split into ``num_channels``
-    parts, each giving one map.
-    """
-    n, c, h, w = x.shape
-    group = min(group_size, n)
-    if n % group:
-        raise ConfigError(f"The minibatch standard deviation layer splits the batch into groups of "
-                          f"mbstd_group_size={group_size}, but got {n} samples; use a batch size that is a multiple of "
-                          f"it (data.batch_size), or set model.discriminator.mbstd_group_size.")
-    y = x.float().reshape(group, n // group, num_channels, c // num_channels, h, w)
-    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(2, 3, 4))  # (N / G, F)
-    y = y.reshape(-1, num_channels, 1, 1).repeat(group, 1, h, w).to(x.dtype)
-    return torch.cat([x, y], dim=1)
 
 
 class DiscriminatorBlock(nn.Module):
