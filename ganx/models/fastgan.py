@@ -38,8 +38,8 @@ class FastGAN(GAN):
         self.reconstruction_weight = getattr(loss, "reconstruction_weight", 0.0)
         self.reconstruction_distance = getattr(loss, "reconstruction_distance", "l1")
         if not hasattr(loss, "reconstruction_weight"):
-            log.info("loss=%s has no reconstruction loss (loss=fastgan has); training the decoders' self-supervision "
-                     "off.", loss.name)
+            log.info("loss=%s has no reconstruction loss (loss=fastgan has); training without the decoders' "
+                     "self-supervision.", loss.name)
 
     def critic_real(self, real: Tensor, labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         if self.reconstruction_weight == 0:
