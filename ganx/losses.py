@@ -9,7 +9,7 @@ relativistic losses (``LossFamily.relativistic``), whose G loss is ``(real_logit
 relativistic loss pairs the i-th real logit with the i-th fake logit of the minibatch, so both must have one shape.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -73,6 +73,19 @@ def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 def hinge_g_loss(fake_logits: Tensor) -> Tensor:
     """-E[D(G(z))] (Miyato et al. 2018, Eq. 17)."""
     return -fake_logits.mean()
+
+
+def random_margin_hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """E[max(0, m - D(x))] + E[max(0, m' + D(G(z)))], a margin m, m' ~ U(0.8, 1) drawn for every logit.
+
+    The hinge loss of FastGAN (Liu et al. 2021, Sec. 3.2: L_D with margin 1) as its code trains it (train.py,
+    train_d: ``relu(rand * 0.2 + 0.8 - pred)`` on real, ``relu(rand * 0.2 + 0.8 + pred)`` on fake logits): logits past
+    the margin cost nothing, and a margin that moves keeps D from settling exactly on it. The margins come from torch's
+    global RNG, which checkpoints keep. The generator's loss is the hinge one, -E[D(G(z))].
+    """
+    real_margin = 0.8 + 0.2 * torch.rand_like(real_logits)
+    fake_margin = 0.8 + 0.2 * torch.rand_like(fake_logits)
+    return F.relu(real_margin - real_logits).mean() + F.relu(fake_margin + fake_logits).mean()
 
 
 # --- Relativistic pairing GAN (Jolicoeur-Martineau 2018; Huang et al. 2024) ------------------------------------------
@@ -177,6 +190,23 @@ def path_length_penalty(images: Tensor, ws: Tensor, pl_mean: Tensor, decay: floa
     return (lengths - mean).square().mean(), mean
 
 
+RECONSTRUCTION_DISTANCES = ("l1", "mse")
+
+
+def reconstruction_loss(reconstructions: Sequence[Tensor], targets: Sequence[Tensor], distance: str = "l1") -> Tensor:
+    """The sum over decoders of E[||G(f) - T(x)||] on real images x: FastGAN's self-supervision of its discriminator
+    (Liu et al. 2021, Sec. 3.2, L_recons), f the discriminator's features of x, G a decoder, T the resizing or cropping
+    that makes its target. ``distance``: the per-pixel mean absolute error (l1) or squared error (mse), in float32.
+
+    The paper (and its code) measure the distance with LPIPS, whose VGG weights ganx cannot count on having offline.
+    """
+    if distance not in RECONSTRUCTION_DISTANCES:
+        raise ValueError(f"distance must be one of {RECONSTRUCTION_DISTANCES}, got {distance!r}.")
+    errors = [reconstruction.float() - target.float()
+              for reconstruction, target in zip(reconstructions, targets, strict=True)]
+    return sum(error.abs().mean() if distance == "l1" else error.square().mean() for error in errors)
+
+
 @torch.no_grad()
 def clip_weights_(critic: nn.Module, clip_value: float) -> None:
     """Clamp every critic parameter to [-c, c] (Arjovsky et al. 2017, Algorithm 1, line 7)."""
@@ -202,6 +232,7 @@ LOSSES: dict[str, LossFamily] = {
     "wasserstein": LossFamily(wasserstein_d_loss, wasserstein_g_loss, probability_link=False, wasserstein=True),
     "lsgan": LossFamily(lsgan_d_loss, lsgan_g_loss, probability_link=False),
     "hinge": LossFamily(hinge_d_loss, hinge_g_loss, probability_link=False),
+    "random_margin_hinge": LossFamily(random_margin_hinge_d_loss, hinge_g_loss, probability_link=False),
     "rpgan": LossFamily(rpgan_d_loss, rpgan_g_loss, probability_link=False, relativistic=True),
 }
 
@@ -293,3 +324,26 @@ class StyleGAN2Loss(AdversarialLoss):
         check_whole_number("loss.pl_batch_shrink", self.pl_batch_shrink)
         if not 0 < self.pl_decay <= 1:
             raise ConfigError(f"loss.pl_decay must be in (0, 1] (0.01 in the paper), got {self.pl_decay}.")
+
+
+@dataclass(frozen=True)
+class FastGANLoss(AdversarialLoss):
+    """AdversarialLoss plus FastGAN's reconstruction loss of the discriminator's decoders on real images (Liu et al.
+    2021, Sec. 3.2: L_D = hinge + L_recons; ``ganx.models.FastGAN`` adds it to every critic step).
+
+    reconstruction_weight: weight of L_recons (1 in the paper; 0 turns the self-supervision off).
+    reconstruction_distance: l1 | mse per pixel (the paper: LPIPS, not available offline; see ``reconstruction_loss``).
+    """
+
+    name: str = "random_margin_hinge"
+    reconstruction_weight: float = 1.0
+    reconstruction_distance: str = "l1"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.reconstruction_weight < 0:
+            raise ConfigError(f"loss.reconstruction_weight must be >= 0 (0 turns the decoders' self-supervision off), "
+                              f"got {self.reconstruction_weight}.")
+        if self.reconstruction_distance not in RECONSTRUCTION_DISTANCES:
+            raise ConfigError(f"loss.reconstruction_distance must be one of {RECONSTRUCTION_DISTANCES} (LPIPS, the "
+                              f"paper's, needs VGG weights ganx does not ship), got {self.reconstruction_distance!r}.")

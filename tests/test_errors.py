@@ -23,6 +23,7 @@ COLORIZE = ["model=pix2pix", "data=anime_colorize", "data.root={images}", "data.
 CYCLEGAN = ["model=cyclegan", "data=unpaired", "model.generator_ab.ngf=4", "model.generator_ab.n_blocks=1",
             "model.discriminator_a.ndf=4"]
 STYLEGAN2 = ["model=stylegan2_lite", "data.image_size=32"]
+FASTGAN = ["model=fastgan", "data.image_size=32"]
 MNIST = ["data.data_dir={mnist}", "data.batch_size=6", "data.val_size=6", "data.num_workers=0", "steps=1"]
 
 # id: (overrides, a part of the one line the user gets)
@@ -64,6 +65,7 @@ CASES = {
                   "class-conditional model needs class-conditional nets"),
     "acgan nets": (["model=acgan", "model/nets=conditional_dcgan"], "ACGAN needs a discriminator with a class head"),
     "class_weight": (["model=acgan", "model.class_weight=-1"], "model.class_weight must be >= 0"),
+    "fastgan nets": ([*FASTGAN, "model/nets=dcgan"], "model=fastgan needs a discriminator with decoders"),
     "augment a translation": ([*PIX2PIX, "augment=diffaug"], "is not supported by Pix2Pix: DiffAugment and ADA were"),
     "ema of a translation": ([*PIX2PIX, "model.ema.decay=0.9"], "is not supported by Pix2Pix: ganx keeps an EMA generator"),
     "num_visual": ([*PIX2PIX, "model.num_visual=0"], "model.num_visual must be >= 1 image pair, got 0"),
@@ -84,6 +86,9 @@ CASES = {
     "pl_every": ([*STYLEGAN2, "loss.pl_every=0"], "loss.pl_every must be a whole number >= 1, got 0"),
     "pl_batch_shrink": ([*STYLEGAN2, "loss.pl_batch_shrink=0"], "loss.pl_batch_shrink must be a whole number >= 1"),
     "pl_decay": ([*STYLEGAN2, "loss.pl_decay=2"], "loss.pl_decay must be in (0, 1] (0.01 in the paper), got 2"),
+    "reconstruction_weight": ([*FASTGAN, "loss.reconstruction_weight=-1"], "loss.reconstruction_weight must be >= 0"),
+    "reconstruction_distance": ([*FASTGAN, "loss.reconstruction_distance=lpips"], "loss.reconstruction_distance must "
+                                "be one of ('l1', 'mse') (LPIPS, the paper's, needs VGG weights"),
     "augment policy": (["augment=diffaug", "augment.policy=[blur]"], "augment.policy: unknown transform(s) ['blur']"),
     "augment p": (["augment=diffaug", "augment.p=2"], "augment.p must be a probability in [0, 1], got 2"),
     "ada": (["augment=ada", "augment.interval=0"], "augment: interval must be >= 1, speed_kimg > 0 and target in"),
@@ -106,6 +111,10 @@ CASES = {
                        "power-of-two image size"),
     "stylegan2 mapping": ([*STYLEGAN2, "model.generator.mapping_layers=0"], "model.generator: StyleGAN2 "
                           "mapping_layers must be >= 1"),
+    "fastgan size": (["model=fastgan", "data.image_size=48"], "model.generator: FastGANGenerator is built for 32, 64, "
+                     "128 or 256 px images; got image_size=48"),
+    "fastgan width": ([*FASTGAN, "model.discriminator.base_width=2"], "model.discriminator: FastGANDiscriminator needs "
+                      "base_width >= 4"),
     "conditioning": (["model=cgan", "model.generator.conditioning=foo"], "model.generator: generator conditioning must "
                      "be one of"),
     "num_classes": (["model=cgan", "model.num_classes=1"], "model.generator: num_classes must be an integer >= 2"),

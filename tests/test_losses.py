@@ -10,6 +10,7 @@ from ganx.errors import ConfigError
 from ganx.losses import (
     LOSSES,
     AdversarialLoss,
+    FastGANLoss,
     clip_weights_,
     gradient_penalty,
     hinge_d_loss,
@@ -21,6 +22,8 @@ from ganx.losses import (
     non_saturating_g_loss,
     r1_penalty,
     r2_penalty,
+    random_margin_hinge_d_loss,
+    reconstruction_loss,
     rpgan_d_loss,
     rpgan_g_loss,
     wasserstein_d_loss,
@@ -67,6 +70,42 @@ def test_hinge_values():
     # mean(relu(1-2), relu(1-0)) + mean(relu(1-1), relu(1+3)) = 0.5 + 2
     assert hinge_d_loss(REAL, FAKE).item() == pytest.approx(2.5)
     assert hinge_g_loss(FAKE).item() == pytest.approx(-1.0)
+
+
+def test_random_margin_hinge_draws_a_margin_in_0_8_to_1_per_logit():
+    # FastGAN's train_d: relu(U(0.8, 1) - D(x)) on real, relu(U(0.8, 1) + D(G(z))) on fake logits.
+    torch.manual_seed(0)
+    zeros = torch.zeros(10_000)
+    real_only = random_margin_hinge_d_loss(zeros, torch.full((4,), -5.0)).item()  # fakes past any margin: 0
+    assert real_only == pytest.approx(0.9, abs=0.01)  # the mean margin
+    per_logit = [random_margin_hinge_d_loss(torch.zeros(1), torch.full((1,), -5.0)).item() for _ in range(200)]
+    assert 0.8 <= min(per_logit) < 0.82 and 0.98 < max(per_logit) <= 1.0
+    assert random_margin_hinge_d_loss(torch.full((3,), 1.0), torch.full((3,), -1.0)).item() == 0  # past every margin
+    # the fake side mirrors the real one: fake logit 0.5 costs U(0.8, 1) + 0.5
+    torch.manual_seed(1)
+    assert random_margin_hinge_d_loss(torch.full((10_000,), 5.0), torch.full((10_000,), 0.5)).item() == pytest.approx(
+        1.4, abs=0.01)
+    assert LOSSES["random_margin_hinge"].g_loss is hinge_g_loss
+
+
+def test_reconstruction_loss_sums_the_decoders_per_pixel_means():
+    reconstructions = [torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)]
+    targets = [torch.full((2, 3, 4, 4), 0.5), torch.full((2, 3, 4, 4), -1.0)]
+    assert reconstruction_loss(reconstructions, targets, "l1").item() == pytest.approx(0.5 + 2.0)
+    assert reconstruction_loss(reconstructions, targets, "mse").item() == pytest.approx(0.25 + 4.0)
+    with pytest.raises(ValueError, match="one of"):
+        reconstruction_loss(reconstructions, targets, "lpips")
+    with pytest.raises(ValueError):  # one target per decoder
+        reconstruction_loss(reconstructions, targets[:1])
+
+
+def test_fastgan_loss_validates_its_reconstruction_keys():
+    loss = FastGANLoss()
+    assert (loss.name, loss.reconstruction_weight, loss.reconstruction_distance) == ("random_margin_hinge", 1.0, "l1")
+    with pytest.raises(ValueError, match="reconstruction_weight must be >= 0"):
+        FastGANLoss(reconstruction_weight=-1)
+    with pytest.raises(ValueError, match="reconstruction_distance must be one of.*LPIPS"):
+        FastGANLoss(reconstruction_distance="lpips")
 
 
 class Linear(nn.Module):
@@ -160,7 +199,7 @@ def test_adversarial_loss_validates_names_and_weights():
         AdversarialLoss(name="wgan")
     with pytest.raises(ValueError, match="gp_weight"):
         AdversarialLoss(name="wasserstein", gp_weight=-1)
-    assert set(LOSSES) == {"minimax", "non_saturating", "wasserstein", "lsgan", "hinge", "rpgan"}
+    assert set(LOSSES) == {"minimax", "non_saturating", "wasserstein", "lsgan", "hinge", "random_margin_hinge", "rpgan"}
     assert AdversarialLoss("minimax").d_output(torch.tensor([0.0])).item() == 0.5
     assert AdversarialLoss("wasserstein").d_output(torch.tensor([2.0])).item() == 2.0
 

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FAST, cli_in_process, fit, tiny_gan, train_in_process, write_image_folder
+from helpers import FAST, cli_in_process, fit, tiny_gan, train_in_process, train_whole_and_resumed, write_image_folder
 from torch.utils.data import TensorDataset
 
 from ganx.losses import AdversarialLoss
@@ -124,13 +124,8 @@ TINY = ["model=projected_gan", "data=anime", "data.image_size=32", "data.batch_s
 @pytest.mark.e2e
 def test_projected_gan_resumes_bit_exact_and_samples(tmp_path):
     folder = write_image_folder(tmp_path / "images", n=40)
-    common = [*TINY, f"data.root={folder}", "checkpoint_every=2", "sample_every=2"]
-    full, resumed = tmp_path / "full", tmp_path / "resumed"
-    train_in_process(*common, "steps=4", f"hydra.run.dir={full}", cwd=tmp_path)
-    train_in_process(*common, "steps=2", f"hydra.run.dir={resumed}", cwd=tmp_path)
-    train_in_process(*common, "steps=4", f"hydra.run.dir={resumed}", "ckpt=auto", cwd=tmp_path)
-    a = torch.load(full / "checkpoints" / "step_0000004.ckpt", weights_only=True)
-    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    full, a, b = train_whole_and_resumed(*TINY, f"data.root={folder}", "checkpoint_every=2", "sample_every=2",
+                                         cwd=tmp_path)
     assert b["ganx"]["generator_steps"] == 4
     mixing = [k for k in a["state_dict"] if k.startswith("discriminator.projection.")]  # 8 weights, 8 biases
     assert len(mixing) == 2 * 8 and not any(k.startswith("discriminator.features.") for k in a["state_dict"])

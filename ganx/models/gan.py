@@ -140,10 +140,10 @@ class GAN(AdversarialModule):
             real = real.detach().requires_grad_(True)  # R1 differentiates D(x) with respect to x
         if regularize and self.loss.r2_weight > 0:
             fake = fake.requires_grad_(True)  # R2 differentiates D(G(z)) with respect to G(z)
-        real_logits, fake_logits = self.critic(real, labels), self.critic(fake, labels)
+        (real_logits, real_terms), fake_logits = self.critic_real(real, labels), self.critic(fake, labels)
         adversarial = self.loss.d_loss(real_logits, fake_logits)
-        stats = {"d_adversarial": adversarial}
-        d_loss = adversarial
+        stats = {"d_adversarial": adversarial, **real_terms}
+        d_loss = sum(real_terms.values(), adversarial)
         if regularize:
             # Lazy regularisation (StyleGAN2 Sec. 3.1): every reg_every-th step, scaled by reg_every.
             penalties = (
@@ -206,6 +206,11 @@ class GAN(AdversarialModule):
         """The discriminator's logits for ``images``: D(x) here, D(x, y) for a class-conditional critic; D sees
         them through ``augment`` (DiffAugment: every real and fake image the critic judges, in both steps)."""
         return self.discriminator(self.augment(images))
+
+    def critic_real(self, real: Tensor, labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """``critic(real, labels)`` and the named terms the critic step adds to D's loss from that same forward pass
+        (none here; FastGAN's decoders reconstruct the real images from the features that judged them)."""
+        return self.critic(real, labels), {}
 
     def generate_fake(self, n: int, labels: Tensor | None) -> Tensor:
         """n samples G(z) in training mode (of the given classes, for a class-conditional generator)."""

@@ -6,7 +6,7 @@ from ganx.nets.conditional import (
     ConditionalDCGANGenerator,
 )
 from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from ganx.nets.fastgan import FastGANGenerator
+from ganx.nets.fastgan import FastGANDiscriminator, FastGANGenerator
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganx.nets.patchgan import PatchGANDiscriminator
@@ -24,6 +24,7 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "EfficientNetLiteFeatures",
+    "FastGANDiscriminator",
     "FastGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",

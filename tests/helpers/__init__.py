@@ -42,6 +42,7 @@ from .runs import (
     process_state_restored,
     run_cli,
     train_in_process,
+    train_whole_and_resumed,
     wandb_records,
 )
 from .training import (
@@ -60,7 +61,7 @@ __all__ = [
     "EVALUATE_EVERY_2", "FAST", "HANG_GUARD_S", "QUIET", "REPO", "TINY", "TINY_GAN", "TINY_GENERATOR", "TOY", "ProjectionFeatures", "ScriptedFID",
     "TableFeatures", "as_images", "features", "inception_unavailable", "metrics_cfg", "tiny_gan_28", "checkpointing", "fake_bf16_speedup",
     "cli_in_process", "compose_train", "data", "end_wandb_session", "fit", "fit_scripted", "loader",
-    "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process",
+    "process_state_restored", "run_cli", "tiny_dcgan", "tiny_gan", "tiny_gan_config", "train_in_process", "train_whole_and_resumed",
     "training_loader", "untrained_classifier", "wandb_records", "write_checkpoint", "write_cyclegan_checkpoint",
     "write_ganx_checkpoint",
     "write_class_folders", "write_image_folder", "write_mnist_raw", "write_truncated_jpeg",

@@ -146,6 +146,20 @@ def train_in_process(*args: str, cwd: Path) -> None:
         ganx.train.main()
 
 
+def train_whole_and_resumed(*args: str, cwd: Path) -> tuple[Path, dict, dict]:
+    """``ganx.train args... steps=4`` in one run and in two (2 steps, then resumed with ``ckpt=auto`` to 4), for
+    resume tests; args must write checkpoints at steps 2 and 4 (``checkpoint_every=2``). The whole run's dir, and
+    the whole and the resumed run's checkpoints at step 4."""
+    import torch
+
+    whole, resumed = cwd / "whole", cwd / "resumed"
+    train_in_process(*args, "steps=4", f"hydra.run.dir={whole}", cwd=cwd)
+    train_in_process(*args, "steps=2", f"hydra.run.dir={resumed}", cwd=cwd)
+    train_in_process(*args, "steps=4", f"hydra.run.dir={resumed}", "ckpt=auto", cwd=cwd)
+    return (whole, torch.load(whole / "checkpoints" / "step_0000004.ckpt", weights_only=True),
+            torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True))
+
+
 def cli_in_process(module: str, *args: str, cwd: Path) -> str:
     """``python -m <module> args...`` for the commands with a ``main(argv=None)`` (ganx.sample, ganx.evaluate,
     ganx.translate, ganx.features, ganx.report, benchmarks.bench) in this process, reading ``sys.argv`` as the
