@@ -62,6 +62,23 @@ def test_minibatch_stddev_heads_see_the_batch_and_refuse_a_batch_not_in_groups()
         ProjectedDiscriminator(image_size=32, feature_size=64, mbstd_group_size=-1)
 
 
+@pytest.mark.parametrize(("head_norm", "per_sample"), [("batch", False), ("group", True), ("none", True)])
+def test_head_norm_decides_whether_training_mode_scores_each_image_on_its_own(head_norm, per_sample):
+    # In training mode BatchNorm normalises by the batch: an image's logits depend on the batch it came in (a collapsed
+    # batch normalises to a constant); group normalisation and none score each image alone.
+    torch.manual_seed(0)
+    d = ProjectedDiscriminator(image_size=32, feature_size=64, head_norm=head_norm).train()
+    for name, module in d.named_modules():  # spectral norm's power iteration would change the weights between calls
+        if name.endswith("parametrizations.weight"):
+            module.eval()
+    image, others = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        alone = torch.allclose(d(image.repeat(4, 1, 1, 1))[0], d(torch.cat([image, others]))[0], atol=1e-4)
+    assert alone is per_sample
+    with pytest.raises(ValueError, match="head_norm"):
+        ProjectedDiscriminator(image_size=32, feature_size=64, head_norm="layer")
+
+
 def test_cross_scale_mixing_matches_the_reference_order():
     # projected-gan's FeatureFusionBlock adds the coarser output, upsamples 2x (bilinear, align_corners) and then
     # applies the 1x1 conv; ganx convolves first. Computed here the reference way from the same fixed weights.

@@ -33,6 +33,9 @@ declare -A configs=(
   # The projected D with DCGAN's generator (conf/model/nets/projected_dcgan.yaml: 2.9x cheaper per step), batch 32.
   [projected_dcgan]="model=projected_gan model/nets=projected_dcgan data.batch_size=32"
   # ... with a minibatch-stddev channel in each head (it collapsed to one face without: experiments/faces_in_minutes).
+  # ... with per-sample normalisation in the heads instead of BatchNorm, or none (the same collapse with the mbstd channel).
+  [projected_dcgan_gn]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=group"
+  [projected_dcgan_nonorm]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=none"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED

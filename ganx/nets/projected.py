@@ -29,6 +29,11 @@ from ganx.nets.spectral import spectral_normalize
 MIXINGS = ("none", "channel", "scale")  # Sauer et al. 2021, Table 2: no projection, CCM, CCM + CSM
 # A head's width at each map size (projected-gan's SingleDisc.channel_dict); a map's size is rounded to the nearest key.
 HEAD_WIDTHS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32}
+# The heads' normalisation (projected-gan's NormLayer modes, and none). BatchNorm normalises each batch by its own
+# statistics, and ganx (as projected-gan) scores real and generated batches in separate passes: a batch of one repeated
+# image then normalises to a constant, whatever the image, so a collapsed generator gets no gradient out of it. Group
+# normalisation is per sample.
+HEAD_NORMS = {"batch": nn.BatchNorm2d, "group": lambda c: nn.GroupNorm(c // 2, c), "none": lambda c: nn.Identity()}
 HEAD_END_SIZE = 8  # heads downsample until their map is about 8 px, then a 4x4 conv
 
 
@@ -79,16 +84,16 @@ class RandomProjection(nn.Module):
         return out[::-1]
 
 
-def head(in_channels: int, map_size: int, mbstd_group_size: int = 0) -> tuple[nn.Sequential, int]:
-    """projected-gan's SingleDisc: strided 4x4 convs (BatchNorm, LeakyReLU(0.2)) from the nearest width-table size down
-    to 8 px, [the minibatch standard deviation as one more channel,] then a 4x4 conv to one logit channel. Returns the
-    head and the side of its logit map."""
+def head(in_channels: int, map_size: int, mbstd_group_size: int = 0, norm: str = "batch") -> tuple[nn.Sequential, int]:
+    """projected-gan's SingleDisc: strided 4x4 convs (normalisation ``norm``, LeakyReLU(0.2)) from the nearest
+    width-table size down to 8 px, [the minibatch standard deviation as one more channel,] then a 4x4 conv to one logit
+    channel. Returns the head and the side of its logit map."""
     size = min(HEAD_WIDTHS, key=lambda key: abs(key - map_size))
     layers: list[nn.Module] = []
     width = in_channels
     while size > HEAD_END_SIZE:
         size //= 2
-        layers += [nn.Conv2d(width, HEAD_WIDTHS[size], 4, 2, 1), nn.BatchNorm2d(HEAD_WIDTHS[size]),
+        layers += [nn.Conv2d(width, HEAD_WIDTHS[size], 4, 2, 1), HEAD_NORMS[norm](HEAD_WIDTHS[size]),
                    nn.LeakyReLU(0.2)]
         width = HEAD_WIDTHS[size]
         map_size //= 2
@@ -112,13 +117,15 @@ class ProjectedDiscriminator(nn.Module):
         mixing: none | channel | scale, the random projection (scale: CCM + CSM, the paper's).
         mixing_width: CCM's width at stride 4 (64); it doubles per stage.
         mixing_seed: seed of the random projection.
+        head_norm: batch | group | none, the heads' normalisation (``HEAD_NORMS``; batch: the paper's).
         mbstd_group_size: 0, or the group size of a minibatch standard deviation channel before each head's last conv
             (not in the paper: a frozen feature network makes mode collapse cheap for the generator, and this lets
             the heads see a collapsed batch; the batch size must be a multiple of it).
     """
 
     def __init__(self, image_size: int = 64, channels: int = 3, feature_size: int = 224, variant: str = "lite0",
-                 mixing: str = "scale", mixing_width: int = 64, mixing_seed: int = 0, mbstd_group_size: int = 0):
+                 mixing: str = "scale", mixing_width: int = 64, mixing_seed: int = 0, head_norm: str = "batch",
+                 mbstd_group_size: int = 0):
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"ProjectedDiscriminator reads 1- or 3-channel images (an ImageNet network); got "
@@ -128,13 +135,15 @@ class ProjectedDiscriminator(nn.Module):
         if feature_size < 64 or feature_size % 32:
             raise ValueError(f"model.discriminator.feature_size must be a multiple of 32 from 64 (the network "
                              f"downsamples 32 times; 224 in the paper); got {feature_size}.")
+        if head_norm not in HEAD_NORMS:
+            raise ValueError(f"model.discriminator.head_norm must be one of {tuple(HEAD_NORMS)}; got {head_norm!r}.")
         if mbstd_group_size < 0:
             raise ValueError(f"model.discriminator.mbstd_group_size must be 0 (off) or a group size; got {mbstd_group_size}.")
         self.image_size, self.feature_size = image_size, feature_size
         self.features = EfficientNetLiteFeatures(variant, input_size=feature_size)
         self.projection = RandomProjection(self.features.channels, mixing, mixing_width, mixing_seed)
         sizes = [feature_size // r * self.projection.upsampling for r in self.features.reductions]
-        heads, self.logit_sides = zip(*(head(c, s, mbstd_group_size)
+        heads, self.logit_sides = zip(*(head(c, s, mbstd_group_size, head_norm)
                                         for c, s in zip(self.projection.channels, sizes, strict=True)), strict=True)
         if min(self.logit_sides) < 1:
             raise ValueError(f"At feature_size={feature_size} with mixing={mixing}, the coarsest map is too small for "
