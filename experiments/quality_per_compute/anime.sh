@@ -36,6 +36,9 @@ declare -A configs=(
   # ... with per-sample normalisation in the heads instead of BatchNorm, or none (the same collapse with the mbstd channel).
   [projected_dcgan_gn]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=group"
   [projected_dcgan_nonorm]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=none"
+  # ... with DCGAN's Adam betas (0.5, 0.999) for both nets; with the critic's learning rate / 4.
+  [projected_dcgan_beta05]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.g_optimizer.betas=[0.5,0.999] model.d_optimizer.betas=[0.5,0.999]"
+  [projected_dcgan_slow_d]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.d_optimizer.lr=5e-5"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED
