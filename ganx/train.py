@@ -52,14 +52,14 @@ def composed(cfg: DictConfig) -> str:
     """The run's first line, logged as soon as Hydra has composed its config, before the seconds of importing torch
     and Lightning: what trains, for how long, where. Only what resolves without them (``ckpt=auto`` is shown as given,
     its checkpoint found later); a key that does not resolve shows as ``?`` (its error comes with the checks)."""
-    def value(key: str):
-        return OmegaConf.select(cfg, key, default="?", throw_on_resolution_failure=False)
+    def value(key: str, unknown: str | None = "?"):
+        return OmegaConf.select(cfg, key, default=unknown, throw_on_resolution_failure=False)
 
     choices = HydraConfig.get().runtime.choices
     picked = " ".join(f"{group}={choices[group]}" for group in NAMED_GROUPS if choices.get(group) is not None)
-    steps, max_time = value("steps"), value("trainer.max_time")
+    steps, max_time = value("steps"), value("trainer.max_time", unknown=None)
     budget = f"{steps} generator steps" if steps is not None else "unlimited steps"
-    budget += f" or trainer.max_time={max_time}" if max_time not in (None, "?") else ""
+    budget += f" or trainer.max_time={max_time}" if max_time is not None else ""
     given = "".join(f", {key}={value(key)}" for key in ("ckpt", "init_from") if value(key) is not None)
     return (f"Composed {value('run_name')} ({picked}): {budget}{given}; run dir {value('paths.output_dir')}. "
             "Importing torch and Lightning ...")
