@@ -22,7 +22,6 @@ renamed into place), so a crash while saving leaves the previous file intact.
 """
 
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -32,6 +31,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ganx.nonfinite import NonFiniteLossError
+from ganx.resolvers import slurm_job_id
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +141,6 @@ class FaultHandler(L.Callback):
 
 # What `#SBATCH --signal=USR1@<seconds>` sends ahead of the time limit or a preemption (experiments/slurm/).
 REQUEUE_SIGNAL = signal.SIGUSR1
-
-
-def slurm_job_id() -> str | None:
-    """The id ``scontrol requeue`` takes (``<array job>_<task>`` in a job array), or None outside a SLURM batch job
-    (an interactive ``srun --pty bash`` / ``salloc`` shell is not one: its runs are not requeued)."""
-    if os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
-        return None
-    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
-        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ.get("SLURM_JOB_ID")
 
 
 def requeue_slurm_job() -> None:

@@ -65,12 +65,20 @@ def wandb_group(name: str) -> str:
     return name if job is None else "/".join(Path(job.sweep.dir).parts[-2:])
 
 
+def slurm_job_id() -> str | None:
+    """The id ``scontrol requeue`` takes (``<array job>_<task>`` in a job array), or None outside a SLURM batch job
+    (an interactive ``srun --pty bash`` / ``salloc`` shell is not one: its runs are not requeued)."""
+    if os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def run_dir_for(ckpt_path: str | None, runs_dir: str, timestamp: str) -> str:
     """Hydra run dir: a resumed run continues in its checkpoint's run dir (``<run>/checkpoints/x.ckpt``); a new run
     gets ``<runs_dir>/<timestamp>``, or in a SLURM batch job ``<runs_dir>/slurm_<job id>``, which the requeued job
     finds again (a requeued job keeps its id; ``ckpt=auto`` then resumes from its ``last.ckpt``)."""
-    from ganx.faults import slurm_job_id
-
     if ckpt_path and ckpt_path != AUTO_RESUME:
         ckpt = Path(ckpt_path).expanduser().resolve()
         if ckpt.parent.name == "checkpoints":

@@ -6,6 +6,9 @@ overrides, status, generator steps and wall time from its ``results.json`` (writ
 or by ``SweepJob`` for a job that failed: status ``failed`` and the ``error``), final and best metrics from its
 evaluation log (``evaluations.jsonl``, ``ganx.metrics.evaluations``). ``SweptKeys`` tells the jobs what the sweep
 varies, which names their W&B runs.
+
+Hydra builds these callbacks before every run, single runs too, and before ganx.train's first line: this module
+imports what pulls torch and Lightning (the evaluation log's package, the run lock) where it is used.
 """
 
 import csv
@@ -23,11 +26,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, evaluations, features_of, read_rows
-from ganx.preflight import RunDirError
 from ganx.resolvers import SWEPT_KEYS_ENV
-from ganx.run_files import write_file
-from ganx.run_lock import RunLock, RunLockedError
+from ganx.run_files import RunDirError, write_file
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
 
     The ``overrides`` column shows what differs between the runs (the swept values), not the shared overrides.
     """
+    from ganx.metrics.evaluations import EVALUATIONS_FILE, best_values, evaluations, features_of, read_rows
+
     paths = sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name), p.parent.name))
     results = [json.loads(path.read_text()) for path in paths]
     overrides = [dict(o.split("=", 1) for o in r.get("overrides", []) if "=" in o) for r in results]
@@ -125,6 +127,8 @@ class SweepJob:
         return stat.st_ino, stat.st_mtime_ns  # a rewrite (write_file) is a new file
 
     def failed(self, error: str) -> None:
+        from ganx.run_lock import RunLock, RunLockedError
+
         failed_runs.add(os.path.abspath(self.run_dir))
         try:
             with RunLock(self.run_dir):

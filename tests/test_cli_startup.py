@@ -1,15 +1,19 @@
-"""The commands answer --help without importing torch (#29.3), and ``ganx.train --help`` lists the config groups with
-their options and the keys with their comments, not the raw composed config (#30.5). Asserted on imports and on
-content, never on time."""
+"""The commands answer --help without importing torch (#29.3), ``ganx.train`` says what it composed before it imports
+torch and Lightning (#29.3), and ``ganx.train --help`` lists the config groups with their options and the keys with
+their comments, not the raw composed config (#30.5). Asserted on imports, on content and on the order of the output,
+never on time."""
 
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from helpers import REPO, compose_train
+from helpers import FAST, HANG_GUARD_S, REPO, TOY, compose_train
 from omegaconf import OmegaConf
 
+import ganx
+import ganx.train
 from ganx import evaluate, features, sample, translate
 from ganx.cli import cli_help, help_before_imports, source_help
 from ganx.train_help import group_options, train_defaults, train_help
@@ -25,6 +29,75 @@ def imported_modules(*args: str) -> tuple[str, set[str]]:
     assert done.returncode == 0, done.stderr[-2000:]
     modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     return done.stdout, modules
+
+
+def output_and_imports(*args: str, cwd: Path, pythonpath: str = str(REPO)
+                       ) -> tuple[int, list[tuple[str, set[str]]], set[str]]:
+    """(exit code, [(line, the top-level packages imported before it)], all packages imported) of ``python -X
+    importtime -m ganx.train args...``: its stdout and stderr as one stream, in order (the log flushes each line, the
+    import times are unbuffered)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "ganx.train", *args], cwd=cwd, timeout=HANG_GUARD_S,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={"PYTHONPATH": pythonpath, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    imported: set[str] = set()
+    lines = []
+    for line in done.stdout.splitlines():
+        if line.startswith("import time:"):
+            imported.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+        else:
+            lines.append((line, set(imported)))
+    return done.returncode, lines, imported
+
+
+@pytest.mark.e2e
+def test_train_says_what_it_composed_before_it_imports_torch_and_lightning(tmp_path):
+    code, lines, _ = output_and_imports(*TOY, *FAST, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    output = "\n".join(line for line, _ in lines)
+    assert code == 0, output[-3000:]
+    (first, before), *rest = lines
+    assert first.endswith(f"[ganx.train][INFO] - Composed dcgan_gaussian_ring (model=dcgan data=gaussian_ring "
+                          f"loss=non_saturating): 4 generator steps; run dir {tmp_path / 'run'}. Importing torch and "
+                          "Lightning ..."), output[:3000]
+    assert not before & set(HEAVY), f"imported before the first line: {sorted(before & set(HEAVY))}"
+    assert {"torch", "lightning"} <= rest[-1][1]
+    training = next(i for i, (line, _) in enumerate(rest) if "[ganx.train][INFO] - Training dcgan_gaussian_ring" in line)
+    assert {"torch", "lightning"} <= rest[training][1]
+    # Lightning logs through the run's log, once: its own console handler would repeat each line as "INFO: ...".
+    assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in output and "\nINFO: " not in output
+    assert "GPU available" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_without_lightning_train_says_what_it_composed_then_what_to_install_in_one_line(tmp_path):
+    fake = tmp_path / "site" / "lightning"  # on the path before the installed one: as if it were not installed
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'lightning'\", name='lightning')\n")
+    code, lines, _ = output_and_imports(*TOY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                                        pythonpath=f"{tmp_path / 'site'}:{REPO}")
+    output = [line for line, _ in lines]
+    assert code == 1 and len(output) == 2, "\n".join(output)
+    assert "[ganx.train][INFO] - Composed dcgan_gaussian_ring" in output[0]
+    assert output[1] == ("ganx.train: lightning is not installed, and training needs it (No module named 'lightning'). "
+                         "Install ganx with its dependencies: make install in the repo, or pip install -e . "
+                         "(HYDRA_FULL_ERROR=1 shows the traceback)")
+
+
+def test_a_missing_dependency_keeps_its_traceback_with_hydra_full_error(monkeypatch, capsys):
+    monkeypatch.delitem(sys.modules, "ganx.training", raising=False)  # imported afresh, with lightning missing
+    monkeypatch.delattr(ganx, "training", raising=False)
+    monkeypatch.setitem(sys.modules, "lightning", None)
+    with pytest.raises(SystemExit) as stop:
+        ganx.train.import_training()
+    assert stop.value.code == 1 and capsys.readouterr().err.startswith("ganx.train: lightning is not installed")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ModuleNotFoundError, match="lightning"):
+        ganx.train.import_training()
+
+
+@pytest.mark.parametrize("args", [("--cfg", "job"), ("model=nope",)])
+def test_train_prints_its_config_or_a_config_error_without_importing_torch(args, tmp_path):
+    code, lines, imported = output_and_imports(*args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert code == (0 if "--cfg" in args else 1) and lines, lines
+    assert not imported & set(HEAVY), f"{args} imported {sorted(imported & set(HEAVY))}"
 
 
 @pytest.mark.parametrize(("command", "first_line"), [

@@ -231,12 +231,12 @@ def test_every_config_error_has_a_case():
 
 @pytest.mark.e2e
 def test_ctrl_c_while_building_the_run_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
-    import ganx.train
+    import ganx.training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ganx.train, "instantiate_model", interrupted)
+    monkeypatch.setattr(ganx.training, "instantiate_model", interrupted)
     code, stderr = run_train(tmp_path, capsys, TOY)
     assert_one_line(code, stderr, 130, "stopped by Ctrl-C before training began")
 
@@ -282,7 +282,7 @@ def test_a_ganx_error_under_hydras_wrapping_is_named_after_the_node_it_was_build
     from hydra.errors import InstantiationException
 
     from ganx.preflight import ConfigError
-    from ganx.train import user_error_message
+    from ganx.training import user_error_message
 
     def wrapped(error: Exception, node: str) -> InstantiationException:
         try:

@@ -42,16 +42,16 @@ def test_the_shipped_configs_pass(overrides):
 def test_user_errors_and_a_full_disk_get_one_message_and_bugs_keep_their_traceback(tmp_path, monkeypatch):
     import errno
 
-    import ganx.train
+    import ganx.training
     from ganx.data.base import DataError
-    from ganx.train import user_error_message
+    from ganx.training import user_error_message
 
     assert user_error_message(DataError("image folder not found: x"), tmp_path) == "image folder not found: x"
     full = user_error_message(OSError(errno.ENOSPC, "No space left on device", "/runs/a/last.ckpt"), tmp_path)
     assert full.startswith("the disk is full (/runs/a/last.ckpt)") and full.endswith("then start again.")
     # The newest complete checkpoint, which a full disk may have left newer than last.ckpt.
     newest = tmp_path / "checkpoints" / "step_0000010.ckpt"
-    monkeypatch.setattr(ganx.train, "newest_checkpoint", lambda folder: (newest, 10) if folder == newest.parent else None)
+    monkeypatch.setattr(ganx.training, "newest_checkpoint", lambda folder: (newest, 10) if folder == newest.parent else None)
     full = user_error_message(OSError(errno.ENOSPC, "No space left on device", "/runs/a/last.ckpt"), tmp_path)
     assert f"resume with ckpt={newest} (generator step 10)" in full
     assert user_error_message(OSError(errno.EACCES, "Permission denied"), tmp_path) is None

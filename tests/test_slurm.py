@@ -98,7 +98,7 @@ def test_a_full_disk_during_a_checkpoint_save_is_reported_as_one(trained_run, tm
     import errno
 
     from ganx.checkpoint import AtomicCheckpointIO
-    from ganx.train import user_error_message
+    from ganx.training import user_error_message
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full to fill")

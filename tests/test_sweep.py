@@ -45,16 +45,16 @@ def test_a_failed_job_is_a_row_that_says_why_and_the_sweep_goes_on(tmp_path: Pat
 
 @pytest.mark.e2e
 def test_a_job_that_meets_a_bug_is_a_failed_row_too(tmp_path: Path, monkeypatch):
-    import ganx.train
+    import ganx.training
 
-    train = ganx.train.train
+    train = ganx.training.train
 
     def bug_at_steps_2(cfg):
         if cfg.steps == 2:
             raise RuntimeError("boom\nsecond line")
         return train(cfg)
 
-    monkeypatch.setattr(ganx.train, "train", bug_at_steps_2)
+    monkeypatch.setattr(ganx.training, "train", bug_at_steps_2)
     sweep = tmp_path / "sweep"
     with pytest.raises(SystemExit, match=f"1 of the sweep's jobs failed; {sweep}/summary.md says why"):
         train_in_process("-m", "steps=2,3", *TOY_JOB, *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -67,9 +67,9 @@ def test_a_job_that_meets_a_bug_is_a_failed_row_too(tmp_path: Path, monkeypatch)
 def test_a_stopped_job_stops_the_sweep_after_writing_the_summary(tmp_path: Path, monkeypatch):
     # SIGTERM in job 1, as ganx.train meets it: RunSummary records the stopped run, then SystemExit(143). The user
     # asked to stop, so job 2 never starts, but the table holds the jobs so far, the stopped one too.
-    import ganx.train
+    import ganx.training
 
-    train = ganx.train.train
+    train = ganx.training.train
 
     def stopped_at_steps_3(cfg):
         if cfg.steps != 3:
@@ -79,7 +79,7 @@ def test_a_stopped_job_stops_the_sweep_after_writing_the_summary(tmp_path: Path,
         (Path(cfg.paths.output_dir) / "results.json").write_text(json.dumps(stopped))
         raise SystemExit(143)
 
-    monkeypatch.setattr(ganx.train, "train", stopped_at_steps_3)
+    monkeypatch.setattr(ganx.training, "train", stopped_at_steps_3)
     sweep = tmp_path / "sweep"
     with pytest.raises(SystemExit) as stop:
         train_in_process("-m", "steps=2,3,4", *TOY_JOB, *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
