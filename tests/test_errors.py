@@ -82,6 +82,11 @@ CASES = {
     "gp_weight": (["loss.gp_weight=-1"], "loss.gp_weight, loss.r1_weight and loss.r2_weight must be >= 0"),
     "reg_every": (["loss.reg_every=0"], "loss.reg_every must be a whole number >= 1 (critic steps between penalties)"),
     "clip_value": (["loss=wasserstein", "loss.clip_value=-1"], "loss.clip_value must be > 0 or null, got -1"),
+    "gp_precision": (["model=wgan_gp", "loss.gp_precision=bf16"], "loss.gp_precision='bf16': choose one of float32, "
+                     "autocast"),
+    "gp_center": (["model=wgan_gp", "loss.gp_center=-1"], "loss.gp_center must be >= 0 (1: WGAN-GP, 0: zero-centred)"),
+    "time estimate refresh_at": (["callbacks.time_estimate.refresh_at=1"], "callbacks.time_estimate.refresh_at must be "
+                                 "in [0, 1) (0: no second line), got 1"),
     "pl_weight": ([*STYLEGAN2, "loss.pl_weight=-1"], "loss.pl_weight must be >= 0 (0 turns path-length"),
     "pl_every": ([*STYLEGAN2, "loss.pl_every=0"], "loss.pl_every must be a whole number >= 1, got 0"),
     "pl_batch_shrink": ([*STYLEGAN2, "loss.pl_batch_shrink=0"], "loss.pl_batch_shrink must be a whole number >= 1"),
