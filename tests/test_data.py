@@ -481,3 +481,42 @@ def test_anime_download_offline_is_one_line_naming_the_url_and_where_to_put_it(t
     assert f"{tmp_path / 'animeface-character-dataset'}/ holds thumb/" in message
     assert list(tmp_path.iterdir()) == []
     assert download.ANIME_URL.startswith("http://www.nurs.or.jp/~nagadomi/animeface-character-dataset/")
+
+
+def test_two_runs_decompressing_the_same_idx_files_at_once_both_succeed(tmp_path, monkeypatch):
+    # Two runs started together (a sweep's first jobs, two seeds) both decompress Debian's files into one data dir;
+    # with one shared temporary name the second rename found its file already moved (FileNotFoundError).
+    import shutil
+    import threading
+
+    src, raw = tmp_path / "debian", tmp_path / "raw"
+    src.mkdir()
+    for name in mnist_module.IDX_FILES:
+        with gzip.open(src / f"{name}.gz", "wb") as f:
+            f.write(name.encode() * 100)
+    both_written = threading.Barrier(2)
+    copy = shutil.copyfileobj
+
+    def copy_then_wait(fin, fout):  # both writers have written their temporary file before either renames it
+        copy(fin, fout)
+        fout.flush()
+        both_written.wait(timeout=10)
+
+    monkeypatch.setattr(mnist_module.shutil, "copyfileobj", copy_then_wait)
+    errors = []
+
+    def decompress():
+        try:
+            mnist_module.decompress_idx(src, raw)
+        except Exception as err:  # noqa: BLE001 (the test reports it)
+            errors.append(err)
+            both_written.abort()
+
+    threads = [threading.Thread(target=decompress) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(p.name for p in raw.iterdir()) == sorted(mnist_module.IDX_FILES)  # no temporary file left
+    assert all((raw / name).read_bytes() == name.encode() * 100 for name in mnist_module.IDX_FILES)

@@ -24,6 +24,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
+from ganx.run_files import partial_name
+
 from .base import BatchKind, DataError, ImageDataModule, capped_val_size, split_indices
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def decompress_idx(src_dir: Path, raw_dir: Path) -> None:
         if dst.is_file() or not src.is_file():
             continue
         raw_dir.mkdir(parents=True, exist_ok=True)
-        tmp = raw_dir / f"{name}.partial"
+        tmp = raw_dir / partial_name(name)  # unique per process: two runs started at once both decompress
         try:
             with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
