@@ -44,6 +44,9 @@ PAIRS = [
 CHECKPOINT_PAIRS = [
     ("exp10_dcgan_ema_ada_seed0.npz", "exp10_projected_gan_seed0.npz"),
     ("exp10b_dcgan_ema_ada_seed0.npz", "exp10b_projected_gan_seed0.npz"),
+    # Varied blurred faces (30 minutes) against one sharp face in every sample (the projected D with DCGAN's
+    # generator, step 610, mode collapse): the collapse is the eye's verdict here, not the faces' sharpness.
+    ("exp11_dcgan_ema_ada_seed0.npz", "exp11_projected_dcgan_seed0.npz"),
 ]
 
 
@@ -68,14 +71,20 @@ def main() -> None:
     parser.add_argument("--per-set", type=int, default=2000)
     parser.add_argument("--extractors", nargs="+", default=["domain", "effnet_lite0_128"])
     parser.add_argument("--samples", help="the folder of CHECKPOINT_PAIRS' npz files (else grids only)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the scores eye_pairs.json already has (same extractor and set), score only new sets")
     args = parser.parse_args()
     pairs = PAIRS + ([(str(Path(args.samples) / a), str(Path(args.samples) / b)) for a, b in CHECKPOINT_PAIRS]
                      if args.samples else [])
     sets = {path: tiles(EXPERIMENTS / path) for path in sorted({path for pair in PAIRS for path in pair})}
     sets.update({path: samples(Path(path)) for pair in pairs[len(PAIRS):] for path in pair})
-    scores: dict[str, dict[str, dict[str, float]]] = {}
+    stored = HERE / "eye_pairs.json"
+    scores: dict[str, dict[str, dict[str, float]]] = (json.loads(stored.read_text())["scores"]
+                                                      if args.reuse and stored.is_file() else {})
     held_out = None
     for name in args.extractors:
+        if all(set_name in scores.get(name, {}) for set_name in sets):
+            continue
         extractor = build(name, Path(), [])
         path = features_path(CACHE, name, 2 * args.per_set, REAL)
         if not path.is_file():
@@ -85,12 +94,15 @@ def main() -> None:
             torch.save(extract(extractor, held_out)[:, : extractor.pool_dim], path)
         real = torch.load(path, weights_only=True)
         metrics = ImageMetrics(StoredFeatures(name, extractor.pool_dim), ["fid", "kid"], kid_subsets=100)
-        scores[name] = {}
+        scores.setdefault(name, {})
         for set_name, images in sets.items():
+            if set_name in scores[name]:
+                continue
             metrics.reset_all()
             metrics.set_reference(real)
             metrics.update(None, extract(extractor, images)[:, : extractor.pool_dim])
             scores[name][set_name] = {k: v for k, v in metrics.compute().items() if k in ("fid", "kid", "num_fake")}
+    scores = {name: scores[name] for name in args.extractors}
     agree = {name: {metric: sum(s[faces][metric] < s[blobs][metric] for faces, blobs in pairs)
                     for metric in ("kid", "fid")} for name, s in scores.items()}
     (HERE / "eye_pairs.json").write_text(json.dumps({"pairs": pairs, "scores": scores, "agree": agree}, indent=2) + "\n")
