@@ -6,10 +6,10 @@ features of a network pretrained on a large labelled set offline, where Inceptio
 Not comparable with published Inception FIDs. The input size is part of the protocol name (``effnet_lite0_128``):
 128, as 64x64 images at 224 cost 5.5x as much, and at 128 FID ranks every structure degradation of real faces above
 every texture one (at 224 it does not). On GAN samples the plain features punish blur above all else: every
-30-minute CPU generator is blurrier than the real faces, and ``effnet_lite0`` orders none of 11 eye-judged model
+30-minute CPU generator is blurrier than the real faces, and ``effnet_lite0`` orders 1 of 12 eye-judged model
 pairs as the eye does. ``effnet_lite0_blur2`` low-passes both sets first (a Gaussian of sigma 2 pixels per 64 of the
-image side, as seen from a distance): detail finer than ~4 pixels no longer counts, layout and colour do. It orders 8
-of the 11 pairs as the eye does by KID (6 by FID; domain features 7 and 6) and ranks every structure degradation above
+image side, as seen from a distance): detail finer than ~4 pixels no longer counts, layout and colour do. It orders 9
+of the 12 pairs as the eye does by KID (7 by FID; domain features 8 and 7) and ranks every structure degradation above
 every texture one by the widest margin (experiments/metrics/README.md, "Structure vs texture"), so ``features=auto``
 takes it for RGB data when Inception's weights are absent. It is blind to sharpness and checkerboard artefacts.
 """
