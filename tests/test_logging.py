@@ -3,6 +3,7 @@ summary, Table, files and checkpoint artifact; TensorBoard's HParams), and losse
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,9 @@ def test_resume_continues_the_wandb_run_and_the_csv_log(mnist_dir, tmp_path):
     second = json.loads((run / "run.json").read_text())["loggers"]
     assert first == second == {"wandb_run_id": first["wandb_run_id"], "csv_version": 0}
     wandb_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
-    assert len(wandb_runs) == 2 and all(name.endswith(f"-{first['wandb_run_id']}") for name in wandb_runs)
+    # W&B names a run's directory by the second it started and the run id; a resume in the same second gets "-1".
+    same_run = re.compile(rf"offline-run-\d{{8}}_\d{{6}}-{first['wandb_run_id']}(-\d+)?")
+    assert len(wandb_runs) == 2 and all(same_run.fullmatch(name) for name in wandb_runs), wandb_runs
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["RunRecord"]["loggers"] == first
     # One CSV file, continued: the re-logged steps replace the interrupted run's rows, so it reads like one run.
     assert [p.name for p in (run / "csv").iterdir()] == ["version_0"]
