@@ -190,9 +190,9 @@ def markdown(report: dict) -> str:
               f"{cycle}-step cycles (the median of those) and its GFLOP/step the mean over a cycle.\n"
               for name, cycle in lazy]
     for model in report["models"]:
-        if "top_ops" in model["rows"][0]:
-            lines += [f"## Top ops of one {model['rows'][0]['model']} training step (fp32, torch.profiler)", "",
-                      "```", model["rows"][0]["top_ops"].strip(), "```", ""]
+        for row in (r for r in model["rows"] if "top_ops" in r):
+            lines += [f"## Top ops of one {row['model']} training step ({row['variant']}, torch.profiler)", "",
+                      "```", row["top_ops"].strip(), "```", ""]
     if "data_loading" in report:
         lines += ["## Data loading (ImageFolderDataModule, anime faces 96x96 -> 64x64, batch 64)", ""]
         for r in report["data_loading"]:

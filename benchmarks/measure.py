@@ -128,9 +128,10 @@ def cycle_means(step_times: list[float], cycle: int) -> list[float]:
     return [statistics.fmean(step_times[i:i + cycle]) for i in range(0, len(step_times), cycle)]
 
 
-def top_ops_table(cfg, model, rows: int = 12) -> str:
-    """torch.profiler's table of the ops that take the most CPU time in one (float32, plain) training step."""
-    loop = PlainLoop(model, FP32)
+def top_ops_table(cfg, model, variant: Variant = FP32, rows: int = 12) -> str:
+    """torch.profiler's table of the ops that take the most CPU time in one plain training step (float32, or under
+    the variant's bf16 autocast)."""
+    loop = PlainLoop(model, variant)
     batch = next(iter(synthetic_loader(cfg, model)))
     loop.step(batch)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -235,8 +236,10 @@ def bench_model(key: str, variants: list[Variant], log_dir: str, steps: int | No
             "first_step_s": first_step_s[v.name], "step_gflop": flops.get(v.name, flops[variants[0].name]) / 1e9,
             "ganx_gflops_per_s": flops.get(v.name, flops[variants[0].name]) / ganx_s / 1e9, "peak_rss_mib_so_far": peak_rss_mib(),
         })
-    if profile_ops:
-        results[0]["top_ops"] = top_ops_table(cfg, copy_of_model())
+    if profile_ops:  # float32 and, when measured, bf16-mixed: where each spends its time
+        for row, v in zip(results, variants, strict=True):
+            if v == FP32 or (v.bf16 and not v.overrides and not v.channels_last and not v.compile):
+                row["top_ops"] = top_ops_table(cfg, copy_of_model(v, switched=False), v)
     measured("FLOP count" + (" and profile" if profile_ops else ""), count_reference_seconds(case, cycle))
     return {"key": key, "rows": results}
 

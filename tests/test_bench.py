@@ -323,3 +323,20 @@ def test_the_gpu_check_says_there_is_no_gpu_and_exits_0(tmp_path):
 def test_the_gpu_check_passes_on_a_gpu(tmp_path):
     result = run_cli("--models", "gan", "--steps", "2", module="benchmarks.gpu_check", cwd=tmp_path)
     assert "FAILED" not in result.stdout
+
+
+def test_profile_shows_the_float32_and_the_bf16_step(tmp_path, monkeypatch):
+    """--profile on a model with a bf16-mixed row gives a torch.profiler table for each precision (the bf16 step is
+    where the remaining time has to be found), under its own heading; bf16 ops run in the bf16 table only."""
+    import benchmarks.bench
+
+    tiny = Case("tiny dcgan", ("model=dcgan", "data=mnist", "model.generator.base_width=8",
+                               "model.discriminator.base_width=8"), steps=10, repeats=5)
+    monkeypatch.setitem(benchmarks.bench.CASES, "dcgan28", tiny)
+    smallest = list(SMALLEST)
+    smallest[smallest.index("--bf16") + 1] = "dcgan28"
+    main(["--models", "dcgan28", "--profile", "dcgan28", "--parts", "", *smallest, "--out", str(tmp_path)])
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "bench.json").read_text())["models"][0]["rows"]}
+    assert "aten::" in rows["fp32"]["top_ops"] and "aten::" in rows["bf16-mixed"]["top_ops"]
+    table = (tmp_path / "bench.md").read_text()
+    assert "training step (fp32, torch.profiler)" in table and "training step (bf16-mixed, torch.profiler)" in table

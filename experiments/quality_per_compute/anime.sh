@@ -39,6 +39,11 @@ declare -A configs=(
   # ... with DCGAN's Adam betas (0.5, 0.999) for both nets; with the critic's learning rate / 4.
   [projected_dcgan_beta05]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.g_optimizer.betas=[0.5,0.999] model.d_optimizer.betas=[0.5,0.999]"
   [projected_dcgan_slow_d]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.d_optimizer.lr=5e-5"
+  # ... generator-side single changes: the non-saturating loss, no DiffAugment, a 100-d latent, spectral norm in G.
+  [projected_dcgan_ns]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 loss=non_saturating"
+  [projected_dcgan_noaug]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 augment=none"
+  [projected_dcgan_z100]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.latent_dim=100"
+  [projected_dcgan_gsn]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.generator.spectral_norm=true"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED
