@@ -30,6 +30,8 @@ declare -A configs=(
   # Two single changes to it (experiments/faces_in_minutes): DiffAugment's translation only; the critic's lr / 4.
   [projected_gan_translation]="model=projected_gan model.generator.base_width=32 model.discriminator.feature_size=64 data.batch_size=16 augment.policy=[translation]"
   [projected_gan_slow_d]="model=projected_gan model.generator.base_width=32 model.discriminator.feature_size=64 data.batch_size=16 model.d_optimizer.lr=5e-5"
+  # FastGAN-lite at half the width (a quarter of its step's convolutions), batch 32.
+  [projected_gan_w16]="model=projected_gan model.generator.base_width=16 model.discriminator.feature_size=64 data.batch_size=32"
   # The projected D with DCGAN's generator (conf/model/nets/projected_dcgan.yaml: 2.9x cheaper per step), batch 32.
   [projected_dcgan]="model=projected_gan model/nets=projected_dcgan data.batch_size=32"
   # ... with a minibatch-stddev channel in each head (it collapsed to one face without: experiments/faces_in_minutes).
