@@ -45,8 +45,8 @@ class RunLogs(NamedTuple):
 
 def read_metrics(run_dir: Path, logged: list[dict[str, Any]] | None = None) -> dict[str, list[tuple[float, float]]]:
     """{key: [(generator step, value), ...]}: the evaluations (val/*) from the rows of the run's evaluation log
-    (``logged``: read here when not given, as a notebook calls it), the training curves from every csv/version_*/metrics.csv (a resumed run continues its version; runs
-    resumed by older ganx versions have several)."""
+    (``logged``: read here when not given, as a notebook calls it), the training curves from every
+    csv/version_*/metrics.csv (a resumed run continues its version; runs resumed by older ganx versions have several)."""
     series: dict[str, list[tuple[float, float]]] = {}
     evaluated = evaluations(read_rows(run_dir / EVALUATIONS_FILE) if logged is None else logged)
     for row in evaluated:

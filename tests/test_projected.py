@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from helpers import FAST, cli_in_process, fit, tiny_gan, train_in_process, train_whole_and_resumed, write_image_folder
 from torch.utils.data import TensorDataset
 
+from ganx.errors import ConfigError
 from ganx.losses import AdversarialLoss
 from ganx.nets import FastGANGenerator, ProjectedDiscriminator
 
@@ -56,7 +57,7 @@ def test_minibatch_stddev_heads_see_the_batch_and_refuse_a_batch_not_in_groups()
         with torch.no_grad():
             same = torch.allclose(d(collapsed)[0], d(varied)[0], atol=1e-5)
         assert same is not depends, group
-    with pytest.raises(Exception, match="multiple of"):
+    with pytest.raises(ConfigError, match="multiple of"):
         d(torch.zeros(6, 3, 32, 32))
     with pytest.raises(ValueError, match="mbstd_group_size"):
         ProjectedDiscriminator(image_size=32, feature_size=64, mbstd_group_size=-1)

@@ -138,7 +138,8 @@ class ProjectedDiscriminator(nn.Module):
         if head_norm not in HEAD_NORMS:
             raise ValueError(f"model.discriminator.head_norm must be one of {tuple(HEAD_NORMS)}; got {head_norm!r}.")
         if mbstd_group_size < 0:
-            raise ValueError(f"model.discriminator.mbstd_group_size must be 0 (off) or a group size; got {mbstd_group_size}.")
+            raise ValueError(f"model.discriminator.mbstd_group_size must be 0 (off) or a group size; got "
+                             f"{mbstd_group_size}.")
         self.image_size, self.feature_size = image_size, feature_size
         self.features = EfficientNetLiteFeatures(variant, input_size=feature_size)
         self.projection = RandomProjection(self.features.channels, mixing, mixing_width, mixing_seed)

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 FEATURES = ("auto", *BUILDERS)  # or the path of a `python -m ganx.features` file
 # features=auto on RGB data without Inception weights: the candidates, best first (experiments/metrics/README.md).
 # effnet_lite0_blur2 orders 9 of 12 eye-judged model pairs as the eye does (KID; FID 7) and ranks every structure
-# degradation of real faces above every texture one; domain orders 8 (FID 7) and ranks a colour cast above broken faces. Domain is the
-# fallback for a model that trains against EfficientNet-lite0 (a projected discriminator) or without its weights.
+# degradation of real faces above every texture one; domain orders 8 (FID 7) and ranks a colour cast above broken
+# faces. Domain is the fallback for a model that trains against EfficientNet-lite0 (a projected discriminator) or
+# without its weights.
 OFFLINE_RGB = ("effnet_lite0_blur2", "domain")
 
 
