@@ -31,6 +31,26 @@ def test_dcgan_64_matches_course_architecture():
     assert [c.kernel_size for c in strided] == [(4, 4)] * 4
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_dcgan_generator_upsampling_instead_of_transposed_convs(upsample):
+    g = DCGANGenerator(latent_dim=16, image_size=28, channels=1, base_width=8, upsample=upsample)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    ups = [m for m in g.upsample if isinstance(m, nn.Upsample)]
+    convs = [m for m in g.upsample if isinstance(m, nn.Conv2d)]
+    assert [u.mode for u in ups] == [upsample] * 2 and [c.kernel_size for c in convs] == [(3, 3)] * 2
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(16, 8), (8, 1)]
+    x = g(torch.randn(3, 16))
+    assert x.shape == (3, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+    # The same layers as the transposed version but for the kernels (5x5 transposed -> 3x3): parameters differ only there.
+    t = DCGANGenerator(latent_dim=16, image_size=28, channels=1, base_width=8)
+    kernels = lambda net: sum(p.numel() for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)  # noqa: E731
+                              for p in m.parameters())
+    others = lambda net: sum(p.numel() for p in net.parameters()) - kernels(net)  # noqa: E731
+    assert others(g) == others(t) and kernels(t) - kernels(g) == (16 * 8 + 8 * 1) * (25 - 9)
+    with pytest.raises(ValueError, match="model.generator.upsample"):
+        DCGANGenerator(latent_dim=16, image_size=28, channels=1, base_width=8, upsample="pixelshuffle")
+
+
 @pytest.mark.parametrize("size", [30, 100, 7, 3])
 def test_unsupported_sizes_are_refused_with_a_hint(size):
     with pytest.raises(ValueError, match="data.image_size"):

@@ -46,6 +46,9 @@ declare -A configs=(
   [projected_dcgan_noaug]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 augment=none"
   [projected_dcgan_z100]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.latent_dim=100"
   [projected_dcgan_gsn]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.generator.spectral_norm=true"
+  # The preset's generator now upsamples (model.generator.upsample=nearest); the runs above used transposed convs, and
+  # collapsed to one face: that is the cause (experiments/faces_in_minutes). The old generator by name:
+  [projected_dcgan_transposed]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.generator.upsample=transposed"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED
