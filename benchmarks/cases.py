@@ -88,6 +88,8 @@ SWITCHES = (
     Variant("compile", compile=True),
     Variant("channels_last+compile", channels_last=True, compile=True),
     Variant("bf16-mixed+channels_last", precision="bf16-mixed", channels_last=True),
+    Variant("bf16-mixed+compile", precision="bf16-mixed", compile=True),
+    Variant("bf16-mixed+channels_last+compile", precision="bf16-mixed", channels_last=True, compile=True),
     # The NaN check read on the host every 50 updates instead of each (no host sync per update; matters on GPUs).
     Variant("on_nonfinite_check_every=50", on_nonfinite_check_every=50),
 )

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganx.checkpoint import AtomicCheckpointIO
 from ganx.errors import ConfigError
+from ganx.layout import LAYOUT_ENV, decide_channels_last, has_convolutions
 from ganx.precision import BF16_MIN_SPEEDUP, PerOptimizerMixedPrecision, cpu_bf16_probe
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,16 @@ def wall_clock_budget(max_time) -> str | timedelta | None:
 
 
 def build_trainer(model: L.LightningModule, generator_steps: int | None, resumed_precision: dict | None = None,
-                  **trainer_kwargs) -> L.Trainer:
+                  resumed_layout: dict | None = None, **trainer_kwargs) -> L.Trainer:
     """A Lightning Trainer that stops after ``generator_steps`` generator updates of ``model``, or at
     ``max_time`` (whichever comes first; ``generator_steps=None``: at ``max_time`` alone).
 
     ``trainer_kwargs`` are Lightning's (``conf/trainer/`` holds them; ``ganx.train`` instantiates this function).
     ganx's own keys (``conf/trainer/gpu.yaml``): ``precision="auto"`` or ``"auto-mixed"`` (``decide_auto_precision``;
     ``resumed_precision``: what the run a resumed run continues trained in, ``RunRecord.precision_in``),
-    ``float32_matmul_precision`` (TF32: "high") and ``channels_last``.
+    ``float32_matmul_precision`` (TF32: "high") and ``channels_last``. The model's ``channels_last="auto"`` (the
+    top-level key's default) is decided here, after the precision (``ganx.layout.decide_channels_last``;
+    ``resumed_layout``: the resumed run's decision, ``RunRecord.layout_in``).
     Checkpoints are written with ``AtomicCheckpointIO`` unless ``plugins`` name another checkpoint writer. In a SLURM
     job, Lightning's SLURM environment (ranks, nodes, main address from SLURM_*) is used with its own requeue off:
     ``ganx.faults.FaultHandler`` takes the requeue signal at the step boundary instead (see there why).
@@ -90,8 +93,15 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, resumed
     matmul_precision = trainer_kwargs.pop("float32_matmul_precision", None)
     if matmul_precision is not None:
         torch.set_float32_matmul_precision(matmul_precision)
+    layout = None
     if trainer_kwargs.pop("channels_last", None):
         model.channels_last = True  # applied in the model's setup, as the top-level channels_last switch
+    elif getattr(model, "channels_last", None) == "auto":
+        if isinstance(resumed_layout, DictConfig):
+            resumed_layout = OmegaConf.to_container(resumed_layout)
+        layout = decide_channels_last(model, gpu, str(trainer_kwargs.get("precision", "32-true")),
+                                      run_batch_size(model), resumed_layout)
+        model.channels_last = layout["chosen"]
     trainer_kwargs["max_time"] = wall_clock_budget(trainer_kwargs.get("max_time"))
     if generator_steps is None and trainer_kwargs["max_time"] is None:
         raise ConfigError("steps=null trains without a step limit, which needs a wall-clock budget: set "
@@ -106,22 +116,26 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, resumed
         plugins.append(SLURMEnvironment(auto_requeue=False))
     max_steps = -1 if generator_steps is None else optimizer_steps(model, generator_steps)
     trainer = L.Trainer(max_steps=max_steps, plugins=plugins, **trainer_kwargs)
-    if choice is not None and trainer.num_nodes * trainer.num_devices > 1 and rank_zero_only.rank == 0:
-        os.environ[PRECISION_ENV] = json.dumps(choice)  # Lightning's launcher copies os.environ to the ranks it starts
+    if trainer.num_nodes * trainer.num_devices > 1 and rank_zero_only.rank == 0:
+        # Lightning's launcher copies os.environ to the ranks it starts: they take rank 0's decisions.
+        for env, decision in ((PRECISION_ENV, choice), (LAYOUT_ENV, layout)):
+            if decision is not None:
+                os.environ[env] = json.dumps(decision)
     trainer.auto_precision = choice  # what auto chose and why, with the probe's numbers: RunRecord puts it in run.json
+    trainer.auto_layout = layout  # the same for channels_last=auto
     return trainer
+
+
+def run_batch_size(model: torch.nn.Module, default: int = 64) -> int:
+    """The batch size the model trains on (its run config's data.batch_size), for the layout probe."""
+    data = (getattr(model, "run_config", None) or {}).get("data") or {}
+    return int(data.get("batch_size") or default)
 
 
 def on_gpu(accelerator) -> bool:
     """Whether a Trainer with this ``accelerator`` setting trains on a CUDA GPU."""
     accelerator = str(accelerator)
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
-def has_convolutions(model: torch.nn.Module) -> bool:
-    """True if any weight of ``model`` is a convolution kernel (3-D or more): by the weights, not by module types,
-    since StyleGAN2's modulated convolutions and equalized-lr layers call ``F.conv2d`` on their own parameters."""
-    return any(p.dim() >= 3 for p in model.parameters())
 
 
 PRECISION_ENV = "GANX_PRECISION"  # rank 0's trainer.precision=auto decision (JSON), for the DDP ranks it starts

@@ -111,6 +111,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
         model=model,
         generator_steps=cfg.steps,
         resumed_precision=RunRecord.precision_in(ckpt_path) if ckpt_path else None,
+        resumed_layout=RunRecord.layout_in(ckpt_path) if ckpt_path else None,
         logger=loggers or False,
         callbacks=[faults, *callbacks],
         **({} if metrics else {"limit_val_batches": 0}),  # the validation loop only runs the metrics

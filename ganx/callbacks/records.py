@@ -93,6 +93,8 @@ class RunRecord(L.Callback):
             "precision": str(trainer.precision),
             "cpu_bf16_instructions": cpu_bf16_flags(),
             **({"precision_auto": trainer.auto_precision} if getattr(trainer, "auto_precision", None) else {}),
+            # channels_last=auto's decision, with the probe of the model's step (ganx.layout).
+            **({"channels_last_auto": trainer.auto_layout} if getattr(trainer, "auto_layout", None) else {}),
             "loggers": self.logger_versions,
             **({"init_from": self.init_from} if self.init_from else {}),
         }
@@ -116,7 +118,7 @@ class RunRecord(L.Callback):
 
     def state_dict(self) -> dict:
         return {"loggers": self.logger_versions, "data": self.record.get("data", {}), "init_from": self.init_from,
-                **{k: self.record[k] for k in ("precision", "precision_auto") if k in self.record}}
+                **{k: self.record[k] for k in ("precision", "precision_auto", "channels_last_auto") if k in self.record}}
 
     def load_state_dict(self, state_dict: dict) -> None:
         # The data facts are read again from the data module when the fit starts.
@@ -152,6 +154,11 @@ class RunRecord(L.Callback):
         if state.get("precision_auto"):
             return state["precision_auto"]
         return {"chosen": state["precision"]} if state.get("precision") else None
+
+    @classmethod
+    def layout_in(cls, ckpt_path: str | Path) -> dict | None:
+        """The ``channels_last=auto`` decision of the run that wrote a checkpoint; None when it made none."""
+        return cls.state_in(ckpt_path).get("channels_last_auto")
 
     @rank_zero_only
     def _write(self, trainer, record: dict) -> None:

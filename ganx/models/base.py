@@ -65,7 +65,8 @@ class AdversarialModule(L.LightningModule):
     Args:
         on_nonfinite, on_nonfinite_max_skips, on_nonfinite_check_every: what a NaN/Inf loss does, see
             ``ganx.nonfinite.NonFiniteGuard``.
-        channels_last: keep the weights in NHWC memory layout (applied in ``setup``).
+        channels_last: keep the weights in NHWC memory layout (applied in ``setup``); "auto" is decided by
+            ``ganx.trainer.build_trainer`` (``ganx.layout``), and stays off in a Trainer ganx did not build.
         compile: ``torch.compile`` the ``networks_to_compile()`` (applied in ``setup``).
         run_config: the resolved run config, stored in every checkpoint so inference commands can rebuild the
             networks (``ganx.checkpoint``).
@@ -91,13 +92,15 @@ class AdversarialModule(L.LightningModule):
         on_nonfinite: str = "stop",
         on_nonfinite_max_skips: int = 10,
         on_nonfinite_check_every: int = 1,
-        channels_last: bool = False,
+        channels_last: bool | str = False,
         compile: bool = False,
         run_config: dict | None = None,
         augment: DiffAugment | None = None,
         ema: Mapping[str, Any] | None = None,
     ):
         super().__init__()
+        if channels_last not in (True, False, "auto"):
+            raise ConfigError(f"channels_last must be true, false or auto; got {channels_last!r}.")
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}.")
         if on_nonfinite not in ("stop", "skip"):
@@ -183,7 +186,7 @@ class AdversarialModule(L.LightningModule):
     # --- speed switches ---------------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        if self.channels_last:
+        if self.channels_last is True:
             # NHWC is oneDNN's native layout on CPU (and Tensor Cores' on GPU). Weights suffice: a conv with an NHWC
             # weight returns NHWC, so only the real images' first conv reorders its input.
             self.to(memory_format=torch.channels_last)
