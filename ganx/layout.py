@@ -68,9 +68,11 @@ def model_step(model: nn.Module, batch_size: int, bf16: bool) -> Callable[[], No
 
 
 def time_layouts(step: Callable[[bool], None], repeats: int = 5, budget_s: float = 3.0,
-                 clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+                 clock: Callable[[], float] = time.process_time) -> dict[str, Any]:
     """Median milliseconds of ``step`` in the default layout and in NHWC: one untimed warm-up each (oneDNN builds its
-    kernels), then ``repeats`` interleaved pairs, fewer (at least 3) once ``budget_s`` is spent."""
+    kernels), then ``repeats`` interleaved pairs, fewer (at least 3) once ``budget_s`` is spent. The clock is this
+    process's CPU time: other jobs on the machine (a sweep's other runs) stretch the wall time of whichever layout they
+    happen to overlap, not its CPU time."""
     step(False), step(True)
     times: dict[bool, list[float]] = {False: [], True: []}
     start = clock()

@@ -49,6 +49,10 @@ declare -A configs=(
   # The preset's generator now upsamples (model.generator.upsample=nearest); the runs above used transposed convs, and
   # collapsed to one face: that is the cause (experiments/faces_in_minutes). The old generator by name:
   [projected_dcgan_transposed]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.generator.upsample=transposed"
+  # Issue #28's other presets at their CPU settings: FastGAN (its own D with reconstruction decoders; conf/model/
+  # fastgan.yaml's CPU widths, batch 16) and StyleGAN2-lite (experiments/stylegan2_anime's settings).
+  [fastgan]="model=fastgan model.generator.base_width=32 model.generator.lite=true model.discriminator.base_width=32 data.batch_size=16"
+  [stylegan2_lite]="model=stylegan2_lite data.batch_size=16 loss.r1_weight=0.05"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED
