@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from ganx.precision import cpu_model
+from ganx.precision import cpu_model, interleaved_medians
 from ganx.run_files import write_file
 
 log = logging.getLogger(__name__)
@@ -69,22 +68,11 @@ def model_step(model: nn.Module, batch_size: int, bf16: bool) -> Callable[[], No
 
 def time_layouts(step: Callable[[bool], None], repeats: int = 5, budget_s: float = 3.0,
                  clock: Callable[[], float] = time.process_time) -> dict[str, Any]:
-    """Median milliseconds of ``step`` in the default layout and in NHWC: one untimed warm-up each (oneDNN builds its
-    kernels), then ``repeats`` interleaved pairs, fewer (at least 3) once ``budget_s`` is spent. The clock is this
+    """Median milliseconds of ``step`` in the default layout and in NHWC (``interleaved_medians``). The clock is this
     process's CPU time: other jobs on the machine (a sweep's other runs) stretch the wall time of whichever layout they
     happen to overlap, not its CPU time."""
-    step(False), step(True)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    start = clock()
-    for i in range(repeats):
-        for layout in (False, True) if i % 2 == 0 else (True, False):  # alternate which goes first
-            begin = clock()
-            step(layout)
-            times[layout].append(clock() - begin)
-        if i >= 2 and clock() - start > budget_s:
-            break
-    return {"contiguous_ms": round(1000 * statistics.median(times[False]), 3),
-            "channels_last_ms": round(1000 * statistics.median(times[True]), 3), "repeats": len(times[False])}
+    medians, pairs = interleaved_medians(step, repeats, budget_s, clock)
+    return {"contiguous_ms": medians[False], "channels_last_ms": medians[True], "repeats": pairs}
 
 
 def probe_key(model: nn.Module, batch_size: int, precision: str) -> dict[str, Any]:

@@ -151,23 +151,29 @@ def _probe_step() -> Callable[[bool], None]:
     return step
 
 
-def time_float32_and_bf16(repeats: int = 5, budget_s: float = 0.6,
-                          clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
-    """Median seconds of ``_probe_step`` in float32 and under bf16 autocast: one untimed warm-up each (oneDNN builds
-    its kernels), then ``repeats`` interleaved pairs, fewer (at least 3) once ``budget_s`` is spent."""
-    step = _probe_step()
+def interleaved_medians(step: Callable[[bool], None], repeats: int, budget_s: float,
+                        clock: Callable[[], float]) -> tuple[dict[bool, float], int]:
+    """Median milliseconds of ``step(False)`` and ``step(True)``: one untimed warm-up each (oneDNN builds its kernels),
+    then ``repeats`` interleaved pairs, which goes first alternating, fewer (at least 3) once ``budget_s`` is spent;
+    and the number of pairs timed."""
     step(False), step(True)
     times: dict[bool, list[float]] = {False: [], True: []}
     start = clock()
     for i in range(repeats):
-        for bf16 in (False, True) if i % 2 == 0 else (True, False):  # alternate which goes first
+        for arm in (False, True) if i % 2 == 0 else (True, False):
             begin = clock()
-            step(bf16)
-            times[bf16].append(clock() - begin)
+            step(arm)
+            times[arm].append(clock() - begin)
         if i >= 2 and clock() - start > budget_s:
             break
-    return {"float32_ms": round(1000 * statistics.median(times[False]), 3),
-            "bf16_ms": round(1000 * statistics.median(times[True]), 3), "repeats": len(times[False])}
+    return {arm: round(1000 * statistics.median(t), 3) for arm, t in times.items()}, len(times[False])
+
+
+def time_float32_and_bf16(repeats: int = 5, budget_s: float = 0.6,
+                          clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """Median milliseconds of ``_probe_step`` in float32 and under bf16 autocast (``interleaved_medians``)."""
+    medians, pairs = interleaved_medians(_probe_step(), repeats, budget_s, clock)
+    return {"float32_ms": medians[False], "bf16_ms": medians[True], "repeats": pairs}
 
 
 def cpu_bf16_probe(measure: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
