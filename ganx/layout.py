@@ -24,8 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from ganx.precision import cpu_model, interleaved_medians
-from ganx.run_files import write_file
+from ganx.precision import cache_probe, cached_probe, cpu_model, interleaved_medians, probe_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -95,27 +94,17 @@ def layout_probe(model: nn.Module, batch_size: int, precision: str,
     """The probe's numbers for ``model`` (``speedup`` = default-layout time / NHWC time), from the cache
     (``cached``) or measured now (``measure``, default ``time_layouts``: a few seconds) and cached; None when the model
     has no step to time (``model_step``)."""
-    from ganx.metrics.extractors.classifier import cache_dir
-
     key = probe_key(model, batch_size, precision)
-    path = cache_dir() / "layout_probe" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    try:
-        record = json.loads(path.read_text())
-        if record.get("key") == key and record.get("contiguous_ms", 0) > 0 and record.get("channels_last_ms", 0) > 0:
-            return {**record, "cached": True, "cache_file": str(path)}
-    except (OSError, ValueError, AttributeError):
-        pass
+    path = probe_cache_path(key, "layout_probe")
+    if (cached := cached_probe(path, key, "contiguous_ms", "channels_last_ms")) is not None:
+        return cached
     step = model_step(model, batch_size, bf16=precision.startswith("bf16"))
     if step is None:
         return None
     timings = (measure or time_layouts)(step)
-    record = {"key": key, **timings, "speedup": round(timings["contiguous_ms"] / timings["channels_last_ms"], 3),
-              "measured": datetime.now(UTC).isoformat(timespec="seconds")}
-    try:
-        write_file(path, json.dumps(record, indent=2) + "\n")
-    except OSError as err:
-        log.debug("Could not cache the layout probe in %s: %s", path, err)
-    return {**record, "cached": False, "cache_file": str(path)}
+    return cache_probe(path, {"key": key, **timings,
+                              "speedup": round(timings["contiguous_ms"] / timings["channels_last_ms"], 3),
+                              "measured": datetime.now(UTC).isoformat(timespec="seconds")})
 
 
 def decide_channels_last(model: nn.Module, gpu: bool, precision: str, batch_size: int,

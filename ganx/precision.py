@@ -123,12 +123,33 @@ def probe_key() -> dict[str, Any]:
             "probe_version": PROBE_VERSION}
 
 
-def probe_cache_path(key: dict[str, Any]) -> Path:
-    """``<cache>/precision_probe/<sha of the key>.json`` (``cache`` = ``$GANX_CACHE_DIR`` or ~/.cache/ganx)."""
+def probe_cache_path(key: dict[str, Any], kind: str = "precision_probe") -> Path:
+    """``<cache>/<kind>/<sha of the key>.json`` (``cache`` = ``$GANX_CACHE_DIR`` or ~/.cache/ganx)."""
     from ganx.metrics.extractors.classifier import cache_dir
 
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / "precision_probe" / f"{digest}.json"
+    return cache_dir() / kind / f"{digest}.json"
+
+
+def cached_probe(path: Path, key: dict[str, Any], *timings: str) -> dict[str, Any] | None:
+    """The probe record cached at ``path`` if it was measured for ``key`` and its ``timings`` are positive, else None
+    (a cache that cannot be read only means measuring again)."""
+    try:
+        record = json.loads(path.read_text())
+        if record.get("key") == key and all(record.get(name, 0) > 0 for name in timings):
+            return {**record, "cached": True, "cache_file": str(path)}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def cache_probe(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Write a probe's record to ``path`` (a failure is logged at debug level: the next run measures again)."""
+    try:
+        write_file(path, json.dumps(record, indent=2) + "\n")
+    except OSError as err:
+        log.debug("Could not cache the probe in %s: %s", path, err)
+    return {**record, "cached": False, "cache_file": str(path)}
 
 
 def _probe_step() -> Callable[[bool], None]:
@@ -183,17 +204,9 @@ def cpu_bf16_probe(measure: Callable[[], dict[str, Any]] | None = None) -> dict[
     or written only means measuring again."""
     key = probe_key()
     path = probe_cache_path(key)
-    try:
-        record = json.loads(path.read_text())
-        if record.get("key") == key and record.get("float32_ms", 0) > 0 and record.get("bf16_ms", 0) > 0:
-            return {**record, "cached": True, "cache_file": str(path)}
-    except (OSError, ValueError, AttributeError):
-        pass
+    if (cached := cached_probe(path, key, "float32_ms", "bf16_ms")) is not None:
+        return cached
     timings = (measure or time_float32_and_bf16)()
-    record = {"key": key, **timings, "speedup": round(timings["float32_ms"] / timings["bf16_ms"], 3),
-              "cpu_bf16_instructions": cpu_bf16_flags(), "measured": datetime.now(UTC).isoformat(timespec="seconds")}
-    try:
-        write_file(path, json.dumps(record, indent=2) + "\n")
-    except OSError as err:
-        log.debug("Could not cache the precision probe in %s: %s", path, err)
-    return {**record, "cached": False, "cache_file": str(path)}
+    return cache_probe(path, {"key": key, **timings, "speedup": round(timings["float32_ms"] / timings["bf16_ms"], 3),
+                              "cpu_bf16_instructions": cpu_bf16_flags(),
+                              "measured": datetime.now(UTC).isoformat(timespec="seconds")})
