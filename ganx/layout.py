@@ -101,7 +101,8 @@ def layout_probe(model: nn.Module, batch_size: int, precision: str,
     step = model_step(model, batch_size, bf16=precision.startswith("bf16"))
     if step is None:
         return None
-    timings = (measure or time_layouts)(step)
+    with torch.random.fork_rng(devices=[]):  # DiffAugment draws from the global RNG: the run's seed stream stays
+        timings = (measure or time_layouts)(step)  # the same whether the probe ran or came from the cache
     return cache_probe(path, {"key": key, **timings,
                               "speedup": round(timings["contiguous_ms"] / timings["channels_last_ms"], 3),
                               "measured": datetime.now(UTC).isoformat(timespec="seconds")})

@@ -84,6 +84,9 @@ CASES = {
     "clip_value": (["loss=wasserstein", "loss.clip_value=-1"], "loss.clip_value must be > 0 or null, got -1"),
     "gp_precision": (["model=wgan_gp", "loss.gp_precision=bf16"], "loss.gp_precision='bf16': choose one of float32, "
                      "autocast"),
+    "channels_last": (["channels_last=yes"], "channels_last must be true, false or auto; got 'yes'"),
+    "dcgan upsample": (["model=dcgan", "model.generator.upsample=pixelshuffle"], "model.generator.upsample must be one "
+                       "of ('transposed', 'nearest', 'bilinear'); got 'pixelshuffle'"),
     "gp_center": (["model=wgan_gp", "loss.gp_center=-1"], "loss.gp_center must be >= 0 (1: WGAN-GP, 0: zero-centred)"),
     "time estimate refresh_at": (["callbacks.time_estimate.refresh_at=1"], "callbacks.time_estimate.refresh_at must be "
                                  "in [0, 1) (0: no second line), got 1"),

@@ -10,6 +10,7 @@ import torch
 from helpers import tiny_dcgan, tiny_gan, training_loader
 from torch.utils.data import TensorDataset
 
+from ganx.augment import DiffAugment
 from ganx.callbacks import RunRecord
 from ganx.errors import ConfigError
 from ganx.layout import LAYOUT_ENV, decide_channels_last, layout_probe, model_step, time_layouts
@@ -87,6 +88,18 @@ def test_the_timed_step_runs_a_copy_in_both_layouts_and_leaves_the_model_alone()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in model.parameters())
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_a_measured_probe_leaves_the_global_random_stream_alone(monkeypatch, tmp_path):
+    """DiffAugment in the timed critic draws from the global RNG; a run whose probe was measured must train on the
+    same random stream as one whose probe came from the cache (resume is bit-exact only then)."""
+    monkeypatch.setenv("GANX_CACHE_DIR", str(tmp_path / "ganx-cache"))
+    model = tiny_dcgan(augment=DiffAugment(("color", "translation", "cutout")))
+    torch.manual_seed(0)
+    layout_probe(model, 4, "32-true", measure=lambda step: time_layouts(step, repeats=3, budget_s=0.0))
+    after_probe = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_probe, torch.rand(3))
 
 
 def run_json_of(model, run, **trainer_kwargs) -> dict:
