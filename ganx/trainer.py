@@ -85,8 +85,9 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, resumed
         )
     gpu = on_gpu(trainer_kwargs.get("accelerator", "auto"))
     choice = None
-    if isinstance(resumed_precision, DictConfig):  # Hydra's instantiate makes a DictConfig of a dict passed to it
-        resumed_precision = OmegaConf.to_container(resumed_precision)
+    # Hydra's instantiate makes a DictConfig of a dict passed to it.
+    resumed_precision, resumed_layout = (OmegaConf.to_container(r) if isinstance(r, DictConfig) else r
+                                         for r in (resumed_precision, resumed_layout))
     if trainer_kwargs.get("precision") in ("auto", "auto-mixed"):
         choice = decide_auto_precision(trainer_kwargs["precision"], gpu, model, resumed_precision)
         trainer_kwargs["precision"] = choice["chosen"]
@@ -97,8 +98,6 @@ def build_trainer(model: L.LightningModule, generator_steps: int | None, resumed
     if trainer_kwargs.pop("channels_last", None):
         model.channels_last = True  # applied in the model's setup, as the top-level channels_last switch
     elif getattr(model, "channels_last", None) == "auto":
-        if isinstance(resumed_layout, DictConfig):
-            resumed_layout = OmegaConf.to_container(resumed_layout)
         layout = decide_channels_last(model, gpu, str(trainer_kwargs.get("precision", "32-true")),
                                       run_batch_size(model), resumed_layout)
         model.channels_last = layout["chosen"]
