@@ -58,7 +58,7 @@ def composed(cfg: DictConfig) -> str:
     choices = HydraConfig.get().runtime.choices
     picked = " ".join(f"{group}={choices[group]}" for group in NAMED_GROUPS if choices.get(group) is not None)
     steps, max_time = value("steps"), value("trainer.max_time", unknown=None)
-    budget = f"{steps} generator steps" if steps is not None else "unlimited steps"
+    budget = f"{steps} generator step{'' if steps == 1 else 's'}" if steps is not None else "unlimited steps"
     budget += f" or trainer.max_time={max_time}" if max_time is not None else ""
     given = "".join(f", {key}={value(key)}" for key in ("ckpt", "init_from") if value(key) is not None)
     return (f"Composed {value('run_name')} ({picked}): {budget}{given}; run dir {value('paths.output_dir')}. "

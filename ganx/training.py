@@ -52,6 +52,8 @@ register_resolvers()
 warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 # ganx saves checkpoints between training steps, where the post-update state is the right one to keep.
 warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization and every_n_train_steps.*")
+# Frozen pretrained networks (the projected D's EfficientNet) stay in eval mode on purpose (ganx.nets.pretrained).
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 # Lightning's loggers propagate to the handlers they find when it is imported, as ganx.train imports it: after Hydra
 # has set up the run's logging (console and train.log), so its messages go there like ganx's. The package's top-level
 # logger has a console handler of its own as well, which would print each of them a second time
@@ -134,7 +136,8 @@ def _train(cfg: DictConfig, output_dir: Path) -> L.Trainer | None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         code = faults.exit_code() or (stop.code if stop.code else 143)
         raise SystemExit(code) from None
-    log.info("Done: %d generator steps. Checkpoints in %s", model.generator_steps, output_dir / "checkpoints")
+    log.info("Done: %d generator step%s. Checkpoints in %s", model.generator_steps,
+             "" if model.generator_steps == 1 else "s", output_dir / "checkpoints")
     return trainer
 
 

@@ -340,3 +340,55 @@ def test_profile_shows_the_float32_and_the_bf16_step(tmp_path, monkeypatch):
     assert "aten::" in rows["fp32"]["top_ops"] and "aten::" in rows["bf16-mixed"]["top_ops"]
     table = (tmp_path / "bench.md").read_text()
     assert "training step (fp32, torch.profiler)" in table and "training step (bf16-mixed, torch.profiler)" in table
+
+
+# --- benchmarks.onednn: oneDNN's verbose lines -> per-kernel table ---------------------------------------------------
+
+ONEDNN_LINES = [
+    # v3 layout (timestamp after v1), a bf16 NHWC convolution: 64 x 3 -> 64 channels, 64 -> 32 px, 4x4 kernel.
+    "onednn_verbose,v1,1733580000.1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core_amx_bf16,forward_training,"
+    "src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:Acdb32a::f0 bia:undef::undef::: dst:bf16::blocked:acdb::f0,"
+    "attr-scratchpad:user,alg:convolution_direct,mb64_ic3oc64_ih64oh32kh4sh2dh0ph1_iw64ow32kw4sw2dw0pw1,2.5",
+    # v2 layout, a transposed convolution 4 -> 8 px (its input side counts) and a reorder.
+    "onednn_verbose,exec,cpu,deconvolution,jit:avx512_core,backward_weights,src_bf16::blocked:abcd:f0,,"
+    "alg:deconvolution_direct,mb2_ic8oc4_ih4oh8kh4sh2dh0ph1_iw4ow8kw4sw2dw0pw1,0.5",
+    "onednn_verbose,exec,cpu,reorder,jit:uni,undef,src_f32::blocked:abcd:f0 dst_bf16::blocked:acdb:f0,,,64x3x64x64,1",
+    "onednn_verbose,info,cpu,runtime:OpenMP,nthr:1",
+    "some other output",
+]
+
+
+def test_onednn_lines_parse_in_both_layouts_and_skip_the_rest():
+    from benchmarks.onednn import parse_line
+
+    calls = [parse_line(line) for line in ONEDNN_LINES]
+    assert [c.kind if c else None for c in calls] == ["convolution", "deconvolution", "reorder", None, None]
+    assert (calls[0].impl, calls[0].direction, calls[0].ms) == ("brg_conv_fwd:avx512_core_amx_bf16",
+                                                                "forward_training", 2.5)
+    assert calls[1].problem.startswith("mb2_ic8oc4") and calls[2].problem == "64x3x64x64"
+
+
+def test_onednn_convolution_flops_by_hand():
+    from benchmarks.onednn import convolution_gflop
+
+    # 2 * 64 images * 64 out * 3 in * 16 taps * 32 * 32 output pixels
+    assert convolution_gflop("mb64_ic3oc64_ih64oh32kh4sh2dh0ph1_iw64ow32kw4sw2dw0pw1", "convolution") == \
+        pytest.approx(2 * 64 * 64 * 3 * 16 * 32 * 32 / 1e9)
+    # a deconvolution counts its input's pixels (each input pixel scatters a kernel): 2 * 2 * 4 * 8 * 16 * 4 * 4
+    assert convolution_gflop("mb2_ic8oc4_ih4oh8kh4sh2dh0ph1_iw4ow8kw4sw2dw0pw1", "deconvolution") == \
+        pytest.approx(2 * 2 * 4 * 8 * 16 * 16 / 1e9)
+    # groups divide the input channels (a depthwise conv: g = ic = oc)
+    assert convolution_gflop("mb1_g32ic32oc32_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1", "convolution") == \
+        pytest.approx(2 * 32 * 1 * 9 * 64 / 1e9)
+    assert convolution_gflop("64x3x64x64", "convolution") is None
+
+
+def test_onednn_summary_ranks_by_time_and_totals_shares():
+    from benchmarks.onednn import parse_line, summarize
+
+    table = summarize([c for c in map(parse_line, ONEDNN_LINES) if c], rows=10)
+    assert "traced step: 3 oneDNN primitive calls, 4.0 ms" in table
+    rows = [line for line in table.splitlines() if line.startswith("| convolution") or line.startswith("| reorder")]
+    assert rows[0].startswith("| convolution | brg_conv_fwd") and "| 62.5 |" in rows[0]  # 2.5 of 4.0 ms
+    gflops = 2 * 64 * 64 * 3 * 16 * 32 * 32 / 1e9 / 2.5e-3
+    assert f"| {gflops:.0f} |" in rows[0]

@@ -53,6 +53,13 @@ declare -A configs=(
   # fastgan.yaml's CPU widths, batch 16) and StyleGAN2-lite (experiments/stylegan2_anime's settings).
   [fastgan]="model=fastgan model.generator.base_width=32 model.generator.lite=true model.discriminator.base_width=32 data.batch_size=16"
   [stylegan2_lite]="model=stylegan2_lite data.batch_size=16 loss.r1_weight=0.05"
+  # Session 11, for the projected run's narrow palette: DiffAugment without its colour op; batch 64 (the heads'
+  # BatchNorm and the images per step); the feature network at 128 px.
+  [projected_dcgan_nocolor]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 augment.policy=[translation,cutout]"
+  [projected_dcgan_b64]="model=projected_gan model/nets=projected_dcgan data.batch_size=64"
+  [projected_dcgan_f128]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.feature_size=128"
+  # ... with a pixel-space discriminator beside the projected one (conf/model/nets/projected_dcgan_pixel.yaml).
+  [projected_dcgan_pixel]="model=projected_gan model/nets=projected_dcgan_pixel data.batch_size=32"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED

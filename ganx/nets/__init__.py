@@ -6,6 +6,7 @@ from ganx.nets.conditional import (
     ConditionalDCGANGenerator,
 )
 from ganx.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganx.nets.ensemble import DiscriminatorEnsemble
 from ganx.nets.fastgan import FastGANDiscriminator, FastGANGenerator
 from ganx.nets.init import init_dcgan_weights
 from ganx.nets.mlp import MLPDiscriminator, MLPGenerator
@@ -23,6 +24,7 @@ __all__ = [
     "ConditionalDCGANGenerator",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "DiscriminatorEnsemble",
     "EfficientNetLiteFeatures",
     "FastGANDiscriminator",
     "FastGANGenerator",
