@@ -5,6 +5,7 @@ import ast
 import dataclasses
 import inspect
 import io
+import os
 import sys
 import textwrap
 import tokenize
@@ -151,6 +152,19 @@ def help_before_imports(module_name: str, command: str, text: Callable[[], str |
         if answer is not None:
             print(answer)
             raise SystemExit(0)
+
+
+def missing_dependency(command: str, err: ImportError, needed_for: str = "this command") -> str:
+    """The one line a command prints for ``err``, a dependency that is not installed: what to install. ``err`` is
+    raised again when it is ganx's own (a bug), or when HYDRA_FULL_ERROR=1 asks for the traceback. An ImportError
+    without a module name is ganx's own message of what to install (a pretrained network's weight package)."""
+    missing = (err.name or "").partition(".")[0]
+    if missing == "ganx" or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    if not missing:
+        return f"{command}: {err}"
+    return (f"{command}: {missing} is not installed, and {needed_for} needs it ({err}). Install ganx with its "
+            "dependencies: make install in the repo, or pip install -e . (HYDRA_FULL_ERROR=1 shows the traceback)")
 
 
 def resolve_device(name: str) -> "torch.device":

@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ganx.cli import help_before_imports, parse_cli, resolve_device, source_help, split_group_overrides
+from ganx.cli import (
+    help_before_imports,
+    missing_dependency,
+    parse_cli,
+    resolve_device,
+    source_help,
+    split_group_overrides,
+)
 from ganx.errors import ctrl_c_exits
 
 # --help answers from this file's source, before torch is imported (seconds): ganx.cli.source_help
@@ -180,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         result = evaluate(cfg, data_overrides)
     except (CheckpointError, DataError, MetricsSetupError, ValueError, FileExistsError) as err:
         raise SystemExit(f"ganx.evaluate: {err}") from None
+    except ImportError as err:
+        raise SystemExit(missing_dependency("ganx.evaluate", err)) from None
     text = json.dumps(result, indent=2)
     print(text)
     write_file(path, text + "\n")

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ganx.cli import help_before_imports, parse_cli, resolve_device, source_help
+from ganx.cli import help_before_imports, missing_dependency, parse_cli, resolve_device, source_help
 from ganx.errors import ctrl_c_exits
 
 # --help answers from this file's source, before torch is imported (seconds): ganx.cli.source_help
@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         out = sample(cfg)
     except (CheckpointError, ValueError) as err:
         raise SystemExit(f"ganx.sample: {err}") from None
+    except ImportError as err:
+        raise SystemExit(missing_dependency("ganx.sample", err)) from None
     print(f"wrote {out}")
 
 

@@ -10,12 +10,11 @@ other commands, is accepted as a shorthand for them (``device_overrides``).
 """
 
 import logging
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
-from ganx.cli import help_asked, help_before_imports, renamed_keys
+from ganx.cli import help_asked, help_before_imports, missing_dependency, renamed_keys
 from ganx.errors import ctrl_c_exits
 from ganx.train_help import train_help
 
@@ -71,12 +70,9 @@ def import_training() -> ModuleType:
     try:
         from ganx import training
     except ModuleNotFoundError as err:
-        missing = (err.name or "").partition(".")[0]
-        if missing in ("", "ganx") or os.environ.get("HYDRA_FULL_ERROR") == "1":  # ganx's own: a bug
+        if not err.name:  # not a missing module's name: nothing to install, a bug
             raise
-        print(f"ganx.train: {missing} is not installed, and training needs it ({err}). Install ganx with its "
-              "dependencies: make install in the repo, or pip install -e . (HYDRA_FULL_ERROR=1 shows the traceback)",
-              file=sys.stderr)
+        print(missing_dependency("ganx.train", err, needed_for="training"), file=sys.stderr)
         raise SystemExit(1) from None
     return training
 

