@@ -60,6 +60,10 @@ declare -A configs=(
   [projected_dcgan_f128]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.feature_size=128"
   # ... with a pixel-space discriminator beside the projected one (conf/model/nets/projected_dcgan_pixel.yaml).
   [projected_dcgan_pixel]="model=projected_gan model/nets=projected_dcgan_pixel data.batch_size=32"
+  # ... with the upsampling G, the heads without BatchNorm or with per-sample GroupNorm (BatchNorm over an all-generated
+  # batch removes what every sample shares, a common palette among it).
+  [projected_dcgan_nonorm_up]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=none"
+  [projected_dcgan_gn_up]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=group"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED
