@@ -2,7 +2,7 @@
 GAN Training", the vision-aided GAN: a discriminator learned from pixels next to ones on frozen pretrained features).
 
 The pretrained-feature member sees what an ImageNet network sees (shapes, parts, texture) from the first step; the
-pixel member learns what such features hardly tell apart: global colour and palette, exact intensities. The ensemble
+pixel member learns this data set's own statistics from the pixels, as a GAN's discriminator always has. The ensemble
 returns the members' logits side by side, each member's repeated to the same count ``L`` (the least common multiple
 of their counts), so a loss that averages a per-logit term over all logits (every adversarial loss in ganx.losses)
 weights the members equally:
