@@ -1,7 +1,7 @@
 """Where a training step's convolution time goes, kernel by kernel: oneDNN's verbose log (``ONEDNN_VERBOSE=1``) of one
 plain-loop step (benchmarks.plain_loop, the same nets and switches as ``make bench``'s rows), summed per primitive.
 
-    python -m benchmarks.onednn dcgan64 [--variant bf16-mixed+channels_last] [--steps 3] [--rows 30]
+    python -m benchmarks.onednn dcgan64 [--variant bf16-mixed+channels_last] [--steps 3] [--rows 30] [--set KEY=VALUE]
 
 Prints, per (primitive, implementation, direction, shape, data types and formats): calls, milliseconds, GFLOP/s for
 convolutions, and the share of the traced step; then the totals per primitive kind and implementation. The step is
@@ -91,8 +91,11 @@ def summarize(calls: list[Call], rows: int) -> str:
     return "\n".join(lines)
 
 
-def traced_step(key: str, variant_name: str, steps: int) -> None:
-    """The child: ``steps`` plain-loop steps of the case, the last one between the markers (stdout is oneDNN's)."""
+def traced_step(key: str, variant_name: str, steps: int, overrides: list[str]) -> None:
+    """The child: ``steps`` plain-loop steps of the case (with config ``overrides``), the last one between the markers
+    (stdout is oneDNN's)."""
+    import dataclasses
+
     import torch
 
     from benchmarks.cases import BF16, CASES, FP32, SWITCHES, compose_config, synthetic_loader
@@ -100,6 +103,7 @@ def traced_step(key: str, variant_name: str, steps: int) -> None:
     from ganx.instantiators import instantiate_model
 
     variant = {v.name: v for v in (FP32, BF16, *SWITCHES)}[variant_name]
+    variant = dataclasses.replace(variant, overrides=(*variant.overrides, *overrides))
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as log_dir:
         cfg = compose_config(CASES[key], log_dir, variant)
@@ -120,14 +124,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="fp32, bf16-mixed or a speed switch of benchmarks.cases.SWITCHES")
     parser.add_argument("--steps", type=int, default=3, help="steps run; the last is traced")
     parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for the model, e.g. data.batch_size=128 (repeatable)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        traced_step(args.model, args.variant, args.steps)
+        traced_step(args.model, args.variant, args.steps, args.set)
         return
     env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")  # read when oneDNN loads: a fresh process
     child = subprocess.run([sys.executable, "-m", "benchmarks.onednn", args.model, "--variant", args.variant,
-                            "--steps", str(args.steps), "--child"], env=env, capture_output=True, text=True)
+                            "--steps", str(args.steps), *(f"--set={o}" for o in args.set), "--child"], env=env,
+                           capture_output=True, text=True)
     if child.returncode:
         sys.exit(f"the traced run failed:\n{child.stderr[-2000:]}")
     out = child.stdout.splitlines()
@@ -137,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     calls = [c for c in map(parse_line, traced) if c is not None]
     if not calls:
         sys.exit("oneDNN logged no primitive in the traced step: is this PyTorch built with oneDNN (mkldnn)?")
-    print(f"{args.model}, {args.variant}, one plain-loop step after {args.steps - 1} warm-up step(s), "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')} thread(s)")
+    print(f"{args.model}, {args.variant}{''.join(' ' + o for o in args.set)}, one plain-loop step after "
+          f"{args.steps - 1} warm-up step(s), {os.environ.get('OMP_NUM_THREADS', 'default')} thread(s)")
     print(summarize(calls, args.rows))
 
 
