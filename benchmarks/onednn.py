@@ -64,27 +64,27 @@ def convolution_gflop(problem: str, kind: str) -> float | None:
     return 2 * dims["mb"] * dims["oc"] * (dims["ic"] // groups) * kernel * spatial / 1e9
 
 
+def ranked(calls: list[Call], key) -> list[tuple[tuple, list[Call], float]]:
+    """``calls`` grouped by ``key(call)``: (key, calls, ms), the most time first."""
+    groups: dict[tuple, list[Call]] = defaultdict(list)
+    for c in calls:
+        groups[key(c)].append(c)
+    return sorted(((k, group, sum(c.ms for c in group)) for k, group in groups.items()), key=lambda item: -item[2])
+
+
 def summarize(calls: list[Call], rows: int) -> str:
     total = sum(c.ms for c in calls)
-    by_key: dict[tuple, list[Call]] = defaultdict(list)
-    for c in calls:
-        by_key[(c.kind, c.impl, c.direction, c.problem, c.memory)].append(c)
     lines = [f"traced step: {len(calls)} oneDNN primitive calls, {total:.1f} ms", "",
              "| primitive | kernel | direction | shape | calls | ms | % of traced | GFLOP/s | data types:formats |",
              "|---|---|---|---|---:|---:|---:|---:|---|"]
-    ranked = sorted(by_key.items(), key=lambda item: -sum(c.ms for c in item[1]))
-    for (kind, impl, direction, problem, memory), group in ranked[:rows]:
-        ms = sum(c.ms for c in group)
+    for (kind, impl, direction, problem, memory), group, ms in ranked(
+            calls, lambda c: (c.kind, c.impl, c.direction, c.problem, c.memory))[:rows]:
         gflop = convolution_gflop(problem, kind) if kind.endswith("convolution") else None
         rate = f"{gflop * len(group) / ms * 1e3:.0f}" if gflop and ms > 0 else ""
         lines.append(f"| {kind} | {impl} | {direction} | {problem} | {len(group)} | {ms:.2f} | "
                      f"{100 * ms / total:.1f} | {rate} | {memory} |")
     lines += ["", "| primitive | kernel | calls | ms | % of traced | GFLOP/s (convolutions) |", "|---|---|---:|---:|---:|---:|"]
-    by_impl: dict[tuple, list[Call]] = defaultdict(list)
-    for c in calls:
-        by_impl[(c.kind, c.impl)].append(c)
-    for (kind, impl), group in sorted(by_impl.items(), key=lambda item: -sum(c.ms for c in item[1])):
-        ms = sum(c.ms for c in group)
+    for (kind, impl), group, ms in ranked(calls, lambda c: (c.kind, c.impl)):
         gflop = sum(convolution_gflop(c.problem, kind) or 0 for c in group) if kind.endswith("convolution") else 0
         rate = f"{gflop / ms * 1e3:.0f}" if gflop and ms > 0 else ""
         lines.append(f"| {kind} | {impl} | {len(group)} | {ms:.2f} | {100 * ms / total:.1f} | {rate} |")
