@@ -34,8 +34,9 @@ def plain_gan_step(model, g_opt, d_opt, images: torch.Tensor, labels: torch.Tens
         real_logits, fake_logits = critic(real), critic(fake)
         d_loss = loss.d_loss(real_logits, fake_logits)
         if regularize and loss.gp_weight > 0:
+            n = loss.gp_batch_size(real.shape[0], getattr(D, "pack", 1))
             d_loss = d_loss + loss.reg_every * loss.gp_weight * gradient_penalty(
-                critic, real, fake, loss.gp_center, loss.gp_one_sided, loss.gp_precision)
+                critic, real[:n], fake[:n], loss.gp_center, loss.gp_one_sided, loss.gp_precision)
         if regularize and loss.r1_weight > 0:
             d_loss = d_loss + loss.reg_every * loss.r1_weight * r1_penalty(real_logits, real)
         if regularize and loss.r2_weight > 0:

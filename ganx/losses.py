@@ -246,6 +246,9 @@ class AdversarialLoss:
     r1_weight: gamma of the R1 penalty on real data (0 disables it).
     r2_weight: gamma of the R2 penalty on generated data (0 disables it).
     gp_center, gp_one_sided, gp_precision: the gradient penalty's variant and precision (``gradient_penalty``).
+    gp_batch_shrink: the gradient penalty on the first 1/gp_batch_shrink of each critic batch (rounded up to a whole
+        pack), an estimate of the same expectation from fewer interpolates at a fraction of the penalty's cost, as
+        StyleGAN2's path length penalty does (``pl_batch_shrink``, Karras et al. 2020); 1 uses the whole batch.
     reg_every: apply the penalties (gradient penalty, R1, R2) only every this many critic steps, multiplied by it
         (lazy regularisation, Karras et al. 2020, StyleGAN2 Sec. 3.1); 1 applies them at every critic step.
     """
@@ -258,6 +261,7 @@ class AdversarialLoss:
     gp_center: float = 1.0
     gp_one_sided: bool = False
     gp_precision: str = "float32"
+    gp_batch_shrink: int = 1
     reg_every: int = 1
 
     def __post_init__(self):
@@ -267,6 +271,8 @@ class AdversarialLoss:
             raise ConfigError(f"loss.gp_weight, loss.r1_weight and loss.r2_weight must be >= 0, got {self.gp_weight}, "
                               f"{self.r1_weight}, {self.r2_weight}.")
         check_whole_number("loss.reg_every", self.reg_every, meaning=" (critic steps between penalties)")
+        check_whole_number("loss.gp_batch_shrink", self.gp_batch_shrink, meaning=" (the batch's share the gradient "
+                           "penalty uses is 1/gp_batch_shrink)")
         if self.gp_precision not in GP_PRECISIONS:
             raise ConfigError(f"loss.gp_precision={self.gp_precision!r}: choose one of {', '.join(GP_PRECISIONS)}.")
         if self.gp_center < 0:
@@ -280,6 +286,12 @@ class AdversarialLoss:
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return self.family.d_loss(real_logits, fake_logits)
+
+    def gp_batch_size(self, batch_size: int, pack: int = 1) -> int:
+        """How many of a critic batch's samples the gradient penalty uses: ceil(batch_size / gp_batch_shrink), rounded
+        up to a multiple of ``pack`` (a critic that judges ``pack`` samples per logit), at most the whole batch."""
+        shrunk = -(-batch_size // self.gp_batch_shrink)
+        return min(batch_size, -(-shrunk // pack) * pack)
 
     @property
     def penalized(self) -> bool:

@@ -54,6 +54,8 @@ warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that end
 warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization and every_n_train_steps.*")
 # Frozen pretrained networks (the projected D's EfficientNet) stay in eval mode on purpose (ganx.nets.pretrained).
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+# Lightning's resume path (utilities/_pytree.py) still uses an API torch 2.14 deprecates: its users can do nothing.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 # Lightning's loggers propagate to the handlers they find when it is imported, as ganx.train imports it: after Hydra
 # has set up the run's logging (console and train.log), so its messages go there like ganx's. The package's top-level
 # logger has a console handler of its own as well, which would print each of them a second time

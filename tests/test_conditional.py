@@ -171,8 +171,10 @@ def test_unconditional_nets_and_class_count_mismatches_are_refused():
         tiny_cgan(model_cls=ACGAN, gen=generator("concat"))
 
 
-def test_the_critic_and_the_gradient_penalty_see_the_real_minibatch_labels(monkeypatch):
-    model = tiny_cgan(AdversarialLoss("wasserstein", gp_weight=10.0), disc=discriminator(norm="layer"), critic_steps=2)
+@pytest.mark.parametrize("gp_batch_shrink", [1, 3])
+def test_the_critic_and_the_gradient_penalty_see_the_real_minibatch_labels(monkeypatch, gp_batch_shrink):
+    loss = AdversarialLoss("wasserstein", gp_weight=10.0, gp_batch_shrink=gp_batch_shrink)
+    model = tiny_cgan(loss, disc=discriminator(norm="layer"), critic_steps=2)
     calls: list[tuple[bool, list[int]]] = []
     forward = model.discriminator.forward
 
@@ -185,7 +187,8 @@ def test_the_critic_and_the_gradient_penalty_see_the_real_minibatch_labels(monke
     # Per critic step: D(real, y), D(fake, y), D(x_hat, y) for the penalty (x_hat requires grad); then D(G(z, y), y).
     assert len(calls) == 2 * 3 + 1
     first_batch = calls[0][1]
-    assert calls[1][1] == first_batch and calls[2] == (True, first_batch)
+    # the penalty's interpolates: the first ceil(N / gp_batch_shrink) pairs, with their labels
+    assert calls[1][1] == first_batch and calls[2] == (True, first_batch[:-(-len(first_batch) // gp_batch_shrink)])
     assert sorted(calls[0][1] + calls[3][1]) == sorted(list(range(K)) + list(range(6)))  # 16 labels of one batch
 
 

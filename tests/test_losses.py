@@ -271,6 +271,21 @@ def test_reg_every_must_be_a_whole_number_of_critic_steps(bad):
         AdversarialLoss("rpgan", r2_weight=-1)
 
 
+@pytest.mark.parametrize("batch_size, shrink, pack, expected", [
+    (64, 1, 1, 64), (64, 2, 1, 32), (64, 4, 1, 16), (7, 2, 1, 4),  # ceil(N / shrink)
+    (6, 4, 2, 2), (6, 4, 3, 3), (8, 3, 4, 4),  # ... rounded up to whole packs
+    (3, 8, 1, 1), (4, 8, 4, 4),  # never fewer than one pack, never more than the batch
+])
+def test_gp_batch_size_is_a_share_of_the_batch_in_whole_packs(batch_size, shrink, pack, expected):
+    assert AdversarialLoss("wasserstein", gp_weight=10, gp_batch_shrink=shrink).gp_batch_size(batch_size, pack) == expected
+
+
+@pytest.mark.parametrize("bad", [0, 1.5])
+def test_gp_batch_shrink_must_be_a_whole_number(bad):
+    with pytest.raises(ValueError, match=f"loss.gp_batch_shrink must be a whole number >= 1.*{bad!r}"):
+        AdversarialLoss("wasserstein", gp_weight=10, gp_batch_shrink=bad)
+
+
 def test_r1_penalty_of_a_packing_critic_averages_over_packs():
     # With PacGAN packing a critic input is a pack of samples: E[||grad D||^2] sums each pack's samples' gradients.
     from ganx.nets import MLPDiscriminator

@@ -36,9 +36,10 @@ def main() -> None:
             loss = critic(fake).mean() - critic(real).mean()
         loss.backward()
 
-    def penalty(bf16: bool, precision: str) -> None:
+    def penalty(bf16: bool, precision: str, shrink: int = 1) -> None:
+        n = real.shape[0] // shrink  # loss.gp_batch_shrink: the penalty on the batch's first 1/shrink
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
-            loss = gradient_penalty(critic, real, fake, precision=precision)
+            loss = gradient_penalty(critic, real[:n], fake[:n], precision=precision)
         loss.backward()
 
     parts = {
@@ -47,6 +48,8 @@ def main() -> None:
         "penalty, float32": lambda: penalty(False, "float32"),
         "penalty under bf16-mixed, gp_precision=float32 (default)": lambda: penalty(True, "float32"),
         "penalty under bf16-mixed, gp_precision=autocast": lambda: penalty(True, "autocast"),
+        "penalty under bf16-mixed, gp_batch_shrink=2": lambda: penalty(True, "float32", 2),
+        "penalty under bf16-mixed, gp_batch_shrink=2 gp_precision=autocast": lambda: penalty(True, "autocast", 2),
     }
     times: dict[str, list[float]] = {name: [] for name in parts}
     for part in parts.values():

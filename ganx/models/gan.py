@@ -146,10 +146,11 @@ class GAN(AdversarialModule):
         d_loss = sum(real_terms.values(), adversarial)
         if regularize:
             # Lazy regularisation (StyleGAN2 Sec. 3.1): every reg_every-th step, scaled by reg_every.
+            n = self.loss.gp_batch_size(real.shape[0], getattr(self.discriminator, "pack", 1))
             penalties = (
                 ("gradient_penalty", self.loss.gp_weight,
-                 lambda: gradient_penalty(partial(self.critic, labels=labels), real, fake, self.loss.gp_center,
-                                          self.loss.gp_one_sided, self.loss.gp_precision)),
+                 lambda: gradient_penalty(partial(self.critic, labels=None if labels is None else labels[:n]), real[:n],
+                                          fake[:n], self.loss.gp_center, self.loss.gp_one_sided, self.loss.gp_precision)),
                 ("r1_penalty", self.loss.r1_weight, lambda: r1_penalty(real_logits, real)),
                 ("r2_penalty", self.loss.r2_weight, lambda: r2_penalty(fake_logits, fake)),
             )
