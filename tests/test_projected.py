@@ -46,6 +46,22 @@ def test_logits_per_sample_at_smaller_feature_sizes(feature_size, logits):
     assert d(torch.zeros(3, 1, 32, 32)).shape == (3, logits)
 
 
+@pytest.mark.parametrize("min_head_blocks, blocks", [(0, [2, 1, 0, 0]), (1, [2, 1, 1, 1]), (2, [2, 2, 2, 2])])
+def test_min_head_blocks_deepens_the_coarse_heads_at_stride_1(min_head_blocks, blocks):
+    # At feature_size=64 the CSM maps are 32, 16, 8 and 4 px: heads halve them down to 8 px, so the two coarsest have no
+    # block (one linear conv); the added blocks keep the map size, so the logit maps stay the same.
+    d = ProjectedDiscriminator(image_size=32, feature_size=64, min_head_blocks=min_head_blocks)
+    assert [sum(isinstance(m, torch.nn.LeakyReLU) for m in h) for h in d.heads] == blocks
+    assert d(torch.zeros(2, 3, 32, 32)).shape == (2, 3 * 25 + 1)
+
+
+def test_min_head_blocks_leaves_the_papers_heads_at_224_as_they_are_and_refuses_a_negative_count():
+    d = ProjectedDiscriminator(feature_size=224, min_head_blocks=1)  # the paper's heads have 4, 3, 2, 1 blocks
+    assert sum(p.numel() for p in d.parameters() if p.requires_grad) == OFFICIAL_HEAD_PARAMETERS
+    with pytest.raises(ValueError, match="min_head_blocks must be >= 0"):
+        ProjectedDiscriminator(feature_size=64, min_head_blocks=-1)
+
+
 def test_minibatch_stddev_heads_see_the_batch_and_refuse_a_batch_not_in_groups():
     # With BatchNorm on its running statistics (eval), a head without the layer scores each image on its own; with it,
     # an image's logits change when the rest of its group changes (a collapsed batch looks different from a varied one).

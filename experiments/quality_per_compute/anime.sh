@@ -64,6 +64,10 @@ declare -A configs=(
   # batch removes what every sample shares, a common palette among it).
   [projected_dcgan_nonorm_up]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=none"
   [projected_dcgan_gn_up]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.head_norm=group"
+  # Session 12: at feature_size 64 the two coarsest heads are one linear conv each (0 blocks; the paper's at 224 have
+  # 1-4): every head with at least one block; and with the official code's cutout (0.2 of the side; ganx's DiffAugment 0.5).
+  [projected_dcgan_deep]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.min_head_blocks=1"
+  [projected_dcgan_deep_cut02]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.min_head_blocks=1 augment.cutout_ratio=0.2"
   [projected_dcgan_mbstd]="model=projected_gan model/nets=projected_dcgan data.batch_size=32 model.discriminator.mbstd_group_size=4"
 )
 train() {  # train NAME:SEED

@@ -84,19 +84,22 @@ class RandomProjection(nn.Module):
         return out[::-1]
 
 
-def head(in_channels: int, map_size: int, mbstd_group_size: int = 0, norm: str = "batch") -> tuple[nn.Sequential, int]:
+def head(in_channels: int, map_size: int, mbstd_group_size: int = 0, norm: str = "batch",
+         min_blocks: int = 0) -> tuple[nn.Sequential, int]:
     """projected-gan's SingleDisc: strided 4x4 convs (normalisation ``norm``, LeakyReLU(0.2)) from the nearest
-    width-table size down to 8 px, [the minibatch standard deviation as one more channel,] then a 4x4 conv to one logit
-    channel. Returns the head and the side of its logit map."""
+    width-table size down to 8 px, [3x3 convs at stride 1 until the head has ``min_blocks`` such blocks,] [the
+    minibatch standard deviation as one more channel,] then a 4x4 conv to one logit channel. Returns the head and the
+    side of its logit map."""
     size = min(HEAD_WIDTHS, key=lambda key: abs(key - map_size))
     layers: list[nn.Module] = []
-    width = in_channels
-    while size > HEAD_END_SIZE:
-        size //= 2
-        layers += [nn.Conv2d(width, HEAD_WIDTHS[size], 4, 2, 1), HEAD_NORMS[norm](HEAD_WIDTHS[size]),
-                   nn.LeakyReLU(0.2)]
-        width = HEAD_WIDTHS[size]
-        map_size //= 2
+    width, blocks = in_channels, 0
+    while size > HEAD_END_SIZE or blocks < min_blocks:
+        stride = 2 if size > HEAD_END_SIZE else 1
+        size //= stride
+        conv = nn.Conv2d(width, HEAD_WIDTHS[size], 4, 2, 1) if stride == 2 else nn.Conv2d(width, HEAD_WIDTHS[size], 3, 1, 1)
+        layers += [conv, HEAD_NORMS[norm](HEAD_WIDTHS[size]), nn.LeakyReLU(0.2)]
+        width, blocks = HEAD_WIDTHS[size], blocks + 1
+        map_size //= stride
     if mbstd_group_size:
         layers.append(MinibatchStdDev(mbstd_group_size))
         width += 1
@@ -121,11 +124,15 @@ class ProjectedDiscriminator(nn.Module):
         mbstd_group_size: 0, or the group size of a minibatch standard deviation channel before each head's last conv
             (not in the paper: a frozen feature network makes mode collapse cheap for the generator, and this lets
             the heads see a collapsed batch; the batch size must be a multiple of it).
+        min_head_blocks: 0, or the fewest conv-norm-LeakyReLU blocks of each head; the blocks a map too small to halve
+            again runs at stride 1 (3x3 convs). A head's depth otherwise follows its map's size: at feature_size=224
+            the paper's heads have 4, 3, 2, 1 blocks, at 64 they would have 2, 1, 0, 0, the two coarsest a single
+            linear conv on a fixed linear projection, which can only compare the mean features of real and fake.
     """
 
     def __init__(self, image_size: int = 64, channels: int = 3, feature_size: int = 224, variant: str = "lite0",
                  mixing: str = "scale", mixing_width: int = 64, mixing_seed: int = 0, head_norm: str = "batch",
-                 mbstd_group_size: int = 0):
+                 mbstd_group_size: int = 0, min_head_blocks: int = 0):
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"ProjectedDiscriminator reads 1- or 3-channel images (an ImageNet network); got "
@@ -140,11 +147,14 @@ class ProjectedDiscriminator(nn.Module):
         if mbstd_group_size < 0:
             raise ValueError(f"model.discriminator.mbstd_group_size must be 0 (off) or a group size; got "
                              f"{mbstd_group_size}.")
+        if min_head_blocks < 0:
+            raise ValueError(f"model.discriminator.min_head_blocks must be >= 0 (0: the depth the map size gives); got "
+                             f"{min_head_blocks}.")
         self.image_size, self.feature_size = image_size, feature_size
         self.features = EfficientNetLiteFeatures(variant, input_size=feature_size)
         self.projection = RandomProjection(self.features.channels, mixing, mixing_width, mixing_seed)
         sizes = [feature_size // r * self.projection.upsampling for r in self.features.reductions]
-        heads, self.logit_sides = zip(*(head(c, s, mbstd_group_size, head_norm)
+        heads, self.logit_sides = zip(*(head(c, s, mbstd_group_size, head_norm, min_head_blocks)
                                         for c, s in zip(self.projection.channels, sizes, strict=True)), strict=True)
         if min(self.logit_sides) < 1:
             raise ValueError(f"At feature_size={feature_size} with mixing={mixing}, the coarsest map is too small for "
