@@ -88,6 +88,8 @@ CASES = {
     "dcgan upsample": (["model=dcgan", "model.generator.upsample=pixelshuffle"], "model.generator.upsample must be one "
                        "of ('transposed', 'nearest', 'bilinear'); got 'pixelshuffle'"),
     "gp_center": (["model=wgan_gp", "loss.gp_center=-1"], "loss.gp_center must be >= 0 (1: WGAN-GP, 0: zero-centred)"),
+    "gp_batch_shrink": (["model=wgan_gp", "loss.gp_batch_shrink=0"], "loss.gp_batch_shrink must be a whole number >= 1 "
+                        "(the batch's share the gradient penalty uses is 1/gp_batch_shrink)"),
     "time estimate refresh_at": (["callbacks.time_estimate.refresh_at=1"], "callbacks.time_estimate.refresh_at must be "
                                  "in [0, 1) (0: no second line), got 1"),
     "pl_weight": ([*STYLEGAN2, "loss.pl_weight=-1"], "loss.pl_weight must be >= 0 (0 turns path-length"),
