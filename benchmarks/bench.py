@@ -241,7 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="models whose speed switches are measured too (comma-separated; '' for none; default "
                              f"{DEFAULTS['switches']})")
     parser.add_argument("--parts", default=None,
-                        help="models whose parts' costs are measured too (EMA, SN, DiffAugment, R1/R2; '' for none; "
+                        help="models whose parts' costs are measured too (EMA, SN, DiffAugment, R1/R2; wgan_gp64: its "
+                             "penalty's variants under bf16; '' for none; "
                              f"default {DEFAULTS['parts']})")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per arm (default: per model)")
     parser.add_argument("--steps", type=int, default=None, help="timed generator steps per repeat and arm")

@@ -106,12 +106,23 @@ PARTS = (
     Variant("rpgan, R1+R2 lazy (every 16)", overrides=(*_RPGAN, "loss.reg_every=16")),
 )
 
+# WGAN-GP's parts are its penalty's cheaper variants under bf16-mixed (issue #29; experiments/gradient_penalty), read
+# against the bf16-mixed row: the double backward in bf16, on half of each batch, both.
+GP_PARTS = (
+    Variant("bf16-mixed, gp_precision=autocast", precision="bf16-mixed", overrides=("loss.gp_precision=autocast",)),
+    Variant("bf16-mixed, gp_batch_shrink=2", precision="bf16-mixed", overrides=("loss.gp_batch_shrink=2",)),
+    Variant("bf16-mixed, gp_batch_shrink=2 + autocast", precision="bf16-mixed",
+            overrides=("loss.gp_batch_shrink=2", "loss.gp_precision=autocast")),
+)
+PARTS_OF = {"wgan_gp64": GP_PARTS}  # a model's own parts; the others get PARTS
+
 
 def variants_of(key: str, bf16: list[str], switches: list[str], parts: list[str]) -> list[Variant]:
     """What a model is timed in, each interleaved with the first, float32: bf16-mixed (``bf16``), the speed switches
-    (``switches``, bf16-mixed among them: measured once when a model is in both) and the parts (``parts``)."""
+    (``switches``, bf16-mixed among them: measured once when a model is in both) and the parts (``parts``: the
+    model's own, ``PARTS_OF``, or ``PARTS``)."""
     variants = [FP32, *((BF16,) if key in bf16 else ()), *(SWITCHES if key in switches else ()),
-                *(PARTS if key in parts else ())]
+                *(PARTS_OF.get(key, PARTS) if key in parts else ())]
     return list(dict.fromkeys(variants))
 
 

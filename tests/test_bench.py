@@ -16,6 +16,7 @@ from benchmarks.cases import (
     CASES,
     CONVOLUTIONAL,
     FP32,
+    GP_PARTS,
     PARTS,
     SWITCHES,
     Case,
@@ -228,6 +229,10 @@ def test_bf16_rows_default_to_the_convolutional_models_and_quick_defaults_yield_
     assert [v.name for v in variants_of("dcgan28", list(CONVOLUTIONAL), [], ["dcgan28"])] == [
         "fp32", "bf16-mixed", *(p.name for p in PARTS)]
     assert [v.name for v in variants_of("gan", list(CONVOLUTIONAL), [], [])] == ["fp32"]
+    gp_rows = variants_of("wgan_gp64", list(CONVOLUTIONAL), [], ["wgan_gp64"])  # WGAN-GP's parts: its penalty's variants
+    assert [v.name for v in gp_rows] == ["fp32", "bf16-mixed", *(p.name for p in GP_PARTS)]
+    assert all(v.bf16 for v in gp_rows[1:]) and gp_rows[-1].overrides == ("loss.gp_batch_shrink=2",
+                                                                          "loss.gp_precision=autocast")
 
 
 def test_each_case_says_whether_its_model_is_convolutional(tmp_path):
