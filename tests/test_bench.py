@@ -397,3 +397,25 @@ def test_onednn_summary_ranks_by_time_and_totals_shares():
     assert rows[0].startswith("| convolution | brg_conv_fwd") and "| 62.5 |" in rows[0]  # 2.5 of 4.0 ms
     gflops = 2 * 64 * 64 * 3 * 16 * 32 * 32 / 1e9 / 2.5e-3
     assert f"| {gflops:.0f} |" in rows[0]
+
+
+# --- benchmarks.threads: thread settings, one process each -----------------------------------------------------------
+
+
+def test_thread_settings_speed_is_the_median_of_per_repeat_ratios_to_the_first():
+    from benchmarks.threads import relative_speeds
+
+    # repeat 2 ran on a slower machine state for both: its ratios, not its times, count
+    speeds = relative_speeds({"as given": [1.0, 2.0, 1.0], "bound": [0.5, 1.0, 2.0], "active": [1.0, 2.0, 1.25]})
+    assert speeds == {"as given": 1.0, "bound": 2.0, "active": pytest.approx(1.0)}
+
+
+@pytest.mark.e2e
+def test_thread_settings_table_from_real_child_processes(capsys):
+    from benchmarks.threads import SETTINGS, main
+
+    main(["gan", "--variant", "fp32", "--steps", "1", "--repeats", "1"])
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| setting")]
+    assert [row.split(" | ")[0][2:] for row in rows] == list(SETTINGS)
+    assert rows[0].endswith("| 1.000 |") and all(float(row.split(" | ")[1]) > 0 for row in rows)
